@@ -1,0 +1,13 @@
+"""Energy analytics: energy intensity (SEC) per process and plant from InfluxDB.
+
+Public API::
+
+    from analytics import InfluxReader, energy_intensity
+    figs = energy_intensity(InfluxReader(url, "carbonedge"), plant_model, start_ms, end_ms)
+    figs.plant_sec, figs.processes["eaf"].sec
+"""
+
+from analytics.influx import InfluxReader
+from analytics.intensity import PlantFigures, ProcessFigure, counter_increase, energy_intensity
+
+__all__ = ["InfluxReader", "PlantFigures", "ProcessFigure", "counter_increase", "energy_intensity"]

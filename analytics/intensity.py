@@ -1,0 +1,123 @@
+"""Energy, production and specific energy consumption (SEC) per process and for the plant.
+
+Energy and production come from cumulative counters: the consumption over a period is
+the sum of the counter's increments between consecutive readings. A decrease is a
+counter reset (meter swap, power loss on a meter without non-volatile totals): the
+increment after it is the new value itself, never a negative or a spike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analytics.influx import InfluxReader, quote_literal, time_range
+
+
+def counter_increase(values: np.ndarray) -> tuple[float, int]:
+    """Total increase of a cumulative counter series; returns ``(increase, resets)``."""
+    if values.size < 2:
+        return 0.0, 0
+    d = np.diff(values)
+    resets = d < 0
+    d = np.where(resets, values[1:], d)
+    return float(d.sum()), int(resets.sum())
+
+
+@dataclass
+class ProcessFigure:
+    process: str
+    area: str
+    energy_kwh: float
+    production: float | None
+    production_unit: str | None
+    meters: list[str]
+    counter_resets: int = 0
+    readings: int = 0
+
+    @property
+    def sec(self) -> float | None:
+        if self.production is None or self.production <= 0:
+            return None
+        return self.energy_kwh / self.production
+
+
+@dataclass
+class PlantFigures:
+    site: str
+    start_ms: int
+    end_ms: int
+    sec_unit: str
+    processes: dict[str, ProcessFigure] = field(default_factory=dict)
+    plant_energy_kwh: float = 0.0
+    plant_production: float | None = None
+    output_process: str | None = None
+
+    @property
+    def plant_sec(self) -> float | None:
+        if not self.plant_production:
+            return None
+        return self.plant_energy_kwh / self.plant_production
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "sec_unit": self.sec_unit,
+            "plant_energy_kwh": self.plant_energy_kwh,
+            "plant_production": self.plant_production,
+            "plant_sec": self.plant_sec,
+            "output_process": self.output_process,
+            "processes": {
+                name: {
+                    "area": p.area,
+                    "energy_kwh": p.energy_kwh,
+                    "production": p.production,
+                    "production_unit": p.production_unit,
+                    "sec": p.sec,
+                    "counter_resets": p.counter_resets,
+                }
+                for name, p in self.processes.items()
+            },
+        }
+
+
+def energy_intensity(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end_ms: int) -> PlantFigures:
+    """Compute energy, production and SEC per process over ``[start_ms, end_ms]`` from InfluxDB.
+
+    ``plant`` is a plant model: ``site``, ``sec_unit``, ``energy_quantity``,
+    ``production_quantity``, ``output_process`` and ``processes`` mapping each
+    process to its ``meters`` and production ``counters`` (device ids).
+    """
+    site = plant["site"]
+    eq, pq = plant.get("energy_quantity", "active_energy_import"), plant.get("production_quantity", "production_mass")
+    where = f"site = {quote_literal(site)} AND {time_range(start_ms, end_ms)}"
+    energy = reader.series_by_tag(f'SELECT "{eq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+    prod = reader.series_by_tag(f'SELECT "{pq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+    figs = PlantFigures(site=site, start_ms=start_ms, end_ms=end_ms, sec_unit=plant["sec_unit"], output_process=plant.get("output_process"))
+    for name, spec in plant["processes"].items():
+        e_total, resets, n = 0.0, 0, 0
+        for dev in spec.get("meters", []):
+            if dev in energy:
+                inc, r = counter_increase(energy[dev][1])
+                e_total += inc
+                resets += r
+                n += energy[dev][1].size
+        production: float | None = None
+        if spec.get("counters"):
+            production = 0.0
+            for dev in spec["counters"]:
+                if dev in prod:
+                    inc, r = counter_increase(prod[dev][1])
+                    production += inc
+                    resets += r
+        figs.processes[name] = ProcessFigure(
+            process=name, area=spec.get("area", ""), energy_kwh=e_total, production=production,
+            production_unit=spec.get("production_unit") if production is not None else None,
+            meters=list(spec.get("meters", [])), counter_resets=resets, readings=n,
+        )
+    figs.plant_energy_kwh = sum(p.energy_kwh for p in figs.processes.values())
+    out = figs.processes.get(figs.output_process or "")
+    figs.plant_production = out.production if out else None
+    return figs

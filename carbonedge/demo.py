@@ -1,0 +1,196 @@
+"""``carbonedge demo``: a simulated plant through the real pipeline, end to end.
+
+simulator (Modbus TCP) -> edge gateway (outbox, MQTT v5) -> Mosquitto -> collector
+-> InfluxDB -> analytics. Each stage runs as its own process, on one virtual clock,
+with the project's own Mosquitto and InfluxDB on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from carbonedge.clock import ClockSpec, iso, parse_time
+from carbonedge.errors import CarbonEdgeError
+from carbonedge.services import Services
+
+DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
+DATABASE = "carbonedge"
+WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class _Proc:
+    def __init__(self, name: str, argv: list[str], logs: Path) -> None:
+        self.name = name
+        self.log = logs / f"{name}.log"
+        with self.log.open("w") as f:
+            self.p = subprocess.Popen([sys.executable, "-m", "carbonedge.cli", "-v", *argv], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return int(self.p.returncode)
+
+    def check(self) -> None:
+        if self.p.poll() not in (None, 0):
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise CarbonEdgeError(f"the {self.name} process failed (exit {self.p.returncode}). Last log lines:\n{tail}")
+
+
+def count_readings(services: Services, site: str) -> int:
+    """Readings (field values other than bookkeeping) stored for ``site``."""
+    res = services.influx.query(f"SELECT count(*) FROM readings WHERE site = '{site}'", db=DATABASE)
+    total = 0
+    for s in res["results"][0].get("series", []):
+        for col, v in zip(s["columns"], s["values"][0]):
+            if col.startswith("count_") and col not in ("count_seq", "count_bad_values", "count_status") and v:
+                total += int(v)
+    return total
+
+
+def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0, seed: int = 7, out: Path = Path("demo-out"), poll_interval_s: float = 60.0) -> dict[str, Any]:
+    out = out.resolve()
+    run_dir = out / "run"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    logs = out / "logs"
+    for d in (run_dir, logs):
+        d.mkdir(parents=True, exist_ok=True)
+    site = f"demo-{plant}"
+    duration = hours * 3600.0
+    wall_estimate = duration / speed
+    _say(f"carbonedge demo: {plant} plant, {hours:g} h of plant operation at {speed:g}x (about {wall_estimate + WARMUP_S + 10:.0f} s)")
+
+    t0 = time.monotonic()
+    _say("[1/5] Starting Mosquitto and InfluxDB on free loopback ports ...")
+    services = Services(run_dir / "services", database=DATABASE).start()
+    procs: list[_Proc] = []
+    try:
+        _say(f"      Mosquitto 127.0.0.1:{services.mqtt.port}, InfluxDB {services.influx.url}")
+        start = parse_time(DEMO_START)
+        end = start + duration
+        spec = ClockSpec(start=start, speed=speed, origin=time.time() + WARMUP_S)
+
+        _say(f"[2/5] Starting the {plant} plant simulator (seed {seed}) ...")
+        sim_dir = run_dir / "sim"
+        sim = _Proc("sim", ["sim", "--plant", plant, "--seed", str(seed), "--clock", spec.to_arg(), "--duration", str(duration),
+                            "--site", site, "--out", str(sim_dir), "--poll-interval", str(poll_interval_s), "--sync-start"], logs)
+        procs.append(sim)
+        while not (sim_dir / "ready").exists():
+            sim.check()
+            if time.time() > spec.origin - 2:
+                raise CarbonEdgeError("the simulator did not start in time; see " + str(sim.log))
+            time.sleep(0.05)
+        devices = json.loads((sim_dir / "devices.json").read_text())
+        _say(f"      {len(devices)} devices on {len({d['port'] for d in devices})} Modbus TCP ports: "
+             + ", ".join(sorted({d['profile'] for d in devices})))
+
+        _say("[3/5] Starting the collector and the edge gateway; plant time runs ...")
+        coll = _Proc("collector", ["collect", "--mqtt-port", str(services.mqtt.port), "--influx-url", services.influx.url,
+                                   "--database", DATABASE, "--state-dir", str(run_dir / "collector"),
+                                   "--stats-file", str(run_dir / "collector-stats.json")], logs)
+        procs.append(coll)
+        edge_stats = run_dir / "edge-stats.json"
+        edge = _Proc("edge", ["edge", "--config", str(sim_dir / "gateway.toml"), "--mqtt-port", str(services.mqtt.port),
+                              "--data-dir", str(run_dir / "edge"), "--clock", spec.to_arg(), "--until", iso(end + poll_interval_s),
+                              "--exit-when-drained", "--stats-file", str(edge_stats)], logs)
+        procs.append(edge)
+        last = 0.0
+        while edge.p.poll() is None:
+            for p in procs:
+                p.check()
+            now = time.time()
+            if now - last >= 5.0:
+                last = now
+                plant_t = min(max(start + (now - spec.origin) * speed, start), end)
+                pct = 100.0 * (plant_t - start) / duration
+                stored = count_readings(services, site)
+                _say(f"      plant time {iso(plant_t)[:16].replace('T', ' ')}  {pct:5.1f} %   readings in InfluxDB: {stored:,}")
+            time.sleep(0.2)
+        edge.check()
+
+        _say("[4/5] Gateway has stopped polling and every batch is confirmed by the collector; stopping ...")
+        coll.stop()
+        sim.stop()
+        truth_path = sim_dir / "truth.json"
+        if not truth_path.exists():
+            raise CarbonEdgeError(f"the simulator did not write {truth_path}; see {sim.log}")
+        truth = json.loads(truth_path.read_text())
+        gstats = json.loads(edge_stats.read_text())
+        cstats = json.loads((run_dir / "collector-stats.json").read_text())
+
+        _say("[5/5] Computing energy intensity from InfluxDB ...")
+        from analytics import InfluxReader, energy_intensity
+
+        plant_model = json.loads((sim_dir / "plant.json").read_text())
+        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int(start * 1000), int((end + 2 * poll_interval_s) * 1000)).as_dict()
+        in_db = count_readings(services, site)
+        published = int(gstats.get("readings", 0))
+        summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+        from carbonedge.report import sec_table
+
+        _say("")
+        _say(sec_table(figs, summary))
+        _say("")
+        _say(f"Readings published: {published:,}   in InfluxDB: {in_db:,}   lost: {summary['lost']}   "
+             f"duplicate deliveries: {summary['duplicate_deliveries']}   bad values: {gstats.get('bad_values', 0)}")
+        _say(f"Summary: {out / 'summary.json'}   (took {time.monotonic() - t0:.0f} s)")
+        return summary
+    finally:
+        for p in reversed(procs):
+            p.stop(10)
+        services.stop()
+
+
+def _summary(plant: str, figs: dict[str, Any], truth: dict[str, Any], published: int, in_db: int,
+             gstats: dict[str, Any], cstats: dict[str, Any], hours: float, seed: int) -> dict[str, Any]:
+    procs = {}
+    for name, p in figs["processes"].items():
+        t = truth["processes"][name]
+        truth_sec = t["energy_kwh"] / t["production"] if t.get("production") else None
+        procs[name] = {
+            "energy_kwh": p["energy_kwh"],
+            "production": p["production"],
+            "production_unit": p["production_unit"],
+            "sec": p["sec"],
+            "truth_energy_kwh": t["energy_kwh"],
+            "truth_production": t["production"],
+            "truth_sec": truth_sec,
+        }
+    pt = truth["plant_total"]
+    return {
+        "plant": plant,
+        "hours": hours,
+        "seed": seed,
+        "readings_published": published,
+        "readings_in_influxdb": in_db,
+        "lost": max(0, published - in_db),
+        "duplicate_deliveries": int(cstats.get("duplicate_deliveries", 0)),
+        "batches_published": int(gstats.get("batches", 0)),
+        "skipped_poll_cycles": int(gstats.get("skipped_cycles", 0)),
+        "sec_unit": figs["sec_unit"],
+        "plant_energy_kwh": figs["plant_energy_kwh"],
+        "plant_production": figs["plant_production"],
+        "plant_sec": figs["plant_sec"],
+        "plant_truth_sec": pt["energy_kwh"] / pt["production"] if pt.get("production") else None,
+        "output_process": figs["output_process"],
+        "processes": procs,
+        "collector": {k: v for k, v in cstats.items() if k != "watermarks"},
+    }

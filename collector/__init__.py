@@ -1,0 +1,13 @@
+"""The collector: subscribes to gateway telemetry, validates it against the wire contract, writes
+InfluxDB, and publishes each gateway's end-to-end watermark.
+
+Public API::
+
+    from collector import Collector, CollectorSettings
+    c = Collector(CollectorSettings(mqtt_port=1883, influx_url="http://127.0.0.1:8086"))
+    c.run()   # until c.stop()
+"""
+
+from collector.service import Collector, CollectorSettings
+
+__all__ = ["Collector", "CollectorSettings"]

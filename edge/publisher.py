@@ -1,0 +1,162 @@
+"""MQTT v5 sender: publishes outbox batches in order at QoS 1 and follows the collector's watermark.
+
+Runs in its own thread with paho-mqtt (which exposes v5 PUBACK reason codes; aiomqtt
+2.5.1 discards them). A PUBACK with a reason code >= 0x80 counts as not delivered.
+Nothing is deleted here on a PUBACK: only the collector's acknowledgement (the
+retained ``ack`` topic) prunes the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from carbonedge import wire
+from edge.config import GatewayConfig
+from edge.outbox import Outbox
+
+log = logging.getLogger("carbonedge.edge.publisher")
+
+
+class Publisher(threading.Thread):
+    def __init__(self, cfg: GatewayConfig, outbox: Outbox, boot_id: str) -> None:
+        super().__init__(name="mqtt-publisher", daemon=True)
+        self.cfg = cfg
+        self.outbox = outbox
+        self.boot_id = boot_id
+        g = cfg.gateway
+        self.topic = wire.telemetry_topic(g.site, g.id)
+        self.ack_topic = wire.ack_topic(g.site, g.id)
+        self.status_topic = wire.status_topic(g.site, g.id)
+        self.counters: Counter[str] = Counter()
+        self._halt = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._connected = False
+        self._sent_upto = 0  # highest seq handed to the broker on this connection
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._last_progress = time.monotonic()
+        self._acked_watermark = outbox.watermark
+
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"carbonedge-{g.site}-{g.id}",
+            protocol=mqtt.MQTTv5,
+        )
+        if cfg.mqtt.username:
+            c.username_pw_set(cfg.mqtt.username, cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else None)
+        c.will_set(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=boot_id).to_json(), qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.max_inflight_messages_set(cfg.mqtt.max_inflight)
+        self.client = c
+
+    # -- paho callbacks (network thread)
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
+        if rc.is_failure:
+            log.warning("broker refused connection: %s", rc)
+            return
+        g = self.cfg.gateway
+        client.subscribe(self.ack_topic, qos=1)
+        client.publish(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="online", boot_id=self.boot_id, ts=int(time.time() * 1000)).to_json(), qos=1, retain=True)
+        with self._lock:
+            self._connected = True
+            self._sent_upto = self._acked_watermark  # resend everything the collector has not confirmed
+            self._inflight.clear()
+        self.counters["connects"] += 1
+        log.info("connected to MQTT broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
+        with self._lock:
+            self._connected = False
+        if not self._halt.is_set():
+            log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: mqtt.ReasonCode, props: object) -> None:
+        with self._lock:
+            seq = self._inflight.pop(mid, None)
+            if seq is not None and rc.is_failure:
+                # Refused by the broker (0x87 not authorised, 0x95 too large, 0x97 quota): resend later.
+                self.counters[f"broker_rejected_{int(rc.value):#04x}"] += 1
+                self._sent_upto = min(self._sent_upto, seq - 1)
+                log.warning("broker refused batch seq %d: %s", seq, rc)
+        self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            ack = wire.Ack.model_validate_json(msg.payload)
+        except (ValidationError, ValueError):
+            self.counters["bad_ack"] += 1
+            log.warning("ignored a malformed acknowledgement on %s", msg.topic)
+            return
+        with self._lock:
+            if ack.watermark > self._acked_watermark:
+                self._acked_watermark = ack.watermark
+                self._last_progress = time.monotonic()
+        self._wake.set()
+
+    # -- sender loop
+    def run(self) -> None:
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive_s)
+        self.client.loop_start()
+        try:
+            while not self._halt.is_set():
+                self._wake.wait(0.2)
+                self._wake.clear()
+                wm = self._acked_watermark
+                if wm > self.outbox.watermark:
+                    self.counters["pruned"] += self.outbox.acknowledge(wm)
+                self._send_some()
+        finally:
+            self.client.loop_stop()
+
+    def _send_some(self) -> None:
+        with self._lock:
+            if not self._connected:
+                return
+            room = self.cfg.mqtt.max_inflight - len(self._inflight)
+            if time.monotonic() - self._last_progress > self.cfg.mqtt.resend_after_s and self._sent_upto > self._acked_watermark:
+                self.counters["resends"] += 1
+                log.info("collector has not confirmed seq %d for %.0f s; resending", self._acked_watermark + 1, self.cfg.mqtt.resend_after_s)
+                self._sent_upto = self._acked_watermark
+                self._last_progress = time.monotonic()
+            after = max(self._sent_upto, self._acked_watermark)
+        if room <= 0:
+            return
+        for seq, payload in self.outbox.pending(after, room):
+            info = self.client.publish(self.topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.counters["publish_errors"] += 1
+                return
+            with self._lock:
+                self._inflight[info.mid] = seq
+                self._sent_upto = max(self._sent_upto, seq)
+            self.counters["published"] += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._wake.set()
+        self.join(10)
+        g = self.cfg.gateway
+        try:
+            self.client.publish(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=self.boot_id, ts=int(time.time() * 1000)).to_json(), qos=1, retain=True).wait_for_publish(2)
+        except (ValueError, RuntimeError):
+            pass
+        self.client.disconnect()
+
+    @property
+    def acked_watermark(self) -> int:
+        return self._acked_watermark
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counters)
+
