@@ -12,6 +12,7 @@ Topic layout (``{site}`` and ``{gateway}`` are :data:`Identifier` strings)::
     carbonedge/v1/{site}/{gateway}/telemetry   gateway -> collector   Batch, QoS 1
     carbonedge/v1/{site}/{gateway}/ack         collector -> gateway   Ack, QoS 1, retained
     carbonedge/v1/{site}/{gateway}/status      gateway (birth/will)   Status, QoS 1, retained
+    carbonedge/v1/{site}/{gateway}/health      gateway -> collector   Health, QoS 0/1
     carbonedge/v1/{site}/{gateway}/deadletter  collector              rejected payloads with a reason
 
 Any change to these models bumps :data:`BATCH_SCHEMA`; ``docs/wire-format.md``
@@ -30,6 +31,7 @@ from carbonedge import quantities
 BATCH_SCHEMA = "carbonedge.batch/1"
 ACK_SCHEMA = "carbonedge.ack/1"
 STATUS_SCHEMA = "carbonedge.status/1"
+HEALTH_SCHEMA = "carbonedge.health/1"
 TOPIC_ROOT = "carbonedge/v1"
 
 #: Names that travel in topics and become InfluxDB tag values: no wildcards,
@@ -55,6 +57,14 @@ def ack_topic(site: str, gateway: str) -> str:
 
 def status_topic(site: str, gateway: str) -> str:
     return f"{TOPIC_ROOT}/{site}/{gateway}/status"
+
+
+def health_topic(site: str, gateway: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{gateway}/health"
+
+
+#: What a collector subscribes to for gateway self-health.
+HEALTH_FILTER = f"{TOPIC_ROOT}/+/+/health"
 
 
 def deadletter_topic(site: str, gateway: str) -> str:
@@ -188,6 +198,38 @@ class Status(_Strict):
     boot_id: str | None = None
     ts: EpochMs | None = None
     version: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+class DeviceHealth(_Strict):
+    """Per-device polling health over the last reporting period."""
+
+    state: Literal["ok", "degraded", "down"] = "ok"
+    reads: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class Health(_Strict):
+    """Gateway self-health, published periodically on the ``health`` topic (not stored in the outbox).
+
+    ``metrics`` are plain numbers with the unit in the name, e.g. ``poll_latency_ms_p95``,
+    ``outbox_batches``, ``outbox_age_s``, ``dropped_batches``, ``cpu_pct``, ``rss_mb``.
+    The collector writes them to InfluxDB measurements ``gateway_health`` and ``device_health``.
+    """
+
+    schema_: Literal["carbonedge.health/1"] = Field(default=HEALTH_SCHEMA, alias="schema")
+    site: Identifier
+    gateway: Identifier
+    boot_id: str
+    ts: EpochMs
+    metrics: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], float] = Field(default_factory=dict, max_length=200)
+    devices: dict[Identifier, DeviceHealth] = Field(default_factory=dict, max_length=2000)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
