@@ -1,4 +1,11 @@
-"""The gateway agent: poll every device each cycle, commit the cycle to the outbox, let the publisher send it."""
+"""The gateway agent: poll the devices each cycle, commit the cycle to the outbox, let the publisher send it.
+
+Fault isolation: devices are read concurrently, each under its own deadline (its
+timeout, never more than one poll interval), so a meter that does not answer delays
+nobody else by more than one cycle. A device that keeps failing is retried with
+exponential backoff (1 s doubling to ``backoff_max_s``); while it is backed off its
+values are still recorded, as bad, with the reason, so a missing value is visible.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +26,30 @@ from carbonedge import profiles, quantities, wire
 from carbonedge.clock import Clock, WallClock, iso
 from carbonedge.errors import MeterReadError
 from edge.config import DeviceConfig, GatewayConfig
-from edge.drivers import ModbusTcpDriver
+from edge.counters import CounterTracker
+from edge.drivers import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine, SimulatedDriver
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 
 log = logging.getLogger("carbonedge.edge")
+
+Driver = ModbusTcpDriver | ModbusRtuDriver | SimulatedDriver
+
+
+@dataclass
+class _DeviceRuntime:
+    cfg: DeviceConfig
+    profile: profiles.Profile
+    driver: Driver
+    every: int  # poll every N cycles
+    counters: dict[str, tuple[float | None, float | None]]  # quantity -> (modulus, max per hour)
+    failures: int = 0
+    retry_at: float = 0.0  # monotonic time before which the device is not tried again
+    # Health over the current reporting period.
+    reads: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    last_error: str | None = None
 
 
 class Agent:
@@ -36,73 +64,270 @@ class Agent:
         self.clock = clock or WallClock()
         self.data_dir = Path(data_dir or cfg.gateway.data_dir)
         self.boot_id = uuid.uuid4().hex
-        self.outbox = Outbox(self.data_dir / "outbox.sqlite")
+        g, o = cfg.gateway, cfg.outbox
+        self.outbox = Outbox(self.data_dir / "outbox.sqlite", max_bytes=int(o.max_mb * 1e6), overflow=o.overflow, sync=o.sync,
+                             site=g.site, gateway=g.id)
+        self.previous = self.outbox.open_boot(self.boot_id)
+        self.tracker = CounterTracker(self.outbox.counter_rows())
         self.publisher = Publisher(cfg, self.outbox, self.boot_id)
-        self.drivers = {d.id: self._driver(d) for d in cfg.devices}
+        self._lines: dict[str, SerialLine] = {}
+        self.devices = [self._runtime(d) for d in cfg.devices]
+        self.drivers = {rt.cfg.id: rt.driver for rt in self.devices}
         self.counters: Counter[str] = Counter()
+        self._cycle = 0
+        self._pending_events: list[wire.Event] = []
+        self._dropped_run: dict[str, int] = {}  # drop_newest: cycles refused since the last stored batch
+        self._poll_ms: list[float] = []
+        self._health_due = 0.0
+        self._gap_checked = False
+
+    # ------------------------------------------------------------------ setup
+    def _runtime(self, d: DeviceConfig) -> _DeviceRuntime:
+        prof = self.cfg.profile_for(d)
+        drv: Driver
+        if d.driver == "modbus-rtu":
+            assert d.serial_port is not None
+            line = self._lines.get(d.serial_port)
+            if line is None:
+                line = self._lines[d.serial_port] = SerialLine(d.serial_port, d.baudrate, d.parity, d.stopbits, d.bytesize, d.timeout_s)
+            drv = ModbusRtuDriver(d.id, prof, line, d.unit_id, d.timeout_s)
+        elif d.driver == "simulated":
+            drv = SimulatedDriver(d.id, prof, self.clock, d.rated_power_kw or 100.0)
+        else:
+            drv = ModbusTcpDriver(d.id, prof, d.host, d.port, d.unit_id, d.timeout_s)
+        counters: dict[str, tuple[float | None, float | None]] = {}
+        for p in prof.points:
+            q = p.quantity_name
+            if q is not None and quantities.get(q).kind == "counter":
+                counters[q] = (profiles.counter_modulus(p), self._limit(d, q))
+        for dspec in prof.derived:
+            if quantities.get(dspec.quantity).kind == "counter":
+                counters[dspec.quantity] = (None, self._limit(d, dspec.quantity))
+        return _DeviceRuntime(d, prof, drv, self.cfg.every_n_cycles(d), counters)
 
     @staticmethod
-    def _driver(d: DeviceConfig) -> ModbusTcpDriver:
-        return ModbusTcpDriver(d.id, profiles.get_profile(d.profile), d.host, d.port, d.unit_id, d.timeout_s)
+    def _limit(d: DeviceConfig, q: str) -> float | None:
+        if q in d.counter_limits:
+            return d.counter_limits[q]
+        unit = quantities.get(q).unit
+        if d.rated_power_kw is not None and unit in ("kWh", "kvarh"):
+            return d.rated_power_kw  # kWh per hour at rated power
+        return None
 
-    async def _read_device(self, d: DeviceConfig, deadline_s: float) -> wire.DeviceReadings:
+    # ------------------------------------------------------------------ polling
+    async def _read_device(self, rt: _DeviceRuntime, deadline_s: float) -> wire.DeviceReadings:
+        d = rt.cfg
         ts = int(self.clock.now() * 1000)
-        profile = profiles.get_profile(d.profile)
+        now = time.monotonic()
+        if now < rt.retry_at:
+            self.counters["reads_skipped_backoff"] += 1
+            return self._bad(rt, ts, "timeout", f"not answering ({rt.failures} failures in a row); next try in {rt.retry_at - now:.0f} s: {rt.last_error}")
+        t0 = time.perf_counter()
         try:
-            values = await asyncio.wait_for(self.drivers[d.id].read(), deadline_s)
+            result: ReadResult = await asyncio.wait_for(rt.driver.read(), deadline_s)
         except (MeterReadError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, MeterReadError) else "meter.timeout"
-            self.counters[f"read_errors.{d.id}"] += 1
-            bad = {q: wire.Value(v=None, u=quantities.get(q).unit, q="bad") for q in profile.published_quantities()}
-            status = "timeout" if code in ("meter.timeout", "meter.connect_failed") else "error"
-            return wire.DeviceReadings(device=d.id, ts=ts, status=status, error=str(exc) or code, tags=d.tags, values=bad)
-        vals = {}
-        for q, v in values.items():
+            msg = str(exc) if isinstance(exc, MeterReadError) else f"{d.id}: no answer within {deadline_s:.2g} s"
+            rt.errors += 1
+            rt.failures += 1
+            rt.last_error = msg
+            # Exponential backoff after the second failure in a row: 1, 2, 4, ... s up to backoff_max_s.
+            if rt.failures >= 2:
+                rt.retry_at = time.monotonic() + min(d.backoff_max_s, 2.0 ** (rt.failures - 2))
+            self.counters["read_errors"] += 1
+            if rt.failures in (1, 10, 100) or rt.failures % 1000 == 0:
+                log.warning("%s (%d failures in a row)", msg, rt.failures)
+            return self._bad(rt, ts, "timeout" if code in ("meter.timeout", "meter.connect_failed") else "error", msg)
+        rt.latencies.append((time.perf_counter() - t0) * 1000.0)
+        rt.reads += 1
+        if rt.failures:
+            log.info("%s answers again after %d failures", d.id, rt.failures)
+        rt.failures, rt.retry_at = 0, 0.0
+        vals: dict[str, wire.Value] = {}
+        events: list[wire.Event] = []
+        for q, v in result.items():
             unit = quantities.get(q).unit
-            vals[q] = wire.Value(v=v, u=unit) if v is not None else wire.Value(v=None, u=unit, q="bad")
-        return wire.DeviceReadings(device=d.id, ts=ts, tags=d.tags, values=vals)
+            if v is None:
+                vals[q] = wire.Value(v=None, u=unit, q="bad")
+                continue
+            spec = rt.counters.get(q)
+            if spec is not None:
+                r = self.tracker.update(d.id, q, v, ts, modulus=spec[0], max_per_hour=spec[1])
+                events.extend(r.events)
+                vals[q] = wire.Value(v=r.value, u=unit, q=r.quality)
+            else:
+                vals[q] = wire.Value(v=v, u=unit)
+        self._pending_events.extend(events)
+        status = "partial" if result.partial else "ok"
+        error = ("; ".join(result.partial))[:500] if result.partial else None
+        if result.partial:
+            rt.last_error = error
+        return wire.DeviceReadings(device=d.id, ts=ts, status=status, error=error, tags=d.tags, values=vals)
 
-    async def poll_once(self) -> int:
-        """Read every device concurrently (a dead one never delays the others past the cycle) and commit one batch."""
-        deadline = max(0.05, min(self.clock.wall_seconds(self.cfg.gateway.poll_interval_s), max(d.timeout_s for d in self.cfg.devices) * 2))
-        readings = await asyncio.gather(*(self._read_device(d, deadline) for d in self.cfg.devices))
+    def _bad(self, rt: _DeviceRuntime, ts: int, status: str, error: str) -> wire.DeviceReadings:
+        bad = {q: wire.Value(v=None, u=quantities.get(q).unit, q="bad") for q in rt.profile.published_quantities()}
+        return wire.DeviceReadings(device=rt.cfg.id, ts=ts, status=status, error=error[:500], tags=rt.cfg.tags, values=bad)  # type: ignore[arg-type]
+
+    def _gap_event(self, first_ms: int) -> wire.Event | None:
+        """The explicit record of what the previous boot did not commit (crash, power cut, or a stop)."""
+        prev = self.previous
+        if prev.state == "new" or prev.last_created_ms == 0:
+            return None
+        interval_ms = self.cfg.gateway.poll_interval_s * 1000.0
+        missed = max(0, int(round((first_ms - prev.last_created_ms) / interval_ms)) - 1)
+        crashed = prev.state == "running"
+        if not crashed and missed == 0:
+            return None
+        cause = "the gateway did not stop cleanly (crash, kill or power cut)" if crashed else "the gateway was stopped"
+        return wire.Event(kind="gap", ts=first_ms, detail={
+            "cause": cause, "clean_stop": not crashed, "previous_boot_id": prev.boot_id, "last_committed_seq": prev.last_seq,
+            "last_committed": iso(prev.last_created_ms / 1000.0), "resumed": iso(first_ms / 1000.0), "missed_cycles": missed,
+            "from_ms": prev.last_created_ms, "to_ms": first_ms})
+
+    async def poll_once(self) -> int | None:
+        """Read the due devices concurrently (a dead one never delays the others past the cycle) and commit one batch.
+
+        Returns the committed seq, or ``None`` if the outbox is full and refuses new cycles (``drop_newest``).
+        """
         g = self.cfg.gateway
+        t0 = time.perf_counter()
+        interval_wall = self.clock.wall_seconds(g.poll_interval_s)
+        due = [rt for rt in self.devices if self._cycle % rt.every == 0]
+        self._cycle += 1
+        readings = await asyncio.gather(*(self._read_device(rt, max(0.05, min(interval_wall, rt.cfg.timeout_s * 2))) for rt in due))
         created = int(self.clock.now() * 1000)
+        if not self._gap_checked:
+            self._gap_checked = True
+            ev = self._gap_event(min((r.ts for r in readings), default=created))
+            if ev is not None:
+                self._pending_events.insert(0, ev)
+                self.counters["gaps_reported"] += 1
+                log.warning("previous run %s: %s; last committed seq %s at %s; %s poll cycles missed",
+                            (self.previous.boot_id or "?")[:8], ev.detail["cause"], ev.detail["last_committed_seq"],
+                            ev.detail["last_committed"], ev.detail["missed_cycles"])
+        events = list(self._pending_events)
+        if self._dropped_run:
+            events.append(wire.Event(kind="overflow", ts=self._dropped_run["from_ms"], detail={
+                "policy": "drop_newest", "discarded_cycles": self._dropped_run["cycles"],
+                "discarded_readings": self._dropped_run["readings"], "from_ms": self._dropped_run["from_ms"],
+                "to_ms": self._dropped_run["to_ms"],
+                "reason": "gateway outbox full; new poll cycles were not stored"}))
+        n_good = sum(1 for r in readings for v in r.values.values() if v.v is not None)
+        n_bad = sum(1 for r in readings for v in r.values.values() if v.v is None)
 
         def build(seq: int) -> tuple[bytes, int, int]:
-            batch = wire.Batch(site=g.site, gateway=g.id, boot_id=self.boot_id, seq=seq, created=created, devices=list(readings))
-            return batch.to_json(), created, batch.reading_count()
+            batch = wire.Batch(site=g.site, gateway=g.id, boot_id=self.boot_id, seq=seq, created=created, devices=list(readings), events=events)
+            return batch.to_json(), created, n_good
 
-        seq = await asyncio.to_thread(self.outbox.append, build)
-        n = sum(1 for r in readings for v in r.values.values() if v.v is not None)
+        counter_rows = self.tracker.take_dirty()
+        seq = await asyncio.to_thread(self.outbox.append, build, counter_rows)
+        self._poll_ms.append((time.perf_counter() - t0) * 1000.0)
+        if seq is None:
+            # drop_newest: nothing stored. Counter state moved on in memory; the next stored cycle
+            # carries the cumulative totals, so energy is not lost, only resolution.
+            run = self._dropped_run or {"cycles": 0, "readings": 0, "from_ms": created, "to_ms": created}
+            run["cycles"] += 1
+            run["readings"] += n_good
+            run["to_ms"] = created
+            self._dropped_run = run
+            self.counters["dropped_cycles"] += 1
+            self.counters["dropped_readings"] += n_good
+            if run["cycles"] in (1, 100) or run["cycles"] % 3600 == 0:
+                log.error("outbox full (%.0f MB unconfirmed): poll cycles are not being stored (%d so far); is the collector reachable?",
+                          self.cfg.outbox.max_mb, run["cycles"])
+            # Keep the counter rows for the next commit.
+            self.tracker.dirty.update((d, q) for d, q, *_ in counter_rows)
+            return None
+        self._pending_events.clear()
+        self._dropped_run = {}
         self.counters["batches"] += 1
-        self.counters["readings"] += n
-        self.counters["bad_values"] += sum(1 for r in readings for v in r.values.values() if v.v is None)
+        self.counters["readings"] += n_good
+        self.counters["bad_values"] += n_bad
+        self.counters["events"] += len(events)
         self.publisher._wake.set()
         return seq
 
+    # ------------------------------------------------------------------ health
+    def health(self) -> wire.Health:
+        """Self-health over the period since the last report (resets the per-period figures)."""
+        import psutil
+
+        st = self.outbox.stats()
+        now_ms = int(self.clock.now() * 1000)
+        lat = sorted(self._poll_ms)
+        self._poll_ms = []
+
+        def pct(xs: list[float], p: float) -> float:
+            return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))] if xs else 0.0
+
+        proc = psutil.Process()
+        metrics: dict[str, float] = {
+            "poll_cycles": float(len(lat)),
+            "poll_latency_ms_p50": pct(lat, 0.5),
+            "poll_latency_ms_p95": pct(lat, 0.95),
+            "poll_latency_ms_max": lat[-1] if lat else 0.0,
+            "outbox_batches": float(st["batches"]),
+            "outbox_readings": float(st["readings"]),
+            "outbox_mb": st["bytes"] / 1e6,
+            "outbox_age_s": max(0.0, (now_ms - st["oldest_created_ms"]) / 1000.0) if st["oldest_created_ms"] else 0.0,
+            "dropped_batches": float(st["dropped_batches"] + self.counters["dropped_cycles"]),
+            "dropped_readings": float(st["dropped_readings"] + self.counters["dropped_readings"]),
+            "last_seq": float(st["last_seq"]),
+            "acked_watermark": float(self.publisher.acked_watermark),
+            "read_errors": float(self.counters["read_errors"]),
+            "skipped_cycles": float(self.counters["skipped_cycles"]),
+            "mqtt_connected": 1.0 if self.publisher.connected else 0.0,
+            "cpu_pct": proc.cpu_percent(None),
+            "rss_mb": proc.memory_info().rss / 1e6,
+        }
+        devices: dict[str, wire.DeviceHealth] = {}
+        for rt in self.devices:
+            lats = sorted(rt.latencies)
+            state = "ok" if rt.failures == 0 and not rt.errors else ("down" if rt.failures >= 3 else "degraded")
+            devices[rt.cfg.id] = wire.DeviceHealth(state=state, reads=rt.reads, errors=rt.errors,
+                                                   latency_ms=pct(lats, 0.5) if lats else None,
+                                                   last_error=(rt.last_error or None) and rt.last_error[:500])
+            rt.reads, rt.errors, rt.latencies = 0, 0, []
+        g = self.cfg.gateway
+        return wire.Health(site=g.site, gateway=g.id, boot_id=self.boot_id, ts=now_ms, metrics=metrics, devices=devices)
+
+    def _maybe_health(self) -> None:
+        now = time.monotonic()
+        if now >= self._health_due:
+            self._health_due = now + self.clock.wall_seconds(self.cfg.gateway.health_interval_s)
+            try:
+                self.publisher.publish_health(self.health().to_json())
+            except Exception:  # health must never stop polling
+                log.exception("could not build the health report")
+
+    # ------------------------------------------------------------------ run
     async def run(self, *, until: float | None = None, exit_when_drained: bool = False, stop: asyncio.Event | None = None) -> dict[str, Any]:
         """Poll on the clock until ``until`` (plant time) or ``stop``; optionally wait until the collector confirmed everything."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         self.publisher.start()
         interval = self.cfg.gateway.poll_interval_s
         next_t = (self.clock.now() // interval) * interval
         log.info("gateway %s/%s polling %d devices every %g s (boot %s)", self.cfg.gateway.site, self.cfg.gateway.id, len(self.cfg.devices), interval, self.boot_id[:8])
+        self._health_due = time.monotonic() + min(5.0, self.clock.wall_seconds(self.cfg.gateway.health_interval_s))
         try:
             while not stop.is_set() and (until is None or next_t <= until):
                 await self.clock.sleep_until(next_t)
                 if stop.is_set():
                     break
                 await self.poll_once()
+                self._maybe_health()
                 next_t += interval
                 now = self.clock.now()
-                if now > next_t + interval:  # fell behind: skip missed cycles rather than burst
+                if now > next_t + interval:  # fell behind: skip missed cycles rather than burst, and say so
                     skipped = int((now - next_t) // interval)
                     self.counters["skipped_cycles"] += skipped
+                    self._pending_events.append(wire.Event(kind="gap", ts=int(next_t * 1000), detail={
+                        "cause": "the gateway fell behind its poll schedule (overloaded)", "missed_cycles": skipped,
+                        "from_ms": int(next_t * 1000), "to_ms": int((next_t + skipped * interval) * 1000)}))
                     next_t += skipped * interval
             if exit_when_drained:
                 while not stop.is_set() and self.publisher.acked_watermark < self.outbox.last_seq:
@@ -111,21 +336,26 @@ class Agent:
             self.publisher.stop()
             for drv in self.drivers.values():
                 drv.close()
+            self.outbox.mark_stopped()
         return self.stats()
 
     def stats(self) -> dict[str, Any]:
-        depth, pending_readings = self.outbox.depth()
+        st = self.outbox.stats()
         return {
             "gateway": self.cfg.gateway.id,
             "boot_id": self.boot_id,
-            "last_seq": self.outbox.last_seq,
+            "last_seq": st["last_seq"],
             "acked_watermark": self.publisher.acked_watermark,
-            "outbox_batches": depth,
-            "outbox_readings": pending_readings,
+            "outbox_batches": st["batches"],
+            "outbox_readings": st["readings"],
+            "outbox_bytes": st["bytes"],
+            "outbox_dropped_batches": st["dropped_batches"],
+            "outbox_dropped_readings": st["dropped_readings"],
             **dict(self.counters),
             **{f"mqtt.{k}": v for k, v in self.publisher.stats().items()},
             "plant_time": iso(self.clock.now()),
             "wall_time": time.time(),
+            "pid": os.getpid(),
         }
 
 

@@ -1,14 +1,42 @@
-"""Gateway configuration: one TOML file, validated by pydantic, with errors that name the file and key."""
+"""Gateway configuration: one TOML file, validated by pydantic, with errors that name the file and key.
+
+A minimal file::
+
+    [gateway]
+    site = "plant-a"
+    id = "gw1"
+    poll_interval_s = 1
+
+    [mqtt]
+    host = "broker.plant-a.local"
+    port = 8883
+    username = "gw1"
+    password_file = "/etc/carbonedge/mqtt-password"
+    [mqtt.tls]
+    ca_file = "/etc/carbonedge/ca.crt"
+
+    [[devices]]
+    id = "eaf-meter"
+    profile = "siemens-pac3200"
+    host = "10.0.1.20"
+    rated_power_kw = 90000
+    tags = { area = "melt-shop", process = "eaf" }
+
+Devices name a meter profile from :mod:`carbonedge.profiles` or one defined in the
+same file under ``[[profiles]]`` (a register map for a meter the catalogue lacks).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
-from carbonedge import profiles
+from carbonedge import profiles, quantities
 from carbonedge.errors import ConfigError
 from carbonedge.wire import Identifier, TagKey, TagValue
 
@@ -20,8 +48,45 @@ class _Model(BaseModel):
 class GatewaySection(_Model):
     site: Identifier
     id: Identifier
+    #: The base poll cycle: one outbox row and one MQTT message per cycle.
     poll_interval_s: float = Field(default=1.0, gt=0, le=86400)
     data_dir: Path = Path("/var/lib/carbonedge/edge")
+    #: How often self-health (poll latency, errors per device, outbox depth) goes out on the health topic.
+    health_interval_s: float = Field(default=60.0, gt=0, le=86400)
+
+
+class OutboxSection(_Model):
+    """The durable store-and-forward buffer on the gateway's disk."""
+
+    #: Upper bound of unconfirmed data on disk. 2 GB hold ~4 days of 500 tags at 1 s (JSON batches).
+    max_mb: float = Field(default=2048.0, gt=0)
+    #: What happens when the bound is reached. ``drop_oldest`` replaces the oldest unconfirmed poll
+    #: cycles by small ``overflow`` records (sequence numbers stay contiguous, the loss is explicit);
+    #: ``drop_newest`` stops storing new cycles until there is room and reports them as a gap.
+    #: Either way cumulative counters keep their totals: only the time resolution is lost.
+    overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    #: ``full`` fsyncs every commit (survives a power cut); ``normal`` survives a process crash only.
+    sync: Literal["full", "normal"] = "full"
+
+
+class TlsSection(_Model):
+    #: CA bundle that signed the broker's certificate (``None``: the system trust store).
+    ca_file: Path | None = None
+    #: Client certificate and key for brokers that authenticate gateways by certificate.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Only for commissioning: accept any broker certificate. Never in production.
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+        for name in ("ca_file", "cert_file", "key_file"):
+            p = getattr(self, name)
+            if p is not None and not Path(p).is_file():
+                raise ValueError(f"{name} {str(p)!r} does not exist or is not a file")
+        return self
 
 
 class MqttSection(_Model):
@@ -29,44 +94,173 @@ class MqttSection(_Model):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
+    #: Read the password from this file instead (mode 0600, owned by the service user).
+    password_file: Path | None = None
+    #: Defaults to ``carbonedge-{site}-{id}``.
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    tls: TlsSection | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     #: How many batches may await the broker's PUBACK at once.
     max_inflight: int = Field(default=20, ge=1, le=1000)
     #: Resend everything above the watermark when the collector has not advanced it for this long.
     resend_after_s: float = Field(default=30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _password(self) -> MqttSection:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set either password or password_file, not both")
+        if self.password_file is not None and not Path(self.password_file).is_file():
+            raise ValueError(f"password_file {str(self.password_file)!r} does not exist")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    def secret(self) -> str | None:
+        """The MQTT password, read from ``password_file`` when given."""
+        if self.password_file is not None:
+            return Path(self.password_file).read_text().strip()
+        return self.password.get_secret_value() if self.password else None
+
+
+class PointConfig(_Model):
+    """One register of a custom profile (see :class:`carbonedge.profiles.PointSpec`)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    address: int = Field(ge=0, le=65535)
+    dtype: Literal["uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"]
+    scale: float = 1.0
+    word_order: Literal["big", "little"] = "big"
+    table: Literal["holding", "input"] | None = None
+    #: Catalogue quantity this point publishes; defaults to ``name``; ``""`` = internal point only.
+    quantity: str | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v) or v == 0:
+            raise ValueError("scale must be a finite, non-zero number")
+        return v
+
+
+class ProfileConfig(_Model):
+    """A meter register map defined in the config file, for meters the catalogue does not have."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    manufacturer: str = "custom"
+    model: str = ""
+    table: Literal["holding", "input"] = "holding"
+    max_gap: int = Field(default=16, ge=0, le=124)
+    points: list[PointConfig] = Field(min_length=1, max_length=500)
+
+    def build(self) -> profiles.Profile:
+        pts = []
+        for p in self.points:
+            q: str | None = p.name if p.quantity is None else (p.quantity or None)
+            if q is not None and q not in quantities.QUANTITIES:
+                raise ValueError(f"point {p.name!r}: unknown quantity {q!r}; known: {', '.join(sorted(quantities.QUANTITIES))}")
+            pts.append(profiles.PointSpec(p.name, p.address, p.dtype, p.scale, p.word_order, p.table, quantity="" if q == p.name else q))
+        return profiles.Profile(self.name, self.manufacturer, self.model, self.table, tuple(pts), max_gap=self.max_gap, source="gateway config file")
+
 
 class DeviceConfig(_Model):
     id: Identifier
     profile: str
-    driver: Literal["modbus-tcp"] = "modbus-tcp"
+    driver: Literal["modbus-tcp", "modbus-rtu", "simulated"] = "modbus-tcp"
+    # Modbus TCP
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
+    # Modbus RTU (several devices may share one serial line; they are read one after another)
+    serial_port: str | None = None
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
     unit_id: int = Field(default=1, ge=0, le=255)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
+    #: Poll this device every N seconds (a whole multiple of the gateway's poll interval); default: every cycle.
+    poll_interval_s: float | None = Field(default=None, gt=0, le=86400)
+    #: Longest wait between reconnect attempts to a device that does not answer.
+    backoff_max_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Override the profile's word order for every multi-register value (some meters and gateways swap words).
+    word_order: Literal["big", "little"] | None = None
+    #: Rated power of the metered feeder; energy counters growing faster than this (x1.5) are flagged implausible.
+    rated_power_kw: float | None = Field(default=None, gt=0)
+    #: Largest plausible increase per hour of any other counter quantity, e.g. ``{ production_mass = 400 }`` (t/h).
+    counter_limits: dict[str, float] = Field(default_factory=dict)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
 
     @field_validator("profile")
     @classmethod
-    def _known_profile(cls, v: str) -> str:
-        if v not in profiles.PROFILES:
-            raise ValueError(f"unknown meter profile {v!r}; known: {', '.join(sorted(profiles.PROFILES))}")
+    def _known_profile(cls, v: str, info: ValidationInfo) -> str:
+        # load_config passes the names of the file's own [[profiles]]; without them the
+        # gateway-level check below still catches an unknown name.
+        ctx = info.context or {}
+        if "profiles" in ctx and v not in profiles.PROFILES and v not in ctx["profiles"]:
+            known = ", ".join(sorted([*profiles.PROFILES, *ctx["profiles"]]))
+            raise ValueError(f"unknown meter profile {v!r}; known: {known}")
         return v
+
+    @field_validator("counter_limits")
+    @classmethod
+    def _counter_limits(cls, v: dict[str, float]) -> dict[str, float]:
+        for q, lim in v.items():
+            if q not in quantities.QUANTITIES or quantities.QUANTITIES[q].kind != "counter":
+                known = ", ".join(sorted(n for n, x in quantities.QUANTITIES.items() if x.kind == "counter"))
+                raise ValueError(f"{q!r} is not a counter quantity; counters: {known}")
+            if not (lim > 0 and math.isfinite(lim)):
+                raise ValueError(f"{q}: the limit must be a positive number (increase per hour)")
+        return v
+
+    @model_validator(mode="after")
+    def _driver_fields(self) -> DeviceConfig:
+        if self.driver == "modbus-rtu":
+            if not self.serial_port:
+                raise ValueError("a modbus-rtu device needs serial_port (e.g. /dev/ttyUSB0)")
+            if not 1 <= self.unit_id <= 247:
+                raise ValueError("on a serial line unit_id must be 1..247")
+        return self
 
 
 class GatewayConfig(_Model):
     gateway: GatewaySection
     mqtt: MqttSection = MqttSection()
+    outbox: OutboxSection = OutboxSection()
+    profiles: list[ProfileConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(min_length=1)
+    _custom: dict[str, profiles.Profile] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _unique_devices(self) -> GatewayConfig:
+    def _check(self) -> GatewayConfig:
+        custom: dict[str, profiles.Profile] = {}
+        for pc in self.profiles:
+            if pc.name in profiles.PROFILES or pc.name in custom:
+                raise ValueError(f"profile name {pc.name!r} is already taken")
+            custom[pc.name] = pc.build()
+        self._custom = custom
         seen: set[str] = set()
+        base = self.gateway.poll_interval_s
         for d in self.devices:
             if d.id in seen:
                 raise ValueError(f"device id {d.id!r} is used twice")
             seen.add(d.id)
+            if d.profile not in profiles.PROFILES and d.profile not in custom:
+                raise ValueError(f"device {d.id!r}: unknown meter profile {d.profile!r}; known: {', '.join(sorted([*profiles.PROFILES, *custom]))}")
+            if d.poll_interval_s is not None:
+                k = d.poll_interval_s / base
+                if k < 1 - 1e-9 or abs(k - round(k)) > 1e-6:
+                    raise ValueError(f"device {d.id!r}: poll_interval_s {d.poll_interval_s:g} must be a whole multiple of the gateway's {base:g} s")
         return self
+
+    def profile_for(self, d: DeviceConfig) -> profiles.Profile:
+        """The device's profile, with its word-order override applied."""
+        prof = self._custom.get(d.profile) or profiles.get_profile(d.profile)
+        if d.word_order is not None:
+            pts = tuple(dataclasses.replace(p, word_order=d.word_order) if p.width > 1 else p for p in prof.points)
+            prof = dataclasses.replace(prof, points=pts)
+        return prof
+
+    def every_n_cycles(self, d: DeviceConfig) -> int:
+        return 1 if d.poll_interval_s is None else int(round(d.poll_interval_s / self.gateway.poll_interval_s))
 
 
 def load_config(path: str | Path) -> GatewayConfig:
@@ -79,21 +273,26 @@ def load_config(path: str | Path) -> GatewayConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return GatewayConfig.model_validate(data)
+        custom = {p.get("name") for p in data.get("profiles", []) if isinstance(p, dict)}
+        return GatewayConfig.model_validate(data, context={"profiles": custom})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc, data)) from None
 
 
-def format_validation_error(path: Path, exc: ValidationError, data: dict) -> str:  # type: ignore[type-arg]
+def format_validation_error(path: Path, exc: ValidationError, data: dict[str, Any]) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s):"]
     for err in exc.errors():
         loc = list(err["loc"])
-        # Name devices by their id rather than by list index where we can.
-        if len(loc) >= 2 and loc[0] == "devices" and isinstance(loc[1], int):
-            try:
-                loc[1] = f"[id={data['devices'][loc[1]]['id']}]"
-            except (KeyError, IndexError, TypeError):
-                loc[1] = f"[{loc[1]}]"
+        # Name devices and profiles by their id/name rather than by list index where we can.
+        for section, key in (("devices", "id"), ("profiles", "name")):
+            if len(loc) >= 2 and loc[0] == section and isinstance(loc[1], int):
+                try:
+                    loc[1] = f"[{key}={data[section][loc[1]][key]}]"
+                except (KeyError, IndexError, TypeError):
+                    loc[1] = f"[{loc[1]}]"
         key = ".".join(str(x) for x in loc).replace(".[", "[") or "(top level)"
-        lines.append(f"  {key}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling)"
+        lines.append(f"  {key}: {msg}")
     return "\n".join(lines)

@@ -4,11 +4,20 @@ Runs in its own thread with paho-mqtt (which exposes v5 PUBACK reason codes; aio
 2.5.1 discards them). A PUBACK with a reason code >= 0x80 counts as not delivered.
 Nothing is deleted here on a PUBACK: only the collector's acknowledgement (the
 retained ``ack`` topic) prunes the outbox.
+
+Backfill after an outage goes out oldest first, but never starves live data: when a
+backlog is waiting, the newest committed batch is sent ahead of it each round (the
+collector's watermark tolerates out-of-order arrival; timestamps are the original ones).
+
+Transport security: TLS (CA file or system store), username/password (or a password
+file), and client certificates, as configured in ``[mqtt]`` / ``[mqtt.tls]``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import ssl
 import threading
 import time
 from collections import Counter
@@ -33,6 +42,7 @@ class Publisher(threading.Thread):
         self.topic = wire.telemetry_topic(g.site, g.id)
         self.ack_topic = wire.ack_topic(g.site, g.id)
         self.status_topic = wire.status_topic(g.site, g.id)
+        self.health_topic = wire.health_topic(g.site, g.id)
         self.counters: Counter[str] = Counter()
         self._halt = threading.Event()
         self._wake = threading.Event()
@@ -40,16 +50,30 @@ class Publisher(threading.Thread):
         self._connected = False
         self._sent_upto = 0  # highest seq handed to the broker on this connection
         self._inflight: dict[int, int] = {}  # mid -> seq
+        self._live_sent: set[int] = set()  # seqs sent ahead of the backlog on this connection
         self._last_progress = time.monotonic()
         self._acked_watermark = outbox.watermark
 
+        m = cfg.mqtt
         c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"carbonedge-{g.site}-{g.id}",
+            client_id=m.client_id or f"carbonedge-{g.site}-{g.id}",
             protocol=mqtt.MQTTv5,
         )
-        if cfg.mqtt.username:
-            c.username_pw_set(cfg.mqtt.username, cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else None)
+        if m.username:
+            c.username_pw_set(m.username, m.secret())
+        if m.tls is not None:
+            ctx = ssl.create_default_context(cafile=str(m.tls.ca_file) if m.tls.ca_file else None)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if m.tls.cert_file and m.tls.key_file:
+                ctx.load_cert_chain(str(m.tls.cert_file), str(m.tls.key_file))
+            if m.tls.insecure_skip_verify:
+                log.warning("TLS certificate checks are OFF (insecure_skip_verify): commissioning only")
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            c.tls_set_context(ctx)
+        elif not _is_loopback(m.host):
+            log.warning("MQTT to %s is not encrypted: set [mqtt.tls] for any broker off this machine", m.host)
         c.will_set(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=boot_id).to_json(), qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -71,6 +95,7 @@ class Publisher(threading.Thread):
             self._connected = True
             self._sent_upto = self._acked_watermark  # resend everything the collector has not confirmed
             self._inflight.clear()
+            self._live_sent.clear()
         self.counters["connects"] += 1
         log.info("connected to MQTT broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         self._wake.set()
@@ -88,6 +113,7 @@ class Publisher(threading.Thread):
                 # Refused by the broker (0x87 not authorised, 0x95 too large, 0x97 quota): resend later.
                 self.counters[f"broker_rejected_{int(rc.value):#04x}"] += 1
                 self._sent_upto = min(self._sent_upto, seq - 1)
+                self._live_sent.discard(seq)
                 log.warning("broker refused batch seq %d: %s", seq, rc)
         self._wake.set()
 
@@ -128,19 +154,53 @@ class Publisher(threading.Thread):
                 self.counters["resends"] += 1
                 log.info("collector has not confirmed seq %d for %.0f s; resending", self._acked_watermark + 1, self.cfg.mqtt.resend_after_s)
                 self._sent_upto = self._acked_watermark
+                self._live_sent.clear()
                 self._last_progress = time.monotonic()
             after = max(self._sent_upto, self._acked_watermark)
         if room <= 0:
             return
-        for seq, payload in self.outbox.pending(after, room):
-            info = self.client.publish(self.topic, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self.counters["publish_errors"] += 1
+        last = self.outbox.last_seq
+        if last - after > room and last not in self._live_sent:
+            # A backlog is draining: send the newest cycle first so live data is never hours late.
+            payload = self.outbox.get(last)
+            if payload is not None and self._publish(last, payload, ahead=True):
+                self._live_sent.add(last)
+                self.counters["sent_ahead"] += 1
+                room -= 1
+        for seq, payload in self.outbox.pending(after, room + len(self._live_sent)):
+            if room <= 0:
+                break
+            if seq in self._live_sent:
+                with self._lock:
+                    self._sent_upto = max(self._sent_upto, seq)
+                continue
+            if not self._publish(seq, payload):
                 return
-            with self._lock:
-                self._inflight[info.mid] = seq
+            room -= 1
+        with self._lock:
+            self._live_sent = {s for s in self._live_sent if s > self._sent_upto}
+
+    def _publish(self, seq: int, payload: bytes, *, ahead: bool = False) -> bool:
+        info = self.client.publish(self.topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.counters["publish_errors"] += 1
+            return False
+        with self._lock:
+            self._inflight[info.mid] = seq
+            if not ahead:
                 self._sent_upto = max(self._sent_upto, seq)
-            self.counters["published"] += 1
+        self.counters["published"] += 1
+        return True
+
+    def publish_health(self, payload: bytes) -> None:
+        """Self-health goes out at QoS 1 when connected; it is not stored (the next report supersedes it)."""
+        if self._connected:
+            self.client.publish(self.health_topic, payload, qos=1)
+            self.counters["health_reports"] += 1
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
 
     def stop(self) -> None:
         self._halt.set()
@@ -160,3 +220,12 @@ class Publisher(threading.Thread):
     def stats(self) -> dict[str, int]:
         return dict(self.counters)
 
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

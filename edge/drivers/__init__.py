@@ -1,5 +1,10 @@
-"""Device drivers: each reads one device and returns its values in canonical units."""
+"""Device drivers: each reads one device and returns its values in canonical units.
 
-from edge.drivers.modbus import ModbusTcpDriver
+Every driver has ``async read() -> ReadResult`` (raises :class:`carbonedge.errors.MeterReadError`)
+and ``close()``.
+"""
 
-__all__ = ["ModbusTcpDriver"]
+from edge.drivers.modbus import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine
+from edge.drivers.simulated import SimulatedDriver
+
+__all__ = ["ModbusRtuDriver", "ModbusTcpDriver", "ReadResult", "SerialLine", "SimulatedDriver"]
