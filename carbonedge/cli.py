@@ -84,9 +84,15 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
     from collector import Collector, CollectorSettings
 
+    from collector import load_device_registry
+
     s = CollectorSettings(
         mqtt_host=a.mqtt_host, mqtt_port=a.mqtt_port, influx_url=a.influx_url, database=a.database,
         state_dir=Path(a.state_dir), client_id=a.client_id, share_group=a.share_group or None,
+        metrics_port=a.metrics_port, gap_timeout_s=a.gap_timeout, max_future_s=a.max_future,
+        max_past_s=a.max_past_days * 86400 if a.max_past_days else None, spool_max_bytes=int(a.spool_max_mb * 1e6),
+        known_devices=load_device_registry(Path(a.known_devices)) if a.known_devices else None,
+        batch_max_delay_s=a.batch_max_delay,
     )
     c = Collector(s)
     c.writer.ensure_database()
@@ -115,6 +121,39 @@ def cmd_analyze_sec(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_detect(a: argparse.Namespace) -> int:
+    from analytics.detect import DetectorSettings
+    from analytics.offline import detect_csv
+
+    settings = DetectorSettings(learn_rows=a.learn_rows, smoothing=a.smoothing, margin=a.margin)
+    learn_until = parse_time(a.learn_until) if a.learn_until else None
+    summary = detect_csv(
+        Path(a.csv), Path(a.out), time_col=a.time_col, value_cols=a.value_col, context_cols=a.context_col,
+        settings=settings, learn_until=learn_until, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
+    )
+    print(f"{a.csv}: {summary.rows:,} rows; learned normal operation from the first {summary.learning_rows:,}; "
+          f"{summary.alert_rows:,} rows above the alert threshold in {summary.alert_episodes:,} episode(s). Scores written to {a.out}")
+    for note in summary.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_analyze_baseline(a: argparse.Namespace) -> int:
+    from analytics.offline import baseline_csv, format_baseline
+
+    rep = baseline_csv(
+        Path(a.csv), time_col=a.time_col, target=a.target, features=a.feature, mean_features=a.mean_feature,
+        train_until=parse_time(a.train_until), aggregate=a.aggregate, tz=a.tz, out=Path(a.out) if a.out else None,
+    )
+    if a.json:
+        print(json.dumps(rep.as_dict(), indent=2))
+    else:
+        print(format_baseline(rep, a.target), end="")
+        if a.out:
+            print(f"Per-row expected energy, residual and CUSUM written to {a.out}")
+    return 0
+
+
 def cmd_config_check(a: argparse.Namespace) -> int:
     from edge import load_config
 
@@ -129,6 +168,62 @@ def cmd_demo(a: argparse.Namespace) -> int:
     summary = run_demo(plant=a.plant, hours=a.hours, speed=a.speed, seed=a.seed, out=Path(a.out), poll_interval_s=a.poll_interval)
     ok = summary["lost"] == 0 and summary["readings_in_influxdb"] == summary["readings_published"]
     return 0 if ok else 1
+
+
+def _grafana_ds(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from analytics.grafana import DatasourceSettings
+
+    return DatasourceSettings(url=a.influx_url, database=a.database, user=a.influx_user)
+
+
+def cmd_grafana_export(a: argparse.Namespace) -> int:
+    from analytics.grafana import export
+
+    files = export(Path(a.out), _grafana_ds(a), dashboards_path=a.dashboards_path)
+    for f in files:
+        print(f"wrote {f}")
+    print(f"{sum(1 for f in files if f.suffix == '.json')} dashboards and 2 provisioning files in {a.out}")
+    return 0
+
+
+def cmd_grafana_push(a: argparse.Namespace) -> int:
+    import os
+
+    from analytics.grafana import GrafanaClient, dashboards_json, push_dashboards
+
+    token = a.token or os.environ.get("CARBONEDGE_GRAFANA_TOKEN")
+    if not token:
+        raise CarbonEdgeError("no Grafana token: pass --token or set CARBONEDGE_GRAFANA_TOKEN (a service-account token with the Editor role)")
+    client = GrafanaClient(a.url, token, verify=a.cafile or True)
+    version = client.health().get("version", "?")
+    password = os.environ.get(a.influx_password_env)
+    ds = _grafana_ds(a).datasource(password=password) if password is not None else None
+    urls = push_dashboards(client, dashboards_json(), datasource=ds)
+    print(f"Grafana {version} at {a.url}: " + ("data source updated, " if ds else f"data source left as is (${a.influx_password_env} not set), ")
+          + f"{len(urls)} dashboards pushed")
+    for u in urls:
+        print(f"  {a.url.rstrip('/')}{u}")
+    return 0
+
+
+def cmd_grafana_check(a: argparse.Namespace) -> int:
+    import os
+
+    from analytics.grafana import InfluxQL, build_dashboards, check_dashboards
+
+    db = InfluxQL(a.influx_url, a.database, username=a.influx_user or None, password=os.environ.get(a.influx_password_env))
+    end = parse_time(a.end) if a.end else __import__("time").time()
+    start = parse_time(a.start) if a.start else end - 86400
+    report = check_dashboards(build_dashboards(), db, int(start * 1000), int(end * 1000))
+    bad = 0
+    for r in report.results:
+        state = "ok" if r.rows else ("error" if r.error else ("empty (expected: " + r.may_be_empty + ")" if r.may_be_empty else "NO ROWS"))
+        if not r.ok:
+            bad += 1
+        print(f"{r.dashboard:22} {r.panel[:48]:48} {r.ref_id:1} {','.join(sorted(r.measurements)):15} {r.rows:6} {state}"
+              + (f"\n    {r.error}" if r.error else ""))
+    print(f"{len(report.results) - bad} of {len(report.results)} queries returned rows or may be empty; {bad} did not")
+    return 0 if bad == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--state-dir", default="/var/lib/carbonedge/collector")
     c.add_argument("--client-id", default="carbonedge-collector-1")
     c.add_argument("--share-group", default="carbonedge", help="MQTT v5 shared-subscription group ('' for none)")
+    c.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics")
+    c.add_argument("--known-devices", help="device registry (site/gateway/device per line, or a JSON list); others are dead-lettered")
+    c.add_argument("--max-future", type=float, default=300.0, help="dead-letter readings more than this many seconds ahead (default 300)")
+    c.add_argument("--max-past-days", type=float, help="dead-letter readings older than this many days (default: no limit)")
+    c.add_argument("--gap-timeout", type=float, default=120.0, help="seconds a sequence hole may stay open before it is recorded as a gap")
+    c.add_argument("--spool-max-mb", type=float, default=10_000.0, help="disk spool limit while InfluxDB is down (default 10000 MB)")
+    c.add_argument("--batch-max-delay", type=float, default=0.5, help="longest wait before a partial batch is written (s)")
     c.add_argument("--stats-file")
     c.set_defaults(func=cmd_collect)
 
@@ -196,11 +298,68 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sec.set_defaults(func=cmd_analyze_sec)
 
+    det = asub.add_parser("detect", help="causal anomaly scores for a CSV export",
+                          description="Score every row of a CSV export for anomalies, causally: a row's score depends only on that row and "
+                          "the rows before it. The first --learn-rows rows (or the rows before --learn-until) must be normal operation. "
+                          "Writes time, score in [0, 1] (0.5 = alert threshold), alert flag, state and the column that contributes most.")
+    det.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
+    det.add_argument("--time-col", required=True, help="time column: ISO 8601 or epoch seconds/ms")
+    det.add_argument("--value-col", required=True, action="append", help="column to watch (repeat for several)")
+    det.add_argument("--context-col", action="append", default=[], help="production-state column that explains the values, "
+                     "e.g. production rate or running flag (repeat for several)")
+    det.add_argument("--out", required=True, help="output CSV")
+    det.add_argument("--learn-rows", type=int, default=400, help="rows of normal operation to learn from (default: 400)")
+    det.add_argument("--learn-until", help="learn from rows before this time instead (ISO 8601)")
+    det.add_argument("--smoothing", type=float, default=0.2, help="weight of the newest row in the smoothing, (0, 1] (default: 0.2)")
+    det.add_argument("--margin", type=float, default=2.0, help="alert threshold as a multiple of the largest learning score (default: 2)")
+    det.add_argument("--tz", default="UTC", help="time zone of naive times in the file (default: UTC)")
+    det.set_defaults(func=cmd_analyze_detect)
+
+    bl = asub.add_parser("baseline", help="ISO 50006 regression baseline with ASHRAE 14 fit for a CSV export",
+                         description="Fit an energy baseline (linear regression of --target on the --feature variables) over the rows "
+                         "before --train-until, and print CV(RMSE), NMBE and R² on the training rows and on the rest (ASHRAE Guideline 14).")
+    bl.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
+    bl.add_argument("--time-col", required=True)
+    bl.add_argument("--target", required=True, help="energy column (per-interval consumption, not a cumulative counter)")
+    bl.add_argument("--feature", action="append", default=[], help="relevant variable summed per period, e.g. production (repeat)")
+    bl.add_argument("--mean-feature", action="append", default=[], help="relevant variable averaged per period, e.g. outdoor temperature")
+    bl.add_argument("--train-until", required=True, help="end of the baseline period (ISO 8601); later rows are the reporting period")
+    bl.add_argument("--aggregate", choices=["hour", "day", "week", "month"], help="sum rows into local periods before fitting")
+    bl.add_argument("--tz", default="UTC", help="plant time zone for naive times and period boundaries (default: UTC)")
+    bl.add_argument("--out", help="write per-row expected energy, residual and CUSUM of savings here")
+    bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bl.set_defaults(func=cmd_analyze_baseline)
+
     cf = sub.add_parser("config", help="configuration tools")
     csub = cf.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
     chk = csub.add_parser("check", help="validate a gateway config file and print every problem")
     chk.add_argument("file")
     chk.set_defaults(func=cmd_config_check)
+
+    gf = sub.add_parser("grafana", help="Grafana dashboards: export provisioning files, push to Grafana, check queries")
+    gsub = gf.add_subparsers(dest="grafana_cmd", required=True, metavar="ACTION")
+    for name, helptext in (("export", "write dashboards JSON and provisioning YAML into a directory"),
+                           ("push", "create or update the data source, folder and dashboards in a running Grafana"),
+                           ("check", "run every dashboard query against InfluxDB and report which return rows")):
+        g = gsub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        g.add_argument("--influx-url", default="http://127.0.0.1:8086", help="InfluxDB as Grafana reaches it (default: http://127.0.0.1:8086)")
+        g.add_argument("--database", default="carbonedge")
+        g.add_argument("--influx-user", default="grafana", help="read-only InfluxDB user of the data source (default: grafana)")
+        g.add_argument("--influx-password-env", default="CARBONEDGE_GRAFANA_INFLUX_PASSWORD",
+                       help="environment variable holding that user's password (default: CARBONEDGE_GRAFANA_INFLUX_PASSWORD)")
+        if name == "export":
+            g.add_argument("--out", required=True, help="output directory, e.g. deploy/grafana")
+            g.add_argument("--dashboards-path", help="where Grafana will read the dashboard JSON (default: OUT/dashboards, absolute)")
+            g.set_defaults(func=cmd_grafana_export)
+        elif name == "push":
+            g.add_argument("--url", required=True, help="Grafana base URL, e.g. https://grafana.plant.example:3000")
+            g.add_argument("--token", help="service-account token (default: $CARBONEDGE_GRAFANA_TOKEN; avoid putting it on the command line)")
+            g.add_argument("--cafile", help="CA certificate to verify Grafana's TLS certificate")
+            g.set_defaults(func=cmd_grafana_push)
+        else:
+            g.add_argument("--start", help="start of the range, ISO 8601 (default: 24 h before --end)")
+            g.add_argument("--end", help="end of the range, ISO 8601 (default: now)")
+            g.set_defaults(func=cmd_grafana_check)
     return p
 
 

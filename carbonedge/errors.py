@@ -65,3 +65,13 @@ class QueryError(CarbonEdgeError):
     """An InfluxQL query failed."""
 
     code = "influx.query_failed"
+
+
+class GrafanaError(CarbonEdgeError):
+    """Grafana's HTTP API refused a request or did not answer. ``status`` is the HTTP status, if any."""
+
+    code = "grafana.request_failed"
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
