@@ -104,6 +104,8 @@ class MqttSection(_Model):
     max_inflight: int = Field(default=20, ge=1, le=1000)
     #: Resend everything above the watermark when the collector has not advanced it for this long.
     resend_after_s: float = Field(default=30.0, gt=0)
+    #: Reconnect attempts back off from 1 s to this.
+    reconnect_max_s: float = Field(default=30.0, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _password(self) -> MqttSection:

@@ -79,7 +79,7 @@ class Publisher(threading.Thread):
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.reconnect_delay_set(min_delay=1, max_delay=int(max(1, m.reconnect_max_s)))
         c.max_inflight_messages_set(cfg.mqtt.max_inflight)
         self.client = c
 
