@@ -92,9 +92,11 @@ class Value(_Strict):
 
     A ``bad`` reading has ``v = null`` (the meter did not answer or the value was
     implausible); it is kept so that a missing value is visible, not silently absent.
+    ``v`` may be omitted for null (``Batch.to_json`` leaves nulls out), so ``{"u": "kW", "q": "bad"}``
+    is a bad reading.
     """
 
-    v: float | None
+    v: float | None = None
     u: str
     q: Quality = "good"
 
