@@ -1,0 +1,50 @@
+"""Write hourly CO2 per process back to InfluxDB (measurement ``carbon``, docs/influx-schema.md)."""
+
+from __future__ import annotations
+
+import requests
+
+from analytics.carbon.accounts import Accounts
+from carbonedge.errors import WriteError
+
+
+def _tag(v: str) -> str:
+    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def carbon_lines(acc: Accounts) -> list[str]:
+    """Line protocol for the ``carbon`` measurement: per bin, process, scope and method (bins with energy only)."""
+    version = ";".join(acc.factors.versions)
+    lines: list[str] = []
+    starts = (acc.edges[:-1] * 1000).astype("int64")
+    site = _tag(acc.site)
+    for name, p in acc.processes.items():
+        base = f"carbon,site={site},area={_tag(p.area or 'plant')},process={_tag(name)}"
+        series = (("2", "location", p.scope2_location_kg, p.energy_kwh), ("2", "market", p.scope2_market_kg, p.energy_kwh),
+                  ("1", "location", p.scope1_kg, None))
+        for scope, method, co2, energy in series:
+            for i, ts in enumerate(starts):
+                if co2[i] == 0 and (energy is None or energy[i] == 0):
+                    continue
+                fields = f"co2_kg={float(co2[i])!r}"
+                if energy is not None:
+                    fields += f",energy_kwh={float(energy[i])!r}"
+                fields += f',factor_version="{version}"'
+                lines.append(f"{base},scope={scope},method={method} {fields} {int(ts)}")
+    return lines
+
+
+def write_carbon(acc: Accounts, url: str, database: str, *, timeout_s: float = 60.0, batch: int = 5000) -> int:
+    """POST the accounts' hourly CO2 to InfluxDB ``/write``; returns the number of points written."""
+    lines = carbon_lines(acc)
+    s = requests.Session()
+    for i in range(0, len(lines), batch):
+        body = "\n".join(lines[i: i + batch])
+        try:
+            r = s.post(f"{url.rstrip('/')}/write", params={"db": database, "precision": "ms"}, data=body.encode(), timeout=timeout_s)
+        except requests.RequestException as exc:
+            raise WriteError(f"InfluxDB at {url} unreachable while writing carbon figures: {exc}", retryable=True) from exc
+        if r.status_code != 204:
+            raise WriteError(f"InfluxDB refused the carbon figures (HTTP {r.status_code}): {r.text[:300]}", status=r.status_code,
+                             retryable=r.status_code >= 500)
+    return len(lines)
