@@ -187,6 +187,39 @@ def cmd_analyze_baseline(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from analytics import InfluxReader
+    from analytics.carbon import default_settings, from_csv_dir, from_influx, load_settings, write_carbon
+    from analytics.report import build_report
+
+    start = parse_time(a.start) if a.start else None
+    end = parse_time(a.end) if a.end else None
+    if a.csv:
+        data = from_csv_dir(Path(a.csv), start=start, end=end)
+        if a.site:
+            data.plant["site"] = a.site
+    else:
+        if not a.plant or start is None or end is None:
+            raise CarbonEdgeError("a report from InfluxDB needs --plant FILE, --from and --to (or --csv DIR for an offline export)")
+        plant = json.loads(Path(a.plant).read_text())
+        if a.site:
+            plant["site"] = a.site
+        print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
+        data = from_influx(InfluxReader(a.influx_url, a.database), plant, start, end)
+    settings = load_settings(Path(a.carbon)) if a.carbon else default_settings(data.plant)
+    baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
+    write = None
+    if not a.csv and not a.no_write_back:
+        def write(acc):  # type: ignore[no-untyped-def]
+            return write_carbon(acc, a.influx_url, a.database)
+    res = build_report(data, settings, Path(a.out), baseline=baseline, progress=lambda m: print(m, flush=True), influx_write=write)
+    em = res.report["emissions"]
+    print(f"Scope 1: {em['scope1_t']:,.1f} t CO2   scope 2 location-based: {em['scope2_location_t']:,.1f} t   market-based: "
+          f"{em['scope2_market_t']:,.1f} t   hints: {len(res.report['hints'])}")
+    print(f"Report: {res.html}   data: {res.json}" + (f"   exports: {', '.join(p.name for p in res.exports)}" if res.exports else ""))
+    return 0
+
+
 def cmd_config_check(a: argparse.Namespace) -> int:
     from edge import load_config
 
@@ -393,6 +426,24 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--out", help="write per-row expected energy, residual and CUSUM of savings here")
     bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bl.set_defaults(func=cmd_analyze_baseline)
+
+    rp = sub.add_parser("report", help="carbon and optimisation report (HTML, report.json, CBAM / battery exports)",
+                        description="Scope 1/2 carbon accounts per meter, process and product, product footprints, EU CBAM (steel) or EU Battery "
+                        "Regulation (cells) exports validated against their schemas, calibrated process models and ranked optimisation hints. "
+                        "Writes report.html (self-contained), report.json and the exports into --out, and hourly CO2 back to InfluxDB.")
+    rp.add_argument("--plant", help="plant model JSON (as written by `carbonedge sim`)")
+    rp.add_argument("--site", help="site tag in InfluxDB (default: the plant model's site)")
+    rp.add_argument("--from", dest="start", help="period start, ISO 8601")
+    rp.add_argument("--to", dest="end", help="period end, ISO 8601")
+    rp.add_argument("--out", required=True, help="output directory")
+    rp.add_argument("--carbon", help="carbon and tariff settings TOML (factors, instruments, products, tariff); default: documented defaults")
+    rp.add_argument("--baseline-from", help="start of the period the process models are calibrated on (default: first third, >= 24 h)")
+    rp.add_argument("--baseline-to", help="end of the baseline period")
+    rp.add_argument("--csv", help="read an offline export directory (plant.json + <device>.csv) instead of InfluxDB")
+    rp.add_argument("--influx-url", default="http://127.0.0.1:8086")
+    rp.add_argument("--database", default="carbonedge")
+    rp.add_argument("--no-write-back", action="store_true", help="do not write hourly CO2 to InfluxDB (measurement carbon)")
+    rp.set_defaults(func=cmd_report)
 
     cf = sub.add_parser("config", help="configuration tools")
     csub = cf.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
