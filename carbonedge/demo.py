@@ -152,11 +152,29 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         _say(f"Readings published: {published:,}   in InfluxDB: {in_db:,}   lost: {summary['lost']}   "
              f"duplicate deliveries: {summary['duplicate_deliveries']}   bad values: {gstats.get('bad_values', 0)}")
         _say(f"Summary: {out / 'summary.json'}   (took {time.monotonic() - t0:.0f} s)")
+        _demo_report(services, plant_model, start, end + poll_interval_s, out)
         return summary
     finally:
         for p in reversed(procs):
             p.stop(10)
         services.stop()
+
+
+def _demo_report(services: Services, plant_model: dict[str, Any], start: float, end: float, out: Path) -> None:
+    """Carbon and optimisation report of the demo run: report.html, report.json and the regulatory exports in ``out``."""
+    from analytics import InfluxReader
+    from analytics.carbon import default_settings, from_influx, write_carbon
+    from analytics.report import build_report
+
+    _say("")
+    _say("Carbon and optimisation report:")
+    data = from_influx(InfluxReader(services.influx.url, DATABASE), plant_model, start, end)
+    res = build_report(data, default_settings(plant_model), out, progress=_say,
+                       influx_write=lambda acc: write_carbon(acc, services.influx.url, DATABASE))
+    em = res.report["emissions"]
+    _say(f"Scope 1: {em['scope1_t']:,.1f} t CO2   scope 2 (location-based): {em['scope2_location_t']:,.1f} t   "
+         f"(market-based): {em['scope2_market_t']:,.1f} t   hints: {len(res.report['hints'])}")
+    _say(f"Report: {res.html}   exports: {', '.join(p.name for p in res.exports) or 'none'}")
 
 
 def _summary(plant: str, figs: dict[str, Any], truth: dict[str, Any], published: int, in_db: int,
