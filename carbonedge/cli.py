@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from carbonedge.clock import make_clock, parse_time
 from carbonedge.errors import CarbonEdgeError
@@ -41,23 +42,47 @@ def _duration(text: str) -> float:
 
 
 def cmd_sim(a: argparse.Namespace) -> int:
-    from carbonedge.clock import ClockSpec, VirtualClock, WallClock
-    from simulators import Simulation, run
+    import time
+    from dataclasses import replace
 
-    start = parse_time(a.start) if a.start else None
+    from carbonedge.clock import ClockSpec, VirtualClock, WallClock
+    from simulators import Scenario, Simulation, load_scenario, run
+
+    if a.scenario:
+        sc = load_scenario(a.scenario)
+    else:
+        sc = Scenario(plant=a.plant or "steel", start=float(int(time.time())), speed=1.0)
+    if a.plant and a.plant != sc.plant:
+        sc = replace(sc, plant=a.plant)
+    if a.seed is not None:
+        sc = replace(sc, seed=a.seed)
+    if a.duration is not None:
+        sc = replace(sc, duration_s=a.duration)
+    if a.start:
+        sc = replace(sc, start=parse_time(a.start))
     if a.clock:
         spec = ClockSpec.parse(a.clock)
-        clock = VirtualClock(spec)
-        start = spec.start
+        sc = replace(sc, start=spec.start)
+        clock: Any = VirtualClock(spec)
+    elif sc.speed != 1.0:
+        clock = VirtualClock(ClockSpec(start=sc.start, speed=sc.speed, origin=time.time()))
     else:
         clock = WallClock()
-    if start is None:
-        import time
-
-        start = float(int(time.time()))
-    sim = Simulation(plant=a.plant, seed=a.seed, start=start, end=start + a.duration)
-    truth = asyncio.run(run(sim, clock, Path(a.out), site=a.site, gateway=a.gateway, poll_interval_s=a.poll_interval, sync_start=a.sync_start))
+    site = a.site or (sc.site if a.scenario else f"demo-{sc.plant}")
+    poll = a.poll_interval if a.poll_interval is not None else sc.poll_interval_s
+    sim = Simulation.from_scenario(sc)
+    truth = asyncio.run(run(sim, clock, Path(a.out), site=site, gateway=a.gateway, poll_interval_s=poll, sync_start=a.sync_start))
     print(json.dumps(truth["plant_total"]))
+    return 0
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from simulators.offline import main_generate
+
+    summary = main_generate(a.scenario, a.out, poll_interval_s=a.poll_interval)
+    print(f"{summary['scenario']}: {summary['devices']} devices, {summary['rows']:,} readings, {summary['faults']} labelled fault(s); "
+          f"plant energy {summary['plant_energy_kwh']:,.0f} kWh for {summary['plant_production']:,.1f} {summary['production_unit']} "
+          f"({summary['seconds']:g} s). Written to {summary['out']}")
     return 0
 
 
@@ -300,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole pipeline on a simulated plant and print energy intensity",
                        description="Simulated plant -> edge gateway -> MQTT -> collector -> InfluxDB -> analytics, with the project's "
                        "own Mosquitto and InfluxDB on free loopback ports. Writes summary.json into --out.")
-    d.add_argument("--plant", default="steel", choices=["steel"], help="which plant to simulate (default: steel)")
+    d.add_argument("--plant", default="steel", choices=["steel", "battery"], help="which plant to simulate (default: steel)")
     d.add_argument("--hours", type=float, default=24.0, help="hours of plant operation to simulate (default: 24)")
     d.add_argument("--speed", type=float, default=1440.0, help="plant seconds per wall second (default: 1440, a day per minute)")
     d.add_argument("--seed", type=int, default=7, help="random seed of the plant (default: 7)")
@@ -310,17 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="serve a simulated plant over Modbus TCP", description="Run a simulated plant and serve every meter "
                        "and PLC counter over Modbus TCP on loopback. Writes devices.json, gateway.toml, plant.json and, at the end, truth.json.")
-    s.add_argument("--plant", default="steel", choices=["steel"])
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--duration", type=_duration, default=86400.0, help="plant time to simulate, e.g. 24h (default: 24h)")
-    s.add_argument("--start", help="plant start time, ISO 8601 (default: now; ignored with --clock)")
-    s.add_argument("--clock", help="virtual clock: start=ISO,speed=N[,origin=EPOCH] (default: wall clock)")
-    s.add_argument("--site", default="demo-steel")
+    s.add_argument("--scenario", help="scenario: a bundled name (steel-default, battery-week-faults, ...) or a TOML file; "
+                   "the flags below override its values")
+    s.add_argument("--plant", choices=["steel", "battery"], help="which plant (default: the scenario's, else steel)")
+    s.add_argument("--seed", type=int, help="random seed (default: the scenario's, else 7)")
+    s.add_argument("--duration", type=_duration, help="plant time to simulate, e.g. 24h (default: the scenario's, else 24h)")
+    s.add_argument("--start", help="plant start time, ISO 8601 (default: the scenario's, else now; ignored with --clock)")
+    s.add_argument("--clock", help="virtual clock: start=ISO,speed=N[,origin=EPOCH] (default: the scenario's speed, else the wall clock)")
+    s.add_argument("--site", help="site name in gateway.toml and plant.json (default: the scenario's, else demo-<plant>)")
     s.add_argument("--gateway", default="gw1")
-    s.add_argument("--poll-interval", type=float, default=60.0, help="poll interval written into gateway.toml (plant seconds)")
+    s.add_argument("--poll-interval", type=float, help="poll interval written into gateway.toml, plant seconds (default: the scenario's, else 60)")
     s.add_argument("--sync-start", action="store_true", help="hold the initial state until every device was read once (exact ground-truth windows)")
-    s.add_argument("--out", default="sim-out", help="directory for devices.json, gateway.toml, plant.json, truth.json")
+    s.add_argument("--out", default="sim-out", help="directory for devices.json, gateway.toml, plant.json, then truth.json and labels.jsonl")
     s.set_defaults(func=cmd_sim)
+
+    g = sub.add_parser("generate", help="write a scenario's meter data offline (CSV per device, truth, fault labels)",
+                       description="Run a scenario without a network and write, per device, what a gateway would read at each poll "
+                       "(<device>.csv: ts + one column per quantity, canonical units), plus plant.json, truth.json, truth.csv and labels.jsonl.")
+    g.add_argument("scenario", help="a bundled scenario name (steel-default, steel-week-faults, battery-default, battery-week-faults, "
+                   "battery-500) or a scenario TOML file")
+    g.add_argument("--out", required=True, help="output directory")
+    g.add_argument("--poll-interval", type=float, help="sampling interval in plant seconds (default: the scenario's)")
+    g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("edge", help="run an edge gateway", description="Poll the devices in a gateway config, keep every cycle in the "
                        "outbox on disk and publish it over MQTT v5 until the collector confirms it.")
