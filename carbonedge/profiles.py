@@ -356,6 +356,52 @@ ABB_B_SERIES = Profile(
     ),
 )
 
+GENERIC_EM_U32 = Profile(
+    name="generic-em-u32",
+    manufacturer="generic",
+    model="Energy meter with 32-bit energy registers (legacy and low-cost class)",
+    table="holding",
+    source="carbonedge generic map in the scaled-integer style of §7.5 [D12], but with uint32 energy in 0.01 kWh, "
+    "which wraps at 42,949,672.95 kWh (§7.6, calc). FC03, high word first.",
+    points=(
+        P("voltage_l1_n", 0, "uint32", 0.1),
+        P("voltage_l2_n", 2, "uint32", 0.1),
+        P("voltage_l3_n", 4, "uint32", 0.1),
+        P("current_l1", 6, "uint32", 0.001),  # mA -> A
+        P("current_l2", 8, "uint32", 0.001),
+        P("current_l3", 10, "uint32", 0.001),
+        P("active_power", 12, "int32", 0.001),  # W -> kW
+        P("reactive_power", 14, "int32", 0.001),  # var -> kvar
+        P("power_factor", 16, "int16", 0.001),
+        P("frequency", 17, "uint16", 0.01),
+        P("active_energy_import", 256, "uint32", 0.01),  # 0.01 kWh, rolls over
+        P("active_energy_export", 258, "uint32", 0.01),
+        P("demand_active_power", 260, "int32", 0.001),
+    ),
+    notes="The energy registers roll over at 2**32 x 0.01 kWh; readers must unwrap (counter_modulus).",
+)
+
+
+def _flow_meter(medium: str, flow: str, total: str, total_scale: float, total_unit: str) -> Profile:
+    return Profile(
+        name=f"flow-{medium}",
+        manufacturer="generic",
+        model=f"Flow meter / flow computer ({medium})",
+        table="holding",
+        source="carbonedge generic flow-meter map: float32 flow in the canonical unit per hour at 0, uint32 totalizer "
+        f"in {total_scale:g} {total_unit} at 2, high word first (FC03); the layout of common flow computers (†).",
+        points=(P(flow, 0, "float32"), P(total, 2, "uint32", total_scale)),
+        notes=f"The totalizer wraps at {(1 << 32) * total_scale:,.0f} {total_unit}.",
+    )
+
+
+#: Flow meters for the other media plant energy systems monitor (gas, oxygen, steam, water, compressed air).
+FLOW_GAS = _flow_meter("gas", "gas_flow", "gas_volume", 0.1, "Nm3")
+FLOW_OXYGEN = _flow_meter("oxygen", "oxygen_flow", "oxygen_volume", 0.1, "Nm3")
+FLOW_STEAM = _flow_meter("steam", "steam_flow", "steam_mass", 0.001, "t")
+FLOW_WATER = _flow_meter("water", "water_flow", "water_volume", 0.01, "m3")
+FLOW_AIR = _flow_meter("air", "air_flow", "air_volume", 0.1, "Nm3")
+
 PLC_LINE_COUNTER = Profile(
     name="plc-line-counter",
     manufacturer="generic",
@@ -371,7 +417,8 @@ PLC_LINE_COUNTER = Profile(
 )
 
 PROFILES: dict[str, Profile] = {
-    p.name: p for p in (EASTRON_SDM630, SIEMENS_PAC3200, SCHNEIDER_PM5000, JANITZA_UMG96RME, ABB_B_SERIES, PLC_LINE_COUNTER)
+    p.name: p for p in (EASTRON_SDM630, SIEMENS_PAC3200, SCHNEIDER_PM5000, JANITZA_UMG96RME, ABB_B_SERIES, PLC_LINE_COUNTER,
+                        GENERIC_EM_U32, FLOW_GAS, FLOW_OXYGEN, FLOW_STEAM, FLOW_WATER, FLOW_AIR)
 }
 
 

@@ -1,12 +1,33 @@
-"""Simulated plants that stand in for real ones: processes, meters served over Modbus TCP, ground truth.
+"""Simulated plants that stand in for real ones: processes, meters served over Modbus TCP, ground truth, faults.
 
 Public API::
 
-    from simulators import Simulation, run
-    sim = Simulation(plant="steel", seed=7, start=t0, end=t0 + 86400)
-    truth = await run(sim, clock, out_dir)   # serves every device until stopped
+    from simulators import Simulation, run, load_scenario, generate
+
+    sc = load_scenario("battery-week-faults")          # bundled name or a TOML path
+    sim = Simulation.from_scenario(sc)                  # or Simulation(plant="steel", seed=7, start=t0, end=t0 + 86400)
+    truth = await run(sim, clock, out_dir)              # serves every device over Modbus TCP until stopped
+
+    data = generate(sc, "out/")                         # offline: per-device CSVs, truth.json, labels.jsonl, plant.json
+
+Fault kinds and the ``labels.jsonl`` format: :mod:`simulators.faults` and ``docs/simulators.md``.
 """
 
+from simulators.faults import KINDS as FAULT_KINDS
+from simulators.faults import read_labels
+from simulators.offline import DeviceSeries, OfflineRun, generate
 from simulators.runner import Simulation, run
+from simulators.scenario import Scenario, bundled_scenarios, load_scenario
 
-__all__ = ["Simulation", "run"]
+__all__ = [
+    "FAULT_KINDS",
+    "DeviceSeries",
+    "OfflineRun",
+    "Scenario",
+    "Simulation",
+    "bundled_scenarios",
+    "generate",
+    "load_scenario",
+    "read_labels",
+    "run",
+]

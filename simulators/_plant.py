@@ -1,21 +1,41 @@
-"""Building blocks of a simulated plant: processes that draw power and make product, and their meters.
+"""Building blocks of a simulated plant: processes that draw power and make product, and their devices.
 
 Time advances in fixed steps (``dt``, 1 s of plant time by default) from the
 scenario start, so a plant's state at plant time *t* depends only on the seed and
 *t*, never on how fast the wall clock ran. Each process integrates its own true
-energy and production in float64: that is the ground truth the pipeline's figures
-are checked against. Meters serve that truth through their register maps, plus a
-counter offset (real meters are never installed at zero).
+energy, media and production in float64: that is the ground truth the pipeline's
+figures are checked against. Devices (power meters, flow meters, PLC counters)
+serve that truth through their register maps, plus a counter offset (real meters
+are never installed at zero).
+
+Faults enter at two places and never touch a process's random stream, so the
+fault-free counterfactual is the same run without the fault:
+
+- *process faults* add power on top of the process's own demand
+  (:meth:`Process.advance` integrates that extra power exactly: ``waste_kwh``);
+- *device faults* change what a device serves (frozen values, counter resets and
+  rollovers, no answer at all), never the process itself.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from carbonedge import profiles
+
+#: Flow-meter media: (volume counter quantity, flow gauge quantity) in the catalogue.
+MEDIA: dict[str, tuple[str, str]] = {
+    "gas": ("gas_volume", "gas_flow"),
+    "oxygen": ("oxygen_volume", "oxygen_flow"),
+    "steam": ("steam_mass", "steam_flow"),
+    "water": ("water_volume", "water_flow"),
+    "air": ("air_volume", "air_flow"),
+}
 
 
 @dataclass
@@ -28,11 +48,69 @@ class ElectricalState:
     frequency: float = 50.0
 
 
+class Calendar:
+    """Production shifts: when shift-following processes run, in plant-local time.
+
+    ``windows`` are strings like ``"Mon-Fri 06:00-22:00"``, ``"Sat 06:00-14:00"``
+    or ``"24/7"``. A window may cross midnight (``"Sun 22:00-06:00"`` runs into
+    Monday). Lookups are a table index, so a million calls cost nothing.
+    """
+
+    DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+    def __init__(self, windows: list[str] | str = "24/7", utc_offset_h: float = 0.0) -> None:
+        if isinstance(windows, str):
+            windows = [windows]
+        self.windows = list(windows)
+        self.utc_offset_s = utc_offset_h * 3600.0
+        week = np.zeros(7 * 1440, dtype=bool)
+        for w in self.windows:
+            week |= self._parse(w)
+        self.week = week
+        self.always = bool(week.all())
+
+    @classmethod
+    def _parse(cls, text: str) -> np.ndarray:
+        mask = np.zeros(7 * 1440, dtype=bool)
+        t = text.strip().lower()
+        if t in ("24/7", "always"):
+            mask[:] = True
+            return mask
+        try:
+            days, hours = t.split()
+            if "-" in days:
+                d0, d1 = (cls.DAYS.index(d[:3]) for d in days.split("-"))
+                day_list = [d % 7 for d in range(d0, d1 + (7 if d1 < d0 else 0) + 1)]
+            else:
+                day_list = [cls.DAYS.index(days[:3])]
+            h0, h1 = hours.split("-")
+            m0 = int(h0[:2]) * 60 + int(h0[3:5])
+            m1 = int(h1[:2]) * 60 + int(h1[3:5])
+        except (ValueError, IndexError):
+            raise ValueError(f"shift window {text!r}: write it like 'Mon-Fri 06:00-22:00', 'Sat 06:00-14:00' or '24/7'") from None
+        length = (m1 - m0) % 1440 or 1440
+        for d in day_list:
+            start = d * 1440 + m0
+            idx = (np.arange(start, start + length)) % (7 * 1440)
+            mask[idx] = True
+        return mask
+
+    def on_shift(self, t: float) -> bool:
+        if self.always:
+            return True
+        # 1970-01-01 was a Thursday: shift by three days so index 0 is Monday 00:00.
+        minute = int((t + self.utc_offset_s) // 60.0 + 3 * 1440) % (7 * 1440)
+        return bool(self.week[minute])
+
+
 class Process:
-    """A plant process: override :meth:`step` to set ``power_kw`` and add production.
+    """A plant process: override :meth:`step` to set ``power_kw``, media flows and production.
 
     Attributes set by subclasses: ``name``, ``area``, ``production_unit`` (``None``
-    for utilities without their own production counter).
+    for utilities without their own production counter), ``nominal_kw`` (typical
+    mean demand, used to place counter rollovers near a requested time) and
+    ``standby_kw`` (demand while stopped off-shift; ``idle_kw`` is what it draws
+    when it is left running idle instead).
     """
 
     name: str = "process"
@@ -40,6 +118,11 @@ class Process:
     production_unit: str | None = None  # "t", "pcs" or "kWh"
     nominal_voltage_ln: float = 230.0
     base_pf: float = 0.95
+    nominal_kw: float = 100.0
+    standby_kw: float = 0.0
+    idle_kw: float = 0.0
+    #: Media this process consumes, each served by a flow meter (see MEDIA).
+    media: tuple[str, ...] = ()
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
@@ -49,70 +132,185 @@ class Process:
         self.production_count = 0.0
         self.production_capacity_kwh = 0.0
         self.running = 0
+        self.flows: dict[str, float] = {m: 0.0 for m in self.media}  # canonical unit per hour
+        self.media_total: dict[str, float] = {m: 0.0 for m in self.media}
+        self.calendar: Calendar | None = None  # None: runs around the clock
+        self.faults: list[Any] = []  # process faults (simulators.faults.ProcessFault)
+        self.on_shift = True
+        self._z: list[float] = []
+        self._zi = 0
+        self._u: list[float] = []
+        self._ui = 0
+
+    # Random draws come in blocks: one numpy call per 4096 draws instead of one per step.
+    def z(self) -> float:
+        """Next standard-normal draw of this process's stream."""
+        if self._zi >= len(self._z):
+            self._z = self.rng.standard_normal(4096).tolist()
+            self._zi = 0
+        self._zi += 1
+        return self._z[self._zi - 1]
+
+    def u(self) -> float:
+        """Next uniform [0, 1) draw of this process's stream."""
+        if self._ui >= len(self._u):
+            self._u = self.rng.random(4096).tolist()
+            self._ui = 0
+        self._ui += 1
+        return self._u[self._ui - 1]
+
+    def noisy(self, mean: float, rel_sd: float) -> float:
+        return mean * (1.0 + rel_sd * self.z())
 
     def step(self, t: float, dt: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def off_shift(self, t: float, dt: float) -> None:
+        """Stopped between shifts: standby load, no production, state held."""
+        self.elec.power_kw = self.standby_kw * (1.0 + 0.02 * self.z()) if self.standby_kw else 0.0
+        self.elec.power_factor = 0.6
+        self.running = 0
+        for m in self.flows:
+            self.flows[m] = 0.0
+
     def advance(self, t: float, dt: float) -> None:
-        self.step(t, dt)
-        self.energy_kwh += max(self.elec.power_kw, 0.0) * dt / 3600.0
+        self.on_shift = self.calendar is None or self.calendar.on_shift(t)
+        if self.on_shift:
+            self.step(t, dt)
+        else:
+            self.off_shift(t, dt)
+        base = max(self.elec.power_kw, 0.0)
+        extra = 0.0
+        for f in self.faults:
+            extra += f.apply(self, t, dt, base)
+        self.elec.power_kw = base + extra
+        self.energy_kwh += (base + extra) * dt / 3600.0
+        for m, rate in self.flows.items():
+            self.media_total[m] += max(rate, 0.0) * dt / 3600.0
 
 
-@dataclass
-class Meter:
-    """A power meter on one process, served with a real meter model's register map."""
+class Device:
+    """Something a gateway polls: serves a dict of point values through a profile.
+
+    Device faults live here: frozen values (stuck meter), counter shifts (reset,
+    rollover) and no answer (communication loss).
+    """
 
     device: str
-    process: Process
     profile: profiles.Profile
-    rng: np.random.Generator
-    energy_offset_kwh: float = 0.0
-    demand_window_s: float = 900.0
-    _demand_acc: float = 0.0
-    _demand_t: float = 0.0
-    demand_kw: float = 0.0
+    process: Process
+    unit_id: int = 1
 
-    def tick(self, dt: float) -> None:
-        # Block demand: average power over the last completed 15-min window (domain-reference §7 [D17]).
-        self._demand_acc += self.process.elec.power_kw * dt
-        self._demand_t += dt
-        if self._demand_t >= self.demand_window_s:
-            self.demand_kw = self._demand_acc / self._demand_t
-            self._demand_acc = self._demand_t = 0.0
+    def _init_device(self) -> None:
+        self.counter_shift: dict[str, float] = {}
+        self.frozen: dict[str, float] | None = None
+        self.silent = False  # communication lost: the device does not answer
+        self.silent_mode = "timeout"
+        self.device_faults: list[Any] = []
+
+    def live_values(self) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def counter_keys(self) -> list[str]:
+        """Point names that are cumulative counters (shifted together by a reset or a rollover)."""
+        return [p.name for p in self.profile.points if _is_counter_point(p)]
 
     def values(self) -> dict[str, float]:
+        if self.frozen is not None:
+            return self.frozen
+        v = self.live_values()
+        for k, s in self.counter_shift.items():
+            if k in v:
+                v[k] += s
+        return v
+
+    def update(self, t: float, dt: float) -> None:
+        for f in self.device_faults:
+            f.update(self, t, dt)
+
+
+def _is_counter_point(p: profiles.PointSpec) -> bool:
+    from carbonedge import quantities
+
+    if p.name.startswith(("active_energy_import", "active_energy_export")):
+        return True
+    q = p.quantity_name
+    return q is not None and q in quantities.QUANTITIES and quantities.get(q).kind == "counter"
+
+
+class Meter(Device):
+    """A power meter on one feeder, served with a real meter model's register map.
+
+    ``power_fn``/``energy_fn``/``export_fn`` override where the feeder's power and
+    energy come from (e.g. one meter per formation rack); by default the meter
+    measures its whole process. ``demand_kw`` is set by the simulation at each
+    15-minute boundary.
+    """
+
+    def __init__(self, device: str, process: Process, profile: profiles.Profile, rng: np.random.Generator,
+                 energy_offset_kwh: float = 0.0, power_fn: Callable[[], float] | None = None,
+                 energy_fn: Callable[[], float] | None = None, export_fn: Callable[[], float] | None = None,
+                 unit_id: int = 1) -> None:
+        self.device, self.process, self.profile, self.rng = device, process, profile, rng
+        self.energy_offset_kwh = energy_offset_kwh
+        self.power_fn, self.energy_fn, self.export_fn = power_fn, energy_fn, export_fn
+        self.unit_id = unit_id
+        self.demand_kw = 0.0
+        self.share = 1.0
+        self._init_device()
+
+    def power_kw(self) -> float:
+        return self.power_fn() if self.power_fn is not None else self.process.elec.power_kw
+
+    def true_energy_kwh(self) -> float:
+        return self.energy_fn() if self.energy_fn is not None else self.process.energy_kwh
+
+    def live_values(self) -> dict[str, float]:
         e = self.process.elec
-        p = max(e.power_kw, 0.0)
+        p = max(self.power_kw(), 0.0)
         pf = min(max(e.power_factor, 0.05), 1.0)
         s = p / pf if p > 0 else 0.0
         q = math.sqrt(max(s * s - p * p, 0.0))
         v = e.voltage_ln
         i = s * 1000.0 / (3.0 * v) if v > 0 else 0.0
-        energy = self.energy_offset_kwh + self.process.energy_kwh
-        out = {
+        energy = self.energy_offset_kwh + self.true_energy_kwh()
+        export = self.export_fn() if self.export_fn is not None else 0.0
+        return {
             "voltage_l1_n": v, "voltage_l2_n": v * 1.002, "voltage_l3_n": v * 0.998,
             "current_l1": i, "current_l2": i * 1.01, "current_l3": i * 0.99,
             "active_power_l1": p / 3, "active_power_l2": p / 3, "active_power_l3": p / 3,
             "active_power": p, "reactive_power": q, "apparent_power": s, "power_factor": pf,
             "frequency": e.frequency, "demand_active_power": self.demand_kw,
-            "active_energy_import": energy, "active_energy_export": 0.0,
+            "active_energy_import": energy, "active_energy_export": export,
             # Two-tariff meters (PAC3200): everything on T1; T2 holds its installation value.
             "active_energy_import_t1": energy, "active_energy_import_t2": 0.0,
-            "active_energy_export_t1": 0.0, "active_energy_export_t2": 0.0,
+            "active_energy_export_t1": export, "active_energy_export_t2": 0.0,
         }
-        return out
 
 
-@dataclass
-class LineCounter:
+class FlowMeter(Device):
+    """A flow meter (gas, oxygen, steam, water, compressed air) on one process: flow and totalizer."""
+
+    def __init__(self, device: str, process: Process, medium: str, profile: profiles.Profile, total_offset: float = 0.0) -> None:
+        self.device, self.process, self.medium, self.profile = device, process, medium, profile
+        self.total_offset = total_offset
+        self.volume_q, self.flow_q = MEDIA[medium]
+        self._init_device()
+
+    def live_values(self) -> dict[str, float]:
+        p = self.process
+        return {self.flow_q: max(p.flows.get(self.medium, 0.0), 0.0), self.volume_q: self.total_offset + p.media_total[self.medium]}
+
+
+class LineCounter(Device):
     """A PLC counter block for one production line (one Modbus unit id)."""
 
-    device: str
-    process: Process
-    unit_id: int
-    profile: profiles.Profile = field(default_factory=lambda: profiles.PLC_LINE_COUNTER)
+    def __init__(self, device: str, process: Process, unit_id: int, profile: profiles.Profile | None = None) -> None:
+        self.device, self.process, self.unit_id = device, process, unit_id
+        self.profile = profile or profiles.PLC_LINE_COUNTER
+        self._init_device()
 
-    def values(self) -> dict[str, float]:
+    def live_values(self) -> dict[str, float]:
         p = self.process
         mass = p.production if p.production_unit == "t" else 0.0
         return {
@@ -122,6 +320,3 @@ class LineCounter:
             "running": float(p.running),
         }
 
-
-def noisy(rng: np.random.Generator, mean: float, rel_sd: float) -> float:
-    return float(mean * (1.0 + rel_sd * rng.standard_normal()))

@@ -9,8 +9,10 @@ On start the runner writes, into its output directory:
 - ``ready``         — created once every server listens.
 
 When the scenario reaches its end the plant freezes (meters keep serving the final
-state) and ``truth.json`` is written: the true energy and production per process.
-``truth.csv`` holds the same cumulative figures every simulated minute.
+state) and ``truth.json`` (true energy, media and production per process),
+``labels.jsonl`` (one line per injected fault, with its true waste) and
+``gateway-clock.json`` (the clock faults a gateway should run with) are written.
+``truth.csv`` holds the cumulative energy and production every simulated minute.
 """
 
 from __future__ import annotations
@@ -29,63 +31,137 @@ import numpy as np
 
 from carbonedge import profiles
 from carbonedge.clock import Clock, iso
+from carbonedge.errors import ConfigError
 from carbonedge.services import free_port
-from simulators import steel
-from simulators._plant import LineCounter, Meter, Process
+from simulators import battery, faults, steel
+from simulators._plant import MEDIA, Calendar, Device, FlowMeter, LineCounter, Meter, Process
+from simulators.scenario import Scenario
 
 log = logging.getLogger("carbonedge.sim")
 
-PLANTS = {"steel": steel}
-SEC_UNITS = {"steel": "kWh/t"}
+PLANTS = {"steel": steel, "battery": battery}
+SEC_UNITS = {"steel": "kWh/t", "battery": "kWh/kWh_cell"}
+PRODUCTION_QUANTITY = {"steel": "production_mass", "battery": "production_capacity"}
+#: Units behind one Modbus TCP port when devices sit behind an RS-485 gateway (32 unit loads per segment).
+UNITS_PER_GATEWAY = 32
 
 
 @dataclass
 class Simulation:
-    """A plant advanced in fixed steps of ``dt`` plant seconds from ``start``."""
+    """A plant advanced in fixed steps of ``dt`` plant seconds from ``start``.
+
+    Build it from a :class:`~simulators.scenario.Scenario` with :meth:`from_scenario`,
+    or directly (plant, seed, start, end, and optionally plant ``options``,
+    ``shifts`` and fault tables as in a scenario file).
+    """
 
     plant: str
     seed: int
     start: float
     end: float
     dt: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+    shifts: list[str] | None = None
+    shift_processes: list[str] | None = None
+    utc_offset_h: float = 0.0
+    fault_specs: list[dict[str, Any]] = field(default_factory=list)
+    tariffs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
     processes: list[Process] = field(init=False)
     output_process: str = field(init=False)
     meters: list[Meter] = field(init=False)
+    flow_meters: list[FlowMeter] = field(init=False)
     counters: list[LineCounter] = field(init=False)
+    faults: list[faults.Fault] = field(init=False)
+
+    @classmethod
+    def from_scenario(cls, sc: Scenario, dt: float = 1.0) -> Simulation:
+        return cls(plant=sc.plant, seed=sc.seed, start=sc.start, end=sc.end, dt=dt, options=sc.options, shifts=sc.shifts,
+                   shift_processes=sc.shift_processes, utc_offset_h=sc.utc_offset_h, fault_specs=sc.faults,
+                   tariffs=sc.tariffs, name=sc.name)
 
     def __post_init__(self) -> None:
         if self.plant not in PLANTS:
-            raise ValueError(f"unknown plant {self.plant!r}; known: {', '.join(PLANTS)}")
+            raise ConfigError(f"unknown plant {self.plant!r}; known: {', '.join(PLANTS)}")
         module = PLANTS[self.plant]
         seeds = np.random.SeedSequence(self.seed).spawn(64)
-        self.processes, self.output_process = module.build(np.random.default_rng(seeds[0]))
-        self.meters, self.counters = [], []
+        self.processes, self.output_process = module.build(np.random.default_rng(seeds[0]), self.options)
+        by_name = {p.name: p for p in self.processes}
+        if self.shifts is not None:
+            cal = Calendar(self.shifts, self.utc_offset_h)
+            follow = self.shift_processes if self.shift_processes is not None else list(module.SHIFT_PROCESSES)
+            for name in follow:
+                if name not in by_name:
+                    raise ConfigError(f"[calendar] processes: no process {name!r} in the {self.plant} plant; processes: {', '.join(by_name)}")
+                by_name[name].calendar = cal
+        self.meters, self.flow_meters, self.counters = [], [], []
         offset_rng = np.random.default_rng(seeds[1])
         unit = 1
+        rack_meters = bool(self.options.get("rack_meters", False))
         for i, proc in enumerate(self.processes):
-            prof = profiles.get_profile(module.METER_PROFILES[proc.name])
-            self.meters.append(
-                Meter(
-                    device=f"{proc.name.replace('_', '-')}-meter",
-                    process=proc,
-                    profile=prof,
-                    rng=np.random.default_rng(seeds[2 + i]),
-                    energy_offset_kwh=float(np.round(offset_rng.uniform(1e4, 2e5), 3)),
+            slug = proc.name.replace("_", "-")
+            prof = profiles.get_profile(str(self.options.get("meter_profiles", {}).get(proc.name, module.METER_PROFILES[proc.name])))
+            if rack_meters and proc.name == "formation":
+                self.meters.extend(self._rack_meters(proc, module, offset_rng, seeds[40]))
+            else:
+                export_fn = (lambda p=proc: p.export_kwh) if hasattr(proc, "export_kwh") else None
+                self.meters.append(
+                    Meter(device=f"{slug}-meter", process=proc, profile=prof, rng=np.random.default_rng(seeds[2 + i]),
+                          energy_offset_kwh=float(np.round(offset_rng.uniform(1e4, 2e5), 3)), export_fn=export_fn)
                 )
-            )
+            for medium in proc.media:
+                self.flow_meters.append(
+                    FlowMeter(f"{slug}-{medium}-flow", proc, medium, profiles.get_profile(f"flow-{medium}"),
+                              total_offset=float(np.round(offset_rng.uniform(1e3, 1e6), 1)))
+                )
             if proc.production_unit is not None:
-                self.counters.append(LineCounter(f"{proc.name.replace('_', '-')}-line", proc, unit))
+                self.counters.append(LineCounter(f"{slug}-line", proc, unit))
                 unit += 1
+        self.faults = faults.build_faults(self.fault_specs, self.start, self.end)
+        self._device_list: list[Device] = [*self.meters, *self.flow_meters, *self.counters]
+        faults.attach(self.faults, self.processes, self._device_list, self.start)
+        self._faulty_devices = [d for d in self._device_list if d.device_faults]
+        self._next_demand = (np.floor(self.start / 900.0) + 1) * 900.0
+        self._demand_e0 = {m.device: m.true_energy_kwh() for m in self.meters}
         self.t = self.start
+
+    def _rack_meters(self, proc: Any, module: Any, offset_rng: np.random.Generator, seed: Any) -> list[Meter]:
+        prof = profiles.get_profile(module.RACK_METER_PROFILE)
+        out = []
+        for r in range(proc.n_racks):
+            out.append(Meter(
+                device=f"formation-rack-{r + 1:03d}-meter", process=proc, profile=prof, rng=np.random.default_rng(seed),
+                energy_offset_kwh=float(np.round(offset_rng.uniform(1e3, 5e4), 3)),
+                power_fn=lambda r=r: float(proc.rack_power_kw[r]),
+                energy_fn=lambda r=r: float(proc.rack_import_kwh[r]),
+                export_fn=lambda r=r: float(proc.rack_export_kwh[r]),
+                unit_id=0,  # assigned when served behind an RS-485 gateway
+            ))
+            out[-1].share = 1.0 / proc.n_racks
+        return out
+
+    @property
+    def devices(self) -> list[Device]:
+        """Every device a gateway polls: power meters, flow meters, PLC counters."""
+        return self._device_list
 
     def advance_to(self, t: float) -> None:
         t = min(t, self.end)
-        while self.t + self.dt <= t + 1e-9:
+        dt = self.dt
+        while self.t + dt <= t + 1e-9:
             for p in self.processes:
-                p.advance(self.t, self.dt)
-            for m in self.meters:
-                m.tick(self.dt)
-            self.t += self.dt
+                p.advance(self.t, dt)
+            self.t += dt
+            for d in self._faulty_devices:
+                d.update(self.t, dt)
+            if self.t >= self._next_demand - 1e-9:
+                # Block demand: the average power of the last completed 15-min window, aligned to the
+                # clock like a real meter's demand period (domain-reference §7 [D17]).
+                for m in self.meters:
+                    e = m.true_energy_kwh()
+                    m.demand_kw = (e - self._demand_e0[m.device]) * 3600.0 / 900.0
+                    self._demand_e0[m.device] = e
+                self._next_demand += 900.0
 
     @property
     def finished(self) -> bool:
@@ -98,11 +174,17 @@ class Simulation:
                 "energy_kwh": p.energy_kwh,
                 "production": p.production if p.production_unit else None,
                 "production_unit": p.production_unit,
+                "production_count": p.production_count if p.production_unit else None,
+                "production_capacity_kwh": p.production_capacity_kwh if p.production_unit == "kWh" else None,
+                "media": {m: {"quantity": MEDIA[m][0], "total": v} for m, v in p.media_total.items()},
             }
+            if hasattr(p, "export_kwh"):
+                procs[p.name]["energy_export_kwh"] = p.export_kwh
         out = next(p for p in self.processes if p.name == self.output_process)
         total = sum(p.energy_kwh for p in self.processes)
         return {
             "plant": self.plant,
+            "scenario": self.name,
             "seed": self.seed,
             "start": iso(self.start),
             "end": iso(self.t),
@@ -113,6 +195,7 @@ class Simulation:
                 "production_unit": out.production_unit,
                 "output_process": self.output_process,
             },
+            "faults": [{"id": f.id, "kind": f.kind, "waste_kwh": f.waste_kwh} for f in self.faults],
         }
 
     def plant_model(self, site: str) -> dict[str, Any]:
@@ -123,22 +206,38 @@ class Simulation:
                 "production_unit": p.production_unit,
                 "meters": [m.device for m in self.meters if m.process is p],
                 "counters": [c.device for c in self.counters if c.process is p],
+                "flow_meters": [
+                    {"device": f.device, "medium": f.medium, "quantity": f.volume_q, "flow_quantity": f.flow_q}
+                    for f in self.flow_meters if f.process is p
+                ],
+                "follows_shifts": p.calendar is not None and not p.calendar.always,
             }
         return {
             "plant": self.plant,
             "site": site,
+            "scenario": self.name,
             "sec_unit": SEC_UNITS[self.plant],
             "energy_quantity": "active_energy_import",
-            "production_quantity": "production_mass",
+            "production_quantity": PRODUCTION_QUANTITY[self.plant],
             "output_process": self.output_process,
             "processes": procs,
+            "calendar": {"shifts": self.shifts or ["24/7"], "utc_offset_h": self.utc_offset_h},
+            "tariffs": self.tariffs,
         }
+
+    def write_results(self, out_dir: Path) -> dict[str, Any]:
+        """Write ``truth.json``, ``labels.jsonl`` and ``gateway-clock.json``; return the truth."""
+        truth = self.truth()
+        (out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
+        faults.write_labels(out_dir / "labels.jsonl", self.faults)
+        (out_dir / "gateway-clock.json").write_text(json.dumps(faults.gateway_clock(self.faults), indent=2))
+        return truth
 
 
 class _ServedDevice:
     """Registers of one Modbus unit, encoded from the live simulation on every read."""
 
-    def __init__(self, profile: profiles.Profile, source: Meter | LineCounter) -> None:
+    def __init__(self, profile: profiles.Profile, source: Device) -> None:
         self.profile = profile
         self.source = source
         self.reads = 0
@@ -159,9 +258,17 @@ class _ServedDevice:
         bits = [SimData(0, count=1, values=False, datatype=DataType.BITS)]
         return (bits, bits, blocks["holding"], blocks["input"])
 
-    async def action(self, func_code: int, start: int, address: int, count: int, registers: list[int], values: Any) -> None:
+    async def action(self, func_code: int, start: int, address: int, count: int, registers: list[int], values: Any) -> Any:
+        from pymodbus.constants import ExcCodes
+
         if values is not None:
-            return None
+            return ExcCodes.ILLEGAL_FUNCTION  # meters are read-only here; never let a write change the registers
+        if self.source.silent:
+            # Communication loss: hang long enough for the gateway to time out, then answer as an
+            # RS-485 gateway does when its target stays silent (exception 0x0B).
+            if self.source.silent_mode == "timeout":
+                await asyncio.sleep(COMM_LOSS_HANG_S)
+            return ExcCodes.GATEWAY_NO_RESPONSE
         table = "holding" if func_code == 3 else "input"
         current = self.source.values()
         end = address + count
@@ -175,6 +282,34 @@ class _ServedDevice:
         if self.first_read_wall is None:
             self.first_read_wall = time.time()
         return None
+
+
+#: Wall seconds a silent device keeps a request hanging (longer than any sane gateway timeout).
+COMM_LOSS_HANG_S = 3.0
+
+
+def _layout(sim: Simulation) -> list[list[Device]]:
+    """Group devices onto Modbus TCP ports the way a plant wires them.
+
+    Each process's main power meter has its own Ethernet port (unit 1); PLC line
+    counters share one PLC (a unit id per line); flow meters and per-rack meters sit
+    behind RS-485-to-TCP gateways, up to 32 units per gateway.
+    """
+    ports: list[list[Device]] = []
+    rack = [m for m in sim.meters if m.device.startswith("formation-rack-")]
+    for m in sim.meters:
+        if m not in rack:
+            m.unit_id = 1
+            ports.append([m])
+    for group in (rack, sim.flow_meters):
+        for i in range(0, len(group), UNITS_PER_GATEWAY):
+            chunk = group[i : i + UNITS_PER_GATEWAY]
+            for u, d in enumerate(chunk, start=1):
+                d.unit_id = u
+            ports.append(list(chunk))
+    if sim.counters:
+        ports.append(list(sim.counters))
+    return ports
 
 
 async def run(
@@ -210,33 +345,22 @@ async def run(
     servers: list[Any] = []
     served_all: list[_ServedDevice] = []
     devices: list[dict[str, Any]] = []
-    for m in sim.meters:
+    for group in _layout(sim):
         port = free_port()
-        served = _ServedDevice(m.profile, m)
-        served_all.append(served)
-        dev = SimDevice(id=1, simdata=served.simdata(), action=served.action)
-        servers.append(ModbusTcpServer(dev, address=(host, port)))
-        devices.append(
-            {"id": m.device, "profile": m.profile.name, "host": host, "port": port, "unit_id": 1,
-             "tags": {"area": m.process.area, "process": m.process.name}}
-        )
-    if sim.counters:
-        port = free_port()
-        plc = []
-        for c in sim.counters:
-            served = _ServedDevice(c.profile, c)
+        units = []
+        for d in group:
+            served = _ServedDevice(d.profile, d)
             served_all.append(served)
-            plc.append(SimDevice(id=c.unit_id, simdata=served.simdata(), action=served.action))
-            devices.append(
-                {"id": c.device, "profile": c.profile.name, "host": host, "port": port, "unit_id": c.unit_id,
-                 "tags": {"area": c.process.area, "process": c.process.name}}
-            )
-        servers.append(ModbusTcpServer(plc, address=(host, port)))
+            units.append(SimDevice(id=d.unit_id, simdata=served.simdata(), action=served.action))
+            devices.append({"id": d.device, "profile": d.profile.name, "host": host, "port": port, "unit_id": d.unit_id,
+                            "tags": {"area": d.process.area, "process": d.process.name}})
+        servers.append(ModbusTcpServer(units if len(units) > 1 else units[0], address=(host, port)))
 
     tasks = [asyncio.create_task(s.serve_forever(), name=f"modbus-{i}") for i, s in enumerate(servers)]
     await asyncio.sleep(0.2)
     (out_dir / "devices.json").write_text(json.dumps(devices, indent=2))
     (out_dir / "plant.json").write_text(json.dumps(sim.plant_model(site), indent=2))
+    (out_dir / "gateway-clock.json").write_text(json.dumps(faults.gateway_clock(sim.faults), indent=2))
     (out_dir / "gateway.toml").write_text(gateway_toml(site, gateway, poll_interval_s, devices))
     (out_dir / "ready").write_text(str(time.time()))
     log.info("serving %d devices on %d ports", len(devices), len(servers))
@@ -254,7 +378,8 @@ async def run(
         while not stop.is_set():
             now = clock.now()
             if offset is None:
-                firsts = [sd.first_read_wall for sd in served_all]
+                # A device that is silent by scenario (comm_loss at the start) cannot hold the plant back.
+                firsts = [sd.first_read_wall for sd in served_all if not sd.source.silent]
                 if all(f is not None and f >= origin for f in firsts):
                     offset = max(0.0, now - sim.start)
                     log.info("every device was read once; plant time starts (offset %.1f s)", offset)
@@ -264,13 +389,17 @@ async def run(
                             if sd.first_read_wall is not None and sd.first_read_wall < origin:
                                 sd.first_read_wall = None
                     now = sim.start
-            sim.advance_to(now - (offset or 0.0))
+            target = now - (offset or 0.0)
+            while sim.t + sim.dt <= min(target, sim.end) + 1e-9:
+                # Advance in slices of a minute of plant time and let pending Modbus requests in between,
+                # so a fast clock never keeps a gateway waiting for an answer.
+                sim.advance_to(min(target, sim.t + 60.0))
+                await asyncio.sleep(0)
             while next_row <= sim.t:
                 truth_csv.write(iso(next_row) + "," + ",".join(f"{p.energy_kwh:.6f},{p.production:.6f}" for p in sim.processes) + "\n")
                 next_row += 60.0
             if sim.finished and truth is None:
-                truth = sim.truth()
-                (out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
+                truth = sim.write_results(out_dir)
                 truth_csv.flush()
                 log.info("scenario finished at %s; serving the final state", iso(sim.t))
             with contextlib.suppress(TimeoutError):

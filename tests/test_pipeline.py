@@ -50,7 +50,7 @@ def test_gateway_reads_what_the_simulator_serves(tmp_path):
         await asyncio.sleep(0.5)  # let the plant run a few minutes of plant time
         devices = json.loads((tmp_path / "devices.json").read_text())
         assert {d["profile"] for d in devices} >= {"eastron-sdm630", "siemens-pac3200", "schneider-pm5xxx", "janitza-umg96rm-e", "abb-b-series", "plc-line-counter"}
-        sources = {m.device: m for m in sim.meters} | {c.device: c for c in sim.counters}
+        sources = {d.device: d for d in sim.devices}
         for d in devices:
             drv = ModbusTcpDriver(d["id"], profiles.get_profile(d["profile"]), d["host"], d["port"], d["unit_id"], 1.0)
             got = await drv.read()
