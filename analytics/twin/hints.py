@@ -260,16 +260,26 @@ def _tou_hints(data: PlantData, obs: dict[str, Observations], settings: Settings
         total = float(o.energy_kwh.sum())
         if total <= 0 or peak_kwh / total < 0.05:
             continue
+        # Load can only move into cheap hours with spare capacity: headroom below the process's own
+        # 95th-percentile hourly energy in the lowest band bounds what can be shifted.
+        cheap = price <= lo + 1e-9
+        cap = float(np.percentile(o.energy_kwh, 95))
+        headroom = float(np.clip(cap - o.energy_kwh[cheap], 0, None).sum())
+        shiftable = min(shift_share * peak_kwh, headroom)
+        if shiftable < 0.01 * total:
+            continue
         hours = (o.edges[-1] - o.edges[0]) / 3600.0
-        shifted_y = shift_share * peak_kwh * HOURS_PER_YEAR / hours
+        shifted_y = shiftable * HOURS_PER_YEAR / hours
         out.append(Hint(
             kind="tou_shift", title=f"{name}: move load out of the peak tariff band", process=name,
-            action=(f"Schedule {int(shift_share * 100)} % of {name}'s peak-band energy into the lowest band (price {lo:.2f} instead of {hi:.2f} "
-                    f"{t.currency}/kWh); energy use is unchanged."),
+            action=(f"Schedule {shiftable:,.0f} kWh per period ({100 * shiftable / peak_kwh:.0f} % of {name}'s peak-band energy) into the lowest "
+                    f"band (price {lo:.2f} instead of {hi:.2f} {t.currency}/kWh); energy use is unchanged."),
             kwh_per_year=0.0, cost_per_year=shifted_y * (hi - lo), tco2_per_year=0.0,
-            evidence=f"{100 * peak_kwh / total:.0f} % of {name}'s {total:,.0f} kWh fell in the peak band over the period.",
+            evidence=(f"{100 * peak_kwh / total:.0f} % of {name}'s {total:,.0f} kWh fell in the peak band over the period; the lowest band "
+                      f"had {headroom:,.0f} kWh of headroom below the process's 95th-percentile hourly energy ({cap:,.0f} kWh)."),
             confidence="medium", sources=["domain-reference §8 hint 4", "[S36]"],
-            details={"peak_share": peak_kwh / total, "assumed_shift_share": shift_share, "price_peak": hi, "price_low": lo}))
+            details={"peak_share": peak_kwh / total, "max_shift_share": shift_share, "shiftable_kwh": shiftable, "headroom_kwh": headroom,
+                     "price_peak": hi, "price_low": lo}))
     return out
 
 
