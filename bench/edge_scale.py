@@ -1,0 +1,255 @@
+"""Edge gateway scale benchmark: 500 devices x 30 tags polled every second.
+
+Three processes on loopback:
+
+- a Modbus TCP server process serving the 500 devices (10 listening ports x 50 unit ids,
+  a lean asyncio responder so that the server's own CPU use stays small on a 2-core box);
+- the gateway under test, started exactly as in production (``carbonedge edge --config``),
+  with its outbox on disk (``synchronous=FULL``) and MQTT v5 QoS 1 to a real Mosquitto;
+- this process: Mosquitto's parent, an acknowledging subscriber (so the outbox is pruned as
+  in production), and the sampler of the gateway's CPU time and RSS (psutil, the gateway pid only).
+
+Each device has 30 float32 registers (one coalesced 60-register read): 21 gauges and 9
+cumulative counters that grow every second (the counter tracker runs on them).
+
+Last line: ``tags_per_s=… cpu_pct=… rss_mb=…`` where tags/s counts good values committed
+to the outbox during the measured window, cpu_pct is the gateway process's CPU time over
+that window as a percentage of one core, and rss_mb its peak resident set.
+
+Usage: ``.venv/bin/python bench/edge_scale.py [--devices 500] [--seconds 60] [--profile]``
+(``--profile`` runs the gateway under pyinstrument, if installed, and prints the hot spots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from carbonedge import wire  # noqa: E402
+from carbonedge.services import Mosquitto, free_port  # noqa: E402
+
+QUANTITIES = [
+    "active_energy_import", "active_energy_export", "reactive_energy_import", "active_power", "active_power_l1",
+    "active_power_l2", "active_power_l3", "reactive_power", "apparent_power", "power_factor", "demand_active_power",
+    "voltage_l1_n", "voltage_l2_n", "voltage_l3_n", "current_l1", "current_l2", "current_l3", "frequency",
+    "gas_volume", "gas_flow", "oxygen_volume", "oxygen_flow", "steam_mass", "steam_flow", "water_volume",
+    "water_flow", "air_volume", "air_flow", "production_count", "running",
+]
+COUNTERS = {"active_energy_import", "active_energy_export", "reactive_energy_import", "gas_volume", "oxygen_volume",
+            "steam_mass", "water_volume", "air_volume", "production_count"}
+PER_PORT = 50
+
+
+# --------------------------------------------------------------------------- Modbus server process
+def serve(n_devices: int, ports: list[int], ready: str) -> None:
+    """A lean Modbus TCP responder for FC03: every unit holds 30 float32 values, counters grow each second."""
+
+    regs: dict[tuple[int, int], bytearray] = {}
+    values: dict[tuple[int, int], list[float]] = {}
+    for i in range(n_devices):
+        key = (ports[i // PER_PORT], i % PER_PORT + 1)
+        values[key] = [1000.0 + i if q in COUNTERS else 10.0 + (j % 7) for j, q in enumerate(QUANTITIES)]
+        regs[key] = bytearray(struct.pack(">30f", *values[key]))
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for key, vals in values.items():
+                for j, q in enumerate(QUANTITIES):
+                    if q in COUNTERS:
+                        vals[j] += 0.5
+                regs[key][:] = struct.pack(">30f", *vals)
+
+    class Proto(asyncio.Protocol):
+        def __init__(self, port: int) -> None:
+            self.port = port
+            self.buf = b""
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            while len(self.buf) >= 12:
+                tid, _pid, length, unit = struct.unpack(">HHHB", self.buf[:7])
+                frame, self.buf = self.buf[: 6 + length], self.buf[6 + length:]
+                fc, start, count = struct.unpack(">BHH", frame[7:12])
+                block = regs.get((self.port, unit))
+                if block is None or fc not in (3, 4) or start * 2 + count * 2 > len(block):
+                    self.t.write(struct.pack(">HHHBBB", tid, 0, 3, unit, fc | 0x80, 2))  # type: ignore[attr-defined]
+                    continue
+                data_ = bytes(block[start * 2 : start * 2 + count * 2])
+                self.t.write(struct.pack(">HHHBBB", tid, 0, 3 + len(data_), unit, fc, len(data_)) + data_)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for p in ports:
+            await loop.create_server(lambda p=p: Proto(p), "127.0.0.1", p)
+        Path(ready).write_text("ok")
+        await tick()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- gateway config
+def gateway_toml(n_devices: int, ports: list[int], mqtt_port: int) -> str:
+    lines = ['[gateway]', 'site = "bench"', 'id = "gw1"', "poll_interval_s = 1", "health_interval_s = 10", "",
+             "[mqtt]", f"port = {mqtt_port}", "max_inflight = 50", "",
+             "[[profiles]]", 'name = "bench-30"', 'table = "holding"', "points = ["]
+    lines += [f'  {{ name = "{q}", address = {2 * j}, dtype = "float32" }},' for j, q in enumerate(QUANTITIES)]
+    lines += ["]", ""]
+    for i in range(n_devices):
+        lines += ["[[devices]]", f'id = "meter-{i:03d}"', 'profile = "bench-30"', f"port = {ports[i // PER_PORT]}",
+                  f"unit_id = {i % PER_PORT + 1}", "timeout_s = 1.0", 'tags = { area = "bench" }', ""]
+    return "\n".join(lines)
+
+
+class Acker:
+    """Acknowledges every batch it sees (highest contiguous seq), reading only the seq from the payload."""
+
+    SEQ = re.compile(rb'"seq":(\d+)')
+
+    def __init__(self, port: int) -> None:
+        self.seen: set[int] = set()
+        self.watermark = 0
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acker", protocol=mqtt.MQTTv5)
+        c.on_connect = lambda client, *a: client.subscribe(wire.telemetry_topic("bench", "gw1"), qos=1)
+        c.on_message = self._on_message
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.c = c
+        self._last_ack = 0.0
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        m = self.SEQ.search(msg.payload, 0, 400)
+        if m is None:
+            return
+        self.seen.add(int(m.group(1)))
+        while self.watermark + 1 in self.seen:
+            self.watermark += 1
+            self.seen.discard(self.watermark)
+        now = time.monotonic()
+        if now - self._last_ack > 0.5:  # like the collector: one ack per flush, not per message
+            self._last_ack = now
+            ack = wire.Ack(site="bench", gateway="gw1", watermark=self.watermark, ts=int(time.time() * 1000))
+            client.publish(wire.ack_topic("bench", "gw1"), ack.to_json(), qos=1, retain=True)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def committed_readings(db: Path) -> tuple[int, int]:
+    """(last seq, good readings ever committed) from the outbox (readings of pruned rows are in the gateway's stats)."""
+    with sqlite3.connect(db, timeout=30) as c:
+        last = int(c.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]) - 1
+    return last, 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--devices", type=int, default=500)
+    ap.add_argument("--seconds", type=float, default=60.0, help="measured window (after a 10 s warm-up)")
+    ap.add_argument("--warmup", type=float, default=10.0)
+    ap.add_argument("--profile", action="store_true", help="run the gateway under pyinstrument and print its hot spots")
+    a = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="edge-scale-"))
+    n_ports = -(-a.devices // PER_PORT)
+    ports = [free_port() for _ in range(n_ports)]
+    broker = Mosquitto("mosquitto", free_port(), work / "broker").start()
+    ready = work / "modbus-ready"
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(a.devices), ",".join(map(str, ports)), str(ready)])
+    gw: subprocess.Popen[bytes] | None = None
+    acker: Acker | None = None
+    try:
+        while not ready.exists():
+            if server.poll() is not None:
+                raise SystemExit("the Modbus server process failed to start")
+            time.sleep(0.05)
+        cfg = work / "gateway.toml"
+        cfg.write_text(gateway_toml(a.devices, ports, broker.port))
+        acker = Acker(broker.port)
+        stats_file = work / "edge-stats.json"
+        total = a.warmup + a.seconds
+        until = time.time() + total + 1.0
+        from carbonedge.clock import iso
+
+        cmd = [sys.executable]
+        if a.profile:
+            cmd += ["-m", "pyinstrument", "-r", "text", "-o", str(work / "profile.txt"), "-m", "carbonedge.cli"]
+        else:
+            cmd += ["-m", "carbonedge.cli"]
+        cmd += ["edge", "--config", str(cfg), "--data-dir", str(work / "edge"), "--until", iso(until), "--stats-file", str(stats_file)]
+        log = (work / "edge.log").open("wb")
+        gw = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = psutil.Process(gw.pid)
+        print(f"gateway pid {gw.pid}: {a.devices} devices x {len(QUANTITIES)} tags every 1 s; warm-up {a.warmup:g} s, "
+              f"measuring {a.seconds:g} s ...", flush=True)
+        time.sleep(a.warmup)
+        db = work / "edge" / "outbox.sqlite"
+        seq0, _ = committed_readings(db)
+        c0 = proc.cpu_times()
+        t0 = time.monotonic()
+        rss_peak = 0.0
+        next_report = t0 + 10
+        while time.monotonic() - t0 < a.seconds:
+            time.sleep(0.5)
+            rss_peak = max(rss_peak, proc.memory_info().rss / 1e6)
+            if time.monotonic() >= next_report:
+                next_report += 10
+                ct = proc.cpu_times()
+                el = time.monotonic() - t0
+                print(f"  {el:4.0f} s  cpu {100 * (ct.user + ct.system - c0.user - c0.system) / el:5.1f} %  rss {rss_peak:5.1f} MB  "
+                      f"acked seq {acker.watermark}", flush=True)
+        c1 = proc.cpu_times()
+        elapsed = time.monotonic() - t0
+        seq1, _ = committed_readings(db)
+        gw.wait(total + 60)
+        stats = json.loads(stats_file.read_text())
+        cycles = seq1 - seq0
+        per_cycle = stats["readings"] / max(1, stats["batches"])
+        tags_per_s = cycles * per_cycle / elapsed
+        cpu_pct = 100.0 * (c1.user + c1.system - c0.user - c0.system) / elapsed
+        print(f"cycles committed in the window: {cycles} in {elapsed:.1f} s; good values per cycle {per_cycle:.0f}; "
+              f"read errors {stats.get('read_errors', 0)}; skipped cycles {stats.get('skipped_cycles', 0)}; "
+              f"published {stats.get('mqtt.published', 0)}; acked up to {acker.watermark} of {stats['last_seq']}")
+        if a.profile and (work / "profile.txt").exists():
+            print((work / "profile.txt").read_text()[:6000])
+        print(f"tags_per_s={tags_per_s:.0f} cpu_pct={cpu_pct:.1f} rss_mb={rss_peak:.1f}")
+        return 0
+    finally:
+        if gw is not None and gw.poll() is None:
+            gw.send_signal(signal.SIGTERM)
+            try:
+                gw.wait(20)
+            except subprocess.TimeoutExpired:
+                gw.kill()
+        if acker is not None:
+            acker.close()
+        server.terminate()
+        server.wait(10)
+        broker.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), [int(p) for p in sys.argv[3].split(",")], sys.argv[4])
+    else:
+        sys.exit(main())
