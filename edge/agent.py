@@ -69,6 +69,7 @@ class Agent:
                              site=g.site, gateway=g.id)
         self.previous = self.outbox.open_boot(self.boot_id)
         self.signer = self._signer()
+        self.ledger = integrity.Ledger.from_env()  # fault tests only: the ground truth the checker compares with
         self.tracker = CounterTracker(self.outbox.counter_rows())
         self.publisher = Publisher(cfg, self.outbox, self.boot_id)
         self._lines: dict[str, SerialLine] = {}
@@ -234,7 +235,10 @@ class Agent:
             batch = wire.Batch(site=g.site, gateway=g.id, boot_id=self.boot_id, seq=seq, created=created, devices=list(readings), events=events)
             if self.signer is not None:
                 batch = self.signer.sign(batch)
-            return batch.to_json(), created, n_good
+            payload = batch.to_json()
+            if self.ledger is not None:
+                self.ledger.record(payload)
+            return payload, created, n_good
 
         counter_rows = self.tracker.take_dirty()
         seq = await asyncio.to_thread(self.outbox.append, build, counter_rows)

@@ -53,6 +53,9 @@ class GatewaySection(_Model):
     data_dir: Path = Path("/var/lib/carbonedge/edge")
     #: How often self-health (poll latency, errors per device, outbox depth) goes out on the health topic.
     health_interval_s: float = Field(default=60.0, gt=0, le=86400)
+    #: Ed25519 private key (PEM, mode 0600) that signs and hash-chains every batch
+    #: (``carbonedge keys new``); the collector archives the signed batches for ``carbonedge verify``.
+    signing_key: Path | None = None
 
 
 class OutboxSection(_Model):
@@ -153,6 +156,11 @@ class ProfileConfig(_Model):
     table: Literal["holding", "input"] = "holding"
     max_gap: int = Field(default=16, ge=0, le=124)
     points: list[PointConfig] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ProfileConfig:
+        self.build()  # unknown quantities, overlapping registers: reported against this profile
+        return self
 
     def build(self) -> profiles.Profile:
         pts = []

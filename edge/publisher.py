@@ -124,6 +124,14 @@ class Publisher(threading.Thread):
             self.counters["bad_ack"] += 1
             log.warning("ignored a malformed acknowledgement on %s", msg.topic)
             return
+        if ack.watermark > self.outbox.last_seq:
+            # The collector confirms cycles this outbox never committed: the outbox was replaced or
+            # wiped. Pruning on it would delete unsent data, so it is ignored until our seqs pass it.
+            self.counters["ack_ahead_ignored"] += 1
+            if self.counters["ack_ahead_ignored"] in (1, 100) or self.counters["ack_ahead_ignored"] % 10_000 == 0:
+                log.error("the collector confirms seq %d but this outbox has only reached %d (outbox replaced?); "
+                          "not pruning on it", ack.watermark, self.outbox.last_seq)
+            return
         with self._lock:
             if ack.watermark > self._acked_watermark:
                 self._acked_watermark = ack.watermark
