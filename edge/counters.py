@@ -59,7 +59,10 @@ class CounterResult:
 
 
 class CounterTracker:
-    """Per (device, quantity) counter state. ``dirty`` holds keys changed since the last :meth:`take_dirty`."""
+    """Per (device, quantity) counter state. ``dirty`` holds keys whose offset changed (or that are new)
+    since the last :meth:`take_dirty`: only those need persisting. After a restart the stored raw value
+    may be older than the last reading; that only widens the plausibility window (it scales with the
+    elapsed time), and the published total ``raw + offset`` continues exactly."""
 
     def __init__(self, rows: list[tuple[str, str, float, float, int]] | None = None) -> None:
         self.states: dict[tuple[str, str], CounterState] = {}
@@ -83,7 +86,6 @@ class CounterTracker:
         dt_h = max(0.0, (ts - st.ts) / 3_600_000.0)
         limit = None if max_per_hour is None else max_per_hour * dt_h * PLAUSIBILITY_MARGIN + abs(max_per_hour) * 1e-6
         d = raw - st.raw
-        self.dirty.add(key)
 
         if d >= -_NOISE * max(1.0, abs(st.raw)):
             d = max(d, 0.0)
@@ -98,6 +100,7 @@ class CounterTracker:
             wrap = modulus - st.raw + raw
             if (limit is None and 0 <= wrap < modulus / 16) or (limit is not None and 0 <= wrap <= limit):
                 st.offset += modulus
+                self.dirty.add(key)
                 before = st.raw
                 st.raw, st.ts = raw, ts
                 st.pending_raw, st.pending_n = None, 0
@@ -107,6 +110,7 @@ class CounterTracker:
         assumed = raw if (limit is not None and 0 <= raw <= limit) else 0.0
         before_pub, before_raw = st.published, st.raw
         st.offset = before_pub + assumed - raw
+        self.dirty.add(key)
         st.raw, st.ts = raw, ts
         st.pending_raw, st.pending_n = None, 0
         ev = wire.Event(kind="counter_reset", ts=ts, device=device, quantity=quantity,
@@ -129,6 +133,7 @@ class CounterTracker:
             jump = st.pending_raw - st.raw
             before = st.published
             st.offset = before - st.pending_raw
+            self.dirty.add((device, quantity))
             st.raw, st.ts = raw, ts
             st.pending_raw, st.pending_n = None, 0
             ev = wire.Event(kind="implausible", ts=ts, device=device, quantity=quantity,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import struct
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -36,11 +37,47 @@ class ReadResult(dict[str, float | None]):
         self.partial = partial or []
 
 
-async def read_plan(client: Any, device: str, profile: profiles.Profile, plan: list[profiles.ReadBlock], unit_id: int, timeout_s: float) -> ReadResult:
+_CODE = {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "uint64": "Q", "int64": "q", "float32": "f", "float64": "d"}
+
+
+class BlockDecoder:
+    """Decodes one coalesced read in a single pass: the same results as :func:`carbonedge.profiles.decode_block`
+    (a property test checks it on every profile) at a fraction of the cost, which matters at 15,000 tags/s."""
+
+    def __init__(self, block: profiles.ReadBlock) -> None:
+        self.block = block
+        self._words = struct.Struct(f">{block.count}H")
+        self._items = []
+        for p in block.points:
+            off = p.address - block.start
+            swap = p.word_order == "little" and p.width > 1
+            self._items.append((p.name, off, p.width, struct.Struct(">" + _CODE[p.dtype]), struct.Struct(f">{p.width}H"), p.scale,
+                                swap, frozenset(p.not_available) if not p.dtype.startswith("float") else frozenset()))
+
+    def decode(self, registers: list[int]) -> dict[str, float | None]:
+        data = self._words.pack(*registers[: self.block.count])
+        out: dict[str, float | None] = {}
+        for name, off, width, fmt, words, scale, swap, na in self._items:
+            if na and int.from_bytes(data[off * 2 : off * 2 + width * 2], "big") in na:
+                out[name] = None
+                continue
+            if swap:
+                raw = fmt.unpack(words.pack(*reversed(registers[off : off + width])))[0]
+            else:
+                raw = fmt.unpack_from(data, off * 2)[0]
+            v = float(raw) * scale
+            # A float register holding NaN/inf (meter not ready) is a bad value, never a number.
+            out[name] = v if math.isfinite(v) else None
+        return out
+
+
+async def read_plan(client: Any, device: str, profile: profiles.Profile, plan: list[profiles.ReadBlock], unit_id: int, timeout_s: float,
+                    decoders: list[BlockDecoder] | None = None) -> ReadResult:
     """Run a read plan on a connected pymodbus client; map exceptions to :class:`MeterReadError`."""
     raw: dict[str, float | None] = {}
     failed: list[str] = []
-    for block in plan:
+    decoders = decoders or [BlockDecoder(b) for b in plan]
+    for block, decoder in zip(plan, decoders):
         fn = client.read_holding_registers if block.table == "holding" else client.read_input_registers
         try:
             rr = await asyncio.wait_for(fn(block.start, count=block.count, device_id=unit_id), timeout_s * 1.5)
@@ -60,9 +97,7 @@ async def read_plan(client: Any, device: str, profile: profiles.Profile, plan: l
             failed.append(f"{block.table} {block.start}+{block.count}: short answer ({len(regs)} registers)")
             raw.update({p.name: None for p in block.points})
             continue
-        for name, v in profiles.decode_block(block, regs).items():
-            # A float register holding NaN/inf (meter not ready) is a bad value, never a number.
-            raw[name] = v if v is None or math.isfinite(v) else None
+        raw.update(decoder.decode(regs))
     if failed and len(failed) == len(plan):
         raise MeterReadError(device, "every read failed: " + "; ".join(failed), code="meter.exception")
     return ReadResult(profiles.publishable(profile, raw), failed)
@@ -77,6 +112,7 @@ class ModbusTcpDriver:
         self.unit_id = unit_id
         self.timeout_s = timeout_s
         self.plan = profiles.read_plan(profile)
+        self.decoders = [BlockDecoder(b) for b in self.plan]
         self._host, self._port = host, port
         self._client: AsyncModbusTcpClient | None = None  # created inside the running event loop
 
@@ -92,7 +128,7 @@ class ModbusTcpDriver:
                 raise MeterReadError(self.device, f"cannot connect to {self._host}:{self._port}: {exc or 'timed out'}", code="meter.connect_failed") from exc
             if not ok:
                 raise MeterReadError(self.device, f"cannot connect to {self._host}:{self._port}", code="meter.connect_failed")
-        return await read_plan(self._client, self.device, self.profile, self.plan, self.unit_id, self.timeout_s)
+        return await read_plan(self._client, self.device, self.profile, self.plan, self.unit_id, self.timeout_s, self.decoders)
 
     def close(self) -> None:
         if self._client is not None:
@@ -137,11 +173,12 @@ class ModbusRtuDriver:
         self.unit_id = unit_id
         self.timeout_s = timeout_s
         self.plan = profiles.read_plan(profile)
+        self.decoders = [BlockDecoder(b) for b in self.plan]
 
     async def read(self) -> ReadResult:
         async with self.line.lock:
             client = await self.line.connected(self.device)
-            return await read_plan(client, self.device, self.profile, self.plan, self.unit_id, self.timeout_s)
+            return await read_plan(client, self.device, self.profile, self.plan, self.unit_id, self.timeout_s, self.decoders)
 
     def close(self) -> None:
         self.line.close()
