@@ -261,6 +261,45 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_verify(a: argparse.Namespace) -> int:
+    from carbonedge.integrity import TrustStore
+    from carbonedge.verify import format_report, verify
+
+    trust = TrustStore.load(Path(a.trust))
+    start = int(parse_time(a.start) * 1000) if a.start else None
+    end = int(parse_time(a.end) * 1000) if a.end else None
+    print(f"Verifying {', '.join(a.state_dir)}" + (f" against InfluxDB {a.influx_url} ({a.database})" if a.database else "") + " ...",
+          file=sys.stderr, flush=True)
+    r = verify([Path(d) for d in a.state_dir], trust, influx_url=a.influx_url if a.database else None, database=a.database,
+               site=a.site, start_ms=start, end_ms=end)
+    print(json.dumps(r.to_dict(), indent=2) if a.json else format_report(r))
+    return 0 if r.ok else 1
+
+
+def cmd_keys_new(a: argparse.Namespace) -> int:
+    from carbonedge.integrity import TrustStore, generate_key, key_id
+
+    sk = generate_key(Path(a.key))
+    kid = key_id(sk.public_key())
+    print(f"wrote {a.key} (private, mode 0600: install it on gateway {a.site}/{a.gateway} only) and {a.key}.pub; key id {kid}")
+    if a.trust:
+        trust = TrustStore.load(Path(a.trust)) if Path(a.trust).exists() else TrustStore()
+        trust.add(a.site, a.gateway, sk.public_key())
+        trust.save(Path(a.trust))
+        print(f"registered {kid} for {a.site}/{a.gateway} in {a.trust}")
+    return 0
+
+
+def cmd_keys_trust(a: argparse.Namespace) -> int:
+    from carbonedge.integrity import TrustStore, load_public_key
+
+    trust = TrustStore.load(Path(a.trust)) if Path(a.trust).exists() else TrustStore()
+    kid = trust.add(a.site, a.gateway, load_public_key(Path(a.pub)))
+    trust.save(Path(a.trust))
+    print(f"registered {kid} for {a.site}/{a.gateway} in {a.trust}")
+    return 0
+
+
 def _grafana_ds(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     from analytics.grafana import DatasourceSettings
 
@@ -511,6 +550,35 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--start", help="start of the range, ISO 8601 (default: 24 h before --end)")
             g.add_argument("--end", help="end of the range, ISO 8601 (default: now)")
             g.set_defaults(func=cmd_grafana_check)
+    vf = sub.add_parser("verify", help="check signed batches in a collector archive (and InfluxDB) for tampering and loss",
+                        description="Check every archived batch against its gateway's registered Ed25519 key and hash chain, and "
+                        "optionally every InfluxDB reading against the signed batches; report each edited, deleted, inserted, "
+                        "reordered or replayed batch by gateway and seq. Exit status 1 if anything is found.")
+    vf.add_argument("--state-dir", action="append", required=True,
+                    help="a collector's state directory (holds archive/, deadletter.jsonl); repeat for every collector of the group")
+    vf.add_argument("--trust", required=True, help="trust file of gateway public keys (carbonedge keys new/trust)")
+    vf.add_argument("--influx-url", default="http://127.0.0.1:8086")
+    vf.add_argument("--database", help="also compare the InfluxDB readings of this database")
+    vf.add_argument("--site", help="only this site")
+    vf.add_argument("--from", dest="start", help="period start, ISO 8601 (batch creation time)")
+    vf.add_argument("--to", dest="end", help="period end, ISO 8601")
+    vf.add_argument("--json", action="store_true", help="print the full report as JSON")
+    vf.set_defaults(func=cmd_verify)
+
+    ks = sub.add_parser("keys", help="gateway signing keys: create one, register a public key")
+    kss = ks.add_subparsers(dest="keys_cmd", required=True, metavar="ACTION")
+    kn = kss.add_parser("new", help="create a gateway's Ed25519 signing key (and register its public key)")
+    kn.add_argument("key", help="private key file to create, e.g. /etc/carbonedge/gw1.key (never overwritten)")
+    kn.add_argument("--site", required=True)
+    kn.add_argument("--gateway", required=True)
+    kn.add_argument("--trust", help="add the public key to this trust file (created if missing)")
+    kn.set_defaults(func=cmd_keys_new)
+    kt = kss.add_parser("trust", help="register a gateway's public key (.pub) in a trust file")
+    kt.add_argument("pub")
+    kt.add_argument("--site", required=True)
+    kt.add_argument("--gateway", required=True)
+    kt.add_argument("--trust", required=True)
+    kt.set_defaults(func=cmd_keys_trust)
     return p
 
 

@@ -149,6 +149,25 @@ class Event(_Strict):
     detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=32)
 
 
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Integrity(_Strict):
+    """Tamper evidence of one batch: Ed25519 signature and hash-chain link (``carbonedge/integrity.py``).
+
+    ``hash`` is SHA-256 of the batch's canonical form (everything but this field);
+    ``prev`` is the chain link of the previous ``seq`` of the same gateway (64 zeros
+    at the start of a chain); ``sig`` signs ``alg, key, site, gateway, seq, prev, hash``.
+    """
+
+    alg: Literal["ed25519"] = "ed25519"
+    key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+    seq: int = Field(ge=1)
+    prev: Hex64
+    hash: Hex64
+    sig: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+
+
 class Batch(_Strict):
     """One poll cycle of one gateway: the unit of publishing, storage and acknowledgement."""
 
@@ -160,6 +179,8 @@ class Batch(_Strict):
     created: EpochMs
     devices: list[DeviceReadings] = Field(default_factory=list, max_length=2000)
     events: list[Event] = Field(default_factory=list, max_length=1000)
+    #: Optional (additive): present when the gateway signs its batches.
+    integrity: Integrity | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
