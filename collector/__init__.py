@@ -9,5 +9,6 @@ Public API::
 """
 
 from collector.service import Collector, CollectorSettings
+from collector.validate import load_device_registry
 
-__all__ = ["Collector", "CollectorSettings"]
+__all__ = ["Collector", "CollectorSettings", "load_device_registry"]

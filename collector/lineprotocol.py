@@ -1,41 +1,138 @@
-"""Batch -> InfluxDB line protocol (measurement ``readings``, one point per device per poll cycle).
+"""Wire models -> InfluxDB line protocol (measurement names from ``docs/influx-schema.md``).
 
-Tags: ``site``, ``gateway``, ``device`` and the device's own tags (``area``, ``process``, …),
-all already restricted by the wire contract to characters that need no escaping.
-Fields: one float per good or uncertain quantity (bad values carry no field; the point
-gets ``bad_values`` and ``status`` instead, so a gap is visible), plus ``seq``.
-Timestamps are milliseconds (write with ``precision=ms``).
+``readings``: one point per device per poll cycle. Tags: ``site``, ``gateway``, ``device``
+and the device's own tags (``area``, ``process``, …), all restricted by the wire contract
+to characters that need no escaping. Fields: one float per good or uncertain quantity
+(bad values carry no field; the point gets ``bad_values`` and ``status`` instead, so a gap
+is visible), plus ``seq``. Timestamps are milliseconds (write with ``precision=ms``).
+
+Each point is returned as ``(key, fields)`` where ``key`` is ``measurement,tags`` plus the
+timestamp (the identity InfluxDB overwrites on) and ``fields`` the field set: the conflict
+index compares digests of ``fields`` per ``key`` without parsing anything back.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from carbonedge import wire
 
 MEASUREMENT = "readings"
 EVENTS_MEASUREMENT = "events"
+GATEWAY_HEALTH_MEASUREMENT = "gateway_health"
+DEVICE_HEALTH_MEASUREMENT = "device_health"
+PIPELINE_MEASUREMENT = "pipeline"
 
 
-def _str_field(s: str) -> str:
+def str_field(s: str) -> str:
+    """A line-protocol string field value (quoted, escaped, single line)."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def batch_lines(batch: wire.Batch) -> list[str]:
-    lines: list[str] = []
-    base = f"{MEASUREMENT},device="
-    for d in batch.devices:
-        tags = {"site": batch.site, "gateway": batch.gateway, **d.tags}
-        tag_str = "".join(f",{k}={v}" for k, v in sorted(tags.items()))
-        fields = [f"{q}={v.v!r}" for q, v in d.values.items() if v.v is not None]
-        bad = sum(1 for v in d.values.values() if v.v is None)
+def _float(v: float) -> str:
+    # repr() is the shortest string that round-trips exactly: the stored value is the sent value.
+    return repr(float(v))
+
+
+@dataclass
+class Point:
+    """One line: ``series`` (measurement and tags), ``fields``, ``ts`` (ms) and the device it belongs to."""
+
+    series: str
+    fields: str
+    ts: int
+    device: str | None = None
+    readings: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.series} {self.ts}"
+
+    def line(self) -> str:
+        return f"{self.series} {self.fields} {self.ts}"
+
+
+@dataclass
+class BatchPoints:
+    """The points of one batch, per device, plus its events."""
+
+    readings: list[Point] = field(default_factory=list)
+    events: list[Point] = field(default_factory=list)
+    reading_count: int = 0
+
+
+_TAG_CACHE: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], str] = {}
+
+
+def _series(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
+    """``readings,<sorted tags>``; cached because a plant has few distinct devices and this is the hot path."""
+    key = (site, gateway, device, tuple(tags.items()))
+    s = _TAG_CACHE.get(key)
+    if s is None:
+        all_tags = {"site": site, "gateway": gateway, "device": device, **tags}
+        s = MEASUREMENT + "".join(f",{k}={v}" for k, v in sorted(all_tags.items()))
+        if len(_TAG_CACHE) > 100_000:  # bound memory if device names churn
+            _TAG_CACHE.clear()
+        _TAG_CACHE[key] = s
+    return s
+
+
+def batch_points(batch: wire.Batch, devices: list[wire.DeviceReadings] | None = None) -> BatchPoints:
+    """Points of ``batch`` (only ``devices`` if given: the ones that passed per-device checks)."""
+    out = BatchPoints()
+    seq_field = f"seq={batch.seq}i"
+    for d in batch.devices if devices is None else devices:
+        parts = []
+        bad = 0
+        for q, v in d.values.items():
+            if v.v is None:
+                bad += 1
+            else:
+                parts.append(f"{q}={v.v!r}")
+        good = len(parts)
+        out.reading_count += good
         if bad:
-            fields.append(f"bad_values={bad}i")
+            parts.append(f"bad_values={bad}i")
         if d.status != "ok":
-            fields.append(f"status={_str_field(d.status)}")
-        fields.append(f"seq={batch.seq}i")
-        lines.append(f"{base}{d.device}{tag_str} {','.join(fields)} {d.ts}")
+            parts.append(f"status={str_field(d.status)}")
+        parts.append(seq_field)
+        out.readings.append(Point(_series(batch.site, batch.gateway, d.device, d.tags), ",".join(parts), d.ts, d.device, good))
     for e in batch.events:
-        tags = f",site={batch.site},gateway={batch.gateway},kind={e.kind}" + (f",device={e.device}" if e.device else "")
-        lines.append(f"{EVENTS_MEASUREMENT}{tags} detail={_str_field(json.dumps(e.detail, sort_keys=True))},seq={batch.seq}i {e.ts}")
+        tags = f"{EVENTS_MEASUREMENT},device={e.device}" if e.device else EVENTS_MEASUREMENT
+        tags += f",gateway={batch.gateway},kind={e.kind},site={batch.site}"
+        detail = str_field(json.dumps({**e.detail, **({"quantity": e.quantity} if e.quantity else {})}, sort_keys=True))
+        out.events.append(Point(tags, f"detail={detail},{seq_field}", e.ts, e.device))
+    return out
+
+
+def batch_lines(batch: wire.Batch) -> list[str]:
+    """All lines of a batch (readings, then events)."""
+    bp = batch_points(batch)
+    return [p.line() for p in bp.readings + bp.events]
+
+
+def health_lines(h: wire.Health) -> list[str]:
+    """``gateway_health`` (the gateway's metrics) and ``device_health`` (one point per device)."""
+    lines = []
+    if h.metrics:
+        fields = ",".join(f"{k}={float(v)!r}" for k, v in sorted(h.metrics.items()))
+        lines.append(f"{GATEWAY_HEALTH_MEASUREMENT},gateway={h.gateway},site={h.site} {fields} {h.ts}")
+    for dev, dh in sorted(h.devices.items()):
+        fields = [f"reads={dh.reads}i", f"errors={dh.errors}i"]
+        if dh.latency_ms is not None:
+            fields.append(f"latency_ms={float(dh.latency_ms)!r}")
+        if dh.last_error:
+            fields.append(f"last_error={str_field(dh.last_error)}")
+        lines.append(f"{DEVICE_HEALTH_MEASUREMENT},device={dev},gateway={h.gateway},site={h.site},state={dh.state} {','.join(fields)} {h.ts}")
     return lines
+
+
+def event_line(site: str, gateway: str, kind: str, ts_ms: int, detail: dict[str, object], device: str | None = None, seq: int | None = None) -> str:
+    """An ``events`` point raised by the collector itself (``conflict``, ``seq_gap``)."""
+    tags = f"{EVENTS_MEASUREMENT},device={device}" if device else EVENTS_MEASUREMENT
+    tags += f",gateway={gateway},kind={kind},site={site}"
+    fields = f"detail={str_field(json.dumps(detail, sort_keys=True, default=str))}"
+    if seq is not None:
+        fields += f",seq={seq}i"
+    return f"{tags} {fields} {ts_ms}"

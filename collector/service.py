@@ -1,19 +1,26 @@
-"""The collector: MQTT telemetry -> validate -> InfluxDB -> watermark -> MQTT ack.
+"""The collector: MQTT telemetry -> validate -> conflict check -> InfluxDB (or disk spool) -> watermark -> MQTT ack.
 
-Order of operations per flush (the fix peers learned the hard way, Telegraf PR #13350):
-validate, write to InfluxDB and get a 2xx, persist the per-gateway watermark, publish
-it, and only then acknowledge the MQTT messages. A crash anywhere before the ack means
-the broker redelivers, and an identical rewrite to InfluxDB is harmless.
+Order of operations per flush (the fix peers learned the hard way, Telegraf PR #13350): validate,
+write the dead-letter records and fsync them, write to InfluxDB and get a 2xx (or fsync the lines
+into the spool), persist this collector's progress and fsync it, publish progress and the
+per-gateway watermark, and only then acknowledge the MQTT messages. A crash anywhere before the
+MQTT ack means the broker redelivers into the persistent session; rewriting an identical point is
+harmless and the replay is counted.
+
+Two stages overlap I/O with parsing: the main thread decodes and prepares flush *n+1* while the
+writer thread commits flush *n*; flushes are committed and acknowledged strictly in order.
+A third thread drains the spool, oldest segment first, when InfluxDB is back.
+See ``docs/collector.md`` for the design and its guarantees.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,207 +28,466 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import ValidationError
 
 from carbonedge import wire
-from carbonedge.errors import WriteError
-from collector.influx import InfluxWriter
-from collector.lineprotocol import batch_lines
+from carbonedge.errors import QueryError, WriteError
+from carbonedge.integrity import Archive
+from collector.conflicts import ConflictIndex, find_conflicts_in_db
+from collector.influx import Backoff, InfluxWriter, Refused
+from collector.lineprotocol import Point, batch_points, event_line, health_lines
+from collector.metrics import Metrics, serve_metrics
+from collector.spool import Spool, SpoolFull
+from collector.validate import Rejected, Validator
+from collector.watermark import (
+    ACK_FILTER,
+    PROGRESS_ROOT,
+    GatewayProgress,
+    StateFile,
+    progress_filter,
+    progress_topic,
+    to_ranges,
+)
 
 log = logging.getLogger("carbonedge.collector")
-
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
 class CollectorSettings:
+    """Everything a collector process needs; defaults suit one plant on one machine."""
+
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
     influx_url: str = "http://127.0.0.1:8086"
     database: str = "carbonedge"
+    influx_username: str | None = None
+    influx_password: str | None = None
     state_dir: Path = Path("/var/lib/carbonedge/collector")
+    #: Must be stable across restarts: it names the persistent MQTT session the broker keeps for us.
     client_id: str = "carbonedge-collector-1"
+    #: Shared-subscription group; every collector of a group gets a share of the telemetry.
     share_group: str | None = "carbonedge"
-    batch_max_readings: int = 20_000
+    batch_max_readings: int = 50_000
     batch_max_delay_s: float = 0.5
+    max_payload_bytes: int = 4 * 1024 * 1024
+    max_future_s: float = 300.0
+    max_past_s: float | None = None
+    known_devices: frozenset[str] | None = None
+    gap_timeout_s: float = 120.0
+    #: Attempts at InfluxDB before a flush goes to the disk spool.
+    write_attempts: int = 3
+    write_timeout_s: float = 10.0
+    spool_max_bytes: int = 10 * 1024**3
+    conflict_index_points: int = 250_000
+    #: In-flight QoS 1 messages the broker may send before we acknowledge (MQTT v5 Receive Maximum).
+    receive_maximum: int = 2000
+    metrics_port: int | None = None
+    metrics_interval_s: float = 10.0
+    #: Flush strictly with no pipelining (tests that need to reason about exact kill points).
+    pipeline_depth: int = 2
 
 
 @dataclass
-class _GatewayState:
-    watermark: int = 0
-    done: set[int] = field(default_factory=set)  # written seqs above the watermark
+class _Unit:
+    """One flush: what to write, what to dead-letter, what it proves durable, and which messages to ack."""
 
-    def mark(self, seq: int) -> None:
-        if seq > self.watermark:
-            self.done.add(seq)
-        while self.watermark + 1 in self.done:
-            self.watermark += 1
-            self.done.discard(self.watermark)
+    msgs: list[mqtt.MQTTMessage] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    readings: int = 0
+    seqs: list[tuple[tuple[str, str], int, int]] = field(default_factory=list)  # (gateway, seq, readings)
+    deadletters: list[dict[str, Any]] = field(default_factory=list)
+    health: int = 0
+    archive: list[tuple[str, str, int, bytes]] = field(default_factory=list)  # (site, gateway, seq, raw payload)
 
 
 class Collector:
+    """One collector process (run several with the same ``share_group`` to split the load)."""
+
     def __init__(self, settings: CollectorSettings) -> None:
         self.s = settings
         self.s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = InfluxWriter(settings.influx_url, settings.database)
-        self.counters: Counter[str] = Counter()
+        self.writer = InfluxWriter(settings.influx_url, settings.database, username=settings.influx_username,
+                                   password=settings.influx_password, timeout_s=settings.write_timeout_s)
+        self._drain_writer = InfluxWriter(settings.influx_url, settings.database, username=settings.influx_username,
+                                          password=settings.influx_password, timeout_s=settings.write_timeout_s)
+        self.metrics = Metrics()
+        self.validator = Validator(max_payload_bytes=settings.max_payload_bytes, max_future_s=settings.max_future_s,
+                                   max_past_s=settings.max_past_s, known_devices=settings.known_devices)
+        self.index = ConflictIndex(settings.conflict_index_points)
+        self.spool = Spool(settings.state_dir / "spool", settings.spool_max_bytes)
+        self._state = StateFile(settings.state_dir / "watermarks.json")
+        self._lock = threading.RLock()
+        self.gateways: dict[tuple[str, str], GatewayProgress] = self._state.load()
         self._q: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._units: queue.Queue[_Unit | None] = queue.Queue(maxsize=max(1, settings.pipeline_depth - 1))
         self._stop = threading.Event()
-        self._state_path = self.s.state_dir / "watermarks.json"
-        self.gateways: dict[tuple[str, str], _GatewayState] = self._load_state()
-        self._dlq = (self.s.state_dir / "deadletter.jsonl").open("a")
+        self._writer_done = threading.Event()
+        self._dlq = (settings.state_dir / "deadletter.jsonl").open("a")
+        # Evidence of record for `carbonedge verify`: the raw (signed) batches, fsynced before InfluxDB sees them.
+        self.archive = Archive(settings.state_dir / "archive", settings.client_id)
+        self._group = settings.share_group or settings.client_id
         self.connected = threading.Event()
+        self._last_lag_s = 0.0
+        self.metrics.gauges.update({
+            "spool_bytes": lambda: self.spool.bytes,
+            "spool_segments": lambda: len(self.spool),
+            "queue_depth": self._q.qsize,
+            "lag_s": lambda: self._last_lag_s,
+            "conflict_index_points": lambda: len(self.index),
+        })
 
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+        if settings.mqtt_username:
+            c.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(1, 30)
         self.client = c
 
-    # ---------------------------------------------------------------- state
-    def _load_state(self) -> dict[tuple[str, str], _GatewayState]:
-        if not self._state_path.exists():
-            return {}
-        data = json.loads(self._state_path.read_text())
-        return {tuple(k.split("/", 1)): _GatewayState(watermark=v) for k, v in data.items()}  # type: ignore[misc]
+    @property
+    def counters(self) -> dict[str, float]:
+        """Current counters (``rejected.<reason>`` per rejection reason)."""
+        return self.metrics.snapshot()
 
-    def _save_state(self) -> None:
-        tmp = self._state_path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump({f"{s}/{g}": st.watermark for (s, g), st in self.gateways.items()}, f)
-            f.flush()
-            import os
-
-            os.fsync(f.fileno())
-        tmp.replace(self._state_path)
-
-    # ---------------------------------------------------------------- mqtt
+    # ---------------------------------------------------------------- mqtt callbacks (network thread)
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         if rc.is_failure:
-            log.error("broker refused the collector: %s", rc)
+            log.error("the MQTT broker refused the collector: %s", rc)
             return
-        topic = wire.TELEMETRY_FILTER
-        if self.s.share_group:
-            topic = f"$share/{self.s.share_group}/{topic}"
-        client.subscribe(topic, qos=1)
-        self.connected.set()
-        log.info("collector subscribed to %s", topic)
+        # Coordination topics first (QoS 0: retained state, nothing to acknowledge), then the data.
+        client.subscribe([(ACK_FILTER, 0), (progress_filter(self._group), 0)])
+        share = f"$share/{self.s.share_group}/" if self.s.share_group else ""
+        _, self._data_sub_mid = client.subscribe([(share + wire.TELEMETRY_FILTER, 1), (share + wire.HEALTH_FILTER, 1)])
+        log.info("collector %s subscribed to %s%s (session %s)", self.s.client_id, share, wire.TELEMETRY_FILTER,
+                 "resumed" if getattr(flags, "session_present", False) else "new")
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, rcs: list[mqtt.ReasonCode], props: object) -> None:
+        if mid != getattr(self, "_data_sub_mid", None):
+            return
+        if any(rc.is_failure for rc in rcs):
+            log.error("the MQTT broker refused the collector's subscriptions: %s (check the broker ACL)", [str(rc) for rc in rcs])
+            return
+        self.connected.set()  # ready: the broker now routes telemetry to this session
+        log.info("collector %s is receiving telemetry", self.s.client_id)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         self.connected.clear()
         if not self._stop.is_set():
-            log.warning("collector disconnected from broker: %s", rc)
+            log.warning("collector lost the MQTT broker (%s); reconnecting, unacknowledged messages stay at the broker", rc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._q.put(msg)
+        t = msg.topic
+        if t.startswith(PROGRESS_ROOT + "/"):
+            self._on_progress(msg)
+        elif t.endswith("/ack") and t.count("/") == 4:
+            self._on_ack(msg)
+        else:
+            self.metrics.inc("received")
+            self._q.put(msg)
 
-    # ---------------------------------------------------------------- processing
-    def _deadletter(self, msg: mqtt.MQTTMessage, reason: str, detail: str) -> None:
-        self.counters[f"rejected.{reason}"] += 1
-        rec = {"ts": time.time(), "topic": msg.topic, "reason": reason, "detail": detail[:2000],
-               "payload": msg.payload[:65536].decode("utf-8", "replace")}
-        self._dlq.write(json.dumps(rec) + "\n")
-        self._dlq.flush()
+    def _on_progress(self, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        if len(parts) != 7 or parts[6] == self.s.client_id or not msg.payload:
+            return
         try:
-            site, gw, _ = wire.parse_topic(msg.topic)
-            self.client.publish(wire.deadletter_topic(site, gw), json.dumps({k: rec[k] for k in ("ts", "reason", "detail")}), qos=1)
+            data = json.loads(msg.payload)
+            from collector.watermark import from_ranges
+
+            done = from_ranges(data["done"])
+            wm = int(data["watermark"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed progress message from collector %s", parts[6])
+            return
+        with self._lock:
+            st = self.gateways.setdefault((parts[4], parts[5]), GatewayProgress())
+            st.peers[parts[6]] = {s for s in done if s > st.watermark}
+            st.adopt(wm)
+            st.advance()
+
+    def _on_ack(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            ack = wire.Ack.model_validate_json(msg.payload)
         except ValueError:
-            pass
-        log.warning("dead-lettered a message on %s: %s (%s)", msg.topic, reason, detail[:200])
+            return
+        with self._lock:
+            st = self.gateways.setdefault((ack.site, ack.gateway), GatewayProgress())
+            st.last_ack_seen = max(st.last_ack_seen, ack.watermark)
+            st.adopt(ack.watermark)
 
-    def _decode(self, msg: mqtt.MQTTMessage) -> wire.Batch | None:
-        if len(msg.payload) > MAX_PAYLOAD_BYTES:
-            self._deadletter(msg, "oversized", f"{len(msg.payload)} bytes")
-            return None
-        try:
-            site, gw, _ = wire.parse_topic(msg.topic)
-        except ValueError as exc:
-            self._deadletter(msg, "bad_topic", str(exc))
-            return None
-        try:
-            batch = wire.Batch.model_validate_json(msg.payload)
-        except ValidationError as exc:
-            reason = "bad_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
-            self._deadletter(msg, reason, str(exc))
-            return None
-        if (batch.site, batch.gateway) != (site, gw):
-            self._deadletter(msg, "topic_mismatch", f"payload says {batch.site}/{batch.gateway}, topic says {site}/{gw}")
-            return None
-        return batch
+    # ---------------------------------------------------------------- stage 1: decode, validate, prepare (main thread)
+    def _deadletter_record(self, topic: str, reason: str, detail: str, payload: bytes | str | None = None, **extra: Any) -> dict[str, Any]:
+        self.metrics.inc(f"rejected.{reason}")
+        self.metrics.inc("deadlettered")
+        rec: dict[str, Any] = {"ts": round(time.time(), 3), "collector": self.s.client_id, "topic": topic, "reason": reason, "detail": detail[:2000], **extra}
+        if payload is not None:
+            rec["payload"] = payload if isinstance(payload, str) else payload.decode("utf-8", "backslashreplace")
+        level = logging.ERROR if reason == "conflict" else logging.WARNING
+        log.log(level, "dead-lettered %s from %s: %s", "a conflicting point" if reason == "conflict" else "a message", topic, detail[:300])
+        return rec
 
-    def _flush(self, msgs: list[mqtt.MQTTMessage]) -> None:
-        good: list[tuple[mqtt.MQTTMessage, wire.Batch, list[str]]] = []
-        done: list[mqtt.MQTTMessage] = []
+    def _prepare(self, msgs: list[mqtt.MQTTMessage]) -> _Unit:
+        u = _Unit(msgs=msgs)
         for m in msgs:
-            b = self._decode(m)
-            if b is None:
-                done.append(m)
-            else:
-                good.append((m, b, batch_lines(b)))
-        if good:
-            body = "\n".join(line for _, _, lines in good for line in lines).encode()
             try:
-                self._write_with_retry(body)
-            except WriteError as exc:
-                # Not retryable (4xx): find the offending batch(es) by writing one by one.
-                log.warning("InfluxDB refused a combined write (%s); writing batches one by one", exc)
-                kept = []
-                for m, b, lines in good:
-                    try:
-                        self._write_with_retry("\n".join(lines).encode())
-                        kept.append((m, b, lines))
-                    except WriteError as exc2:
-                        self._deadletter(m, "influx_rejected", str(exc2))
-                        done.append(m)
-                good = kept
-            touched = set()
-            for _, b, lines in good:
-                key = (b.site, b.gateway)
-                st = self.gateways.get(key)
-                if st is None:
-                    # First contact with this gateway: everything before its first batch is already pruned there.
-                    st = self.gateways[key] = _GatewayState(watermark=b.seq - 1)
-                    log.info("first batch from %s/%s is seq %d; watermark starts at %d", b.site, b.gateway, b.seq, b.seq - 1)
-                if b.seq <= st.watermark or b.seq in st.done:
-                    self.counters["duplicate_deliveries"] += 1
-                st.mark(b.seq)
-                touched.add(key)
-                self.counters["batches_written"] += 1
-                self.counters["readings_written"] += b.reading_count()
-            self._save_state()
-            now_ms = int(time.time() * 1000)
-            for site, gw in touched:
-                ack = wire.Ack(site=site, gateway=gw, watermark=self.gateways[(site, gw)].watermark, ts=now_ms)
-                self.client.publish(wire.ack_topic(site, gw), ack.to_json(), qos=1, retain=True)
-            done.extend(m for m, _, _ in good)
-        for m in done:
-            self.client.ack(m.mid, m.qos)
-        self.counters["messages"] += len(msgs)
+                site, gw, kind = self.validator.topic(m.topic)
+                if kind == "health":
+                    h = self.validator.health(site, gw, m.payload)
+                    u.lines.extend(health_lines(h))
+                    u.health += 1
+                    continue
+                v = self.validator.batch(site, gw, m.payload)
+            except Rejected as r:
+                u.deadletters.append(self._deadletter_record(m.topic, r.reason, r.detail, m.payload[: self.s.max_payload_bytes]))
+                continue
+            b = v.batch
+            u.archive.append((b.site, b.gateway, b.seq, m.payload))
+            for dr in v.rejected:
+                u.deadletters.append(self._deadletter_record(m.topic, dr.reason, dr.detail, dr.readings.model_dump_json(), seq=b.seq, device=dr.device))
+            self._prepare_batch(u, m.topic, b, v.devices)
+        return u
 
-    def _write_with_retry(self, body: bytes) -> None:
-        delay = 0.2
+    def _prepare_batch(self, u: _Unit, topic: str, b: wire.Batch, devices: list[wire.DeviceReadings]) -> None:
+        key = (b.site, b.gateway)
+        bp = batch_points(b, devices)
+        with self._lock:
+            st = self.gateways.setdefault(key, GatewayProgress())
+            replay = st.covered(b.seq) or b.seq in st.pending
+            st.pending[b.seq] = st.pending.get(b.seq, 0) + 1
+            went_back = bool(bp.readings) and min(p.ts for p in bp.readings) <= st.last_ts
+            if bp.readings:
+                st.last_ts = max(st.last_ts, max(p.ts for p in bp.readings))
+        if replay:
+            self.metrics.inc("duplicate_deliveries")
+        conflicts: list[tuple[Point, dict[str, object] | None]] = []
+        unknown: list[Point] = []
+        for p in bp.readings:
+            c = self.index.check(p)
+            if c == "conflict":
+                conflicts.append((p, None))
+            elif c == "new" and (replay or went_back):
+                unknown.append(p)
+        if unknown:
+            self.metrics.inc("replay_checks")
+            try:
+                conflicts += find_conflicts_in_db(self.writer.session, self.writer.url, self.writer.database, unknown, self.s.write_timeout_s)
+            except QueryError as exc:
+                self.metrics.inc("replays_unverified")
+                log.warning("%s/%s seq %d: %s; writing it unverified", b.site, b.gateway, b.seq, exc)
+        bad = {id(p) for p, _ in conflicts}
+        for p, stored in conflicts:
+            self.metrics.inc("conflicts")
+            detail = (f"{b.site}/{b.gateway} seq {b.seq}: {p.device} at {p.ts} ms already holds different values; "
+                      "the stored values are kept, the new ones are dead-lettered (clock stepped back, or a bad replay)")
+            u.deadletters.append(self._deadletter_record(topic, "conflict", detail, p.line(), seq=b.seq, device=p.device, stored=stored))
+            u.lines.append(event_line(b.site, b.gateway, "conflict", p.ts, {"seq": b.seq, "new": p.fields[:1500]}, device=p.device, seq=b.seq))
+        n = 0
+        for p in bp.readings:
+            if id(p) in bad:
+                continue
+            self.index.add(p)
+            u.lines.append(p.line())
+            n += p.readings
+        u.lines.extend(p.line() for p in bp.events)
+        u.readings += n
+        u.seqs.append((key, b.seq, n))
+
+    # ---------------------------------------------------------------- stage 2: durable commit, watermark, ack (writer thread)
+    def _write_dlq(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        for rec in records:
+            self._dlq.write(json.dumps(rec, default=str) + "\n")
+        self._dlq.flush()
+        os.fsync(self._dlq.fileno())  # dead-lettered parts count as handled: they must be on disk before the ack
+        for rec in records:
+            try:
+                site, gw, _ = wire.parse_topic(rec["topic"])
+            except ValueError:
+                continue
+            pub = {k: rec[k] for k in ("ts", "collector", "reason", "detail", "seq", "device") if k in rec}
+            self.client.publish(wire.deadletter_topic(site, gw), json.dumps(pub), qos=1)
+
+    def _refused_records(self, refused: list[Refused]) -> list[dict[str, Any]]:
+        out = []
+        for r in refused:
+            self.metrics.inc("influx_refused_lines", len(r.lines))
+            for line in r.lines:
+                out.append(self._deadletter_record("influxdb", "influx_rejected", r.message, line))
+        return out
+
+    def _durable_write(self, body: bytes, readings: int) -> None:
+        """Write to InfluxDB, or into the spool; returns once the lines are durable somewhere."""
+        backoff = Backoff()
+        attempt = 0
+        while True:
+            if self.spool.empty():
+                attempt += 1
+                try:
+                    refused = self.writer.write_isolating(body)
+                    self.metrics.inc("readings_written", readings)
+                    self._write_dlq(self._refused_records(refused))
+                    return
+                except WriteError as exc:
+                    self.metrics.inc("write_retries")
+                    if attempt < self.s.write_attempts:
+                        d = backoff.failed(getattr(exc, "retry_after", None))
+                        log.warning("%s; retrying in %.1f s", exc, d)
+                        time.sleep(d)
+                        continue
+                    log.warning("%s; spooling to disk until it is back", exc)
+            try:
+                self.spool.append(body, readings)
+                self.metrics.inc("readings_spooled", readings)
+                return
+            except SpoolFull as exc:
+                # Never drop: stop acknowledging, so data waits at the broker and in the gateways' outboxes.
+                log.error("%s; holding acknowledgements until InfluxDB drains it", exc)
+                time.sleep(backoff.failed())
+
+    def _commit(self, u: _Unit) -> None:
+        self._write_dlq(u.deadletters)
+        if u.archive:
+            self.archive.append(u.archive)
+        if u.lines:
+            self._durable_write("\n".join(u.lines).encode(), u.readings)
+        if u.health:
+            self.metrics.inc("health_written", u.health)
+        touched: set[tuple[str, str]] = set()
+        now_ms = int(time.time() * 1000)
+        with self._lock:
+            for key, seq, _n in u.seqs:
+                st = self.gateways.setdefault(key, GatewayProgress())
+                left = st.pending.pop(seq, 1) - 1
+                if left > 0:
+                    st.pending[seq] = left
+                if not st.covered(seq):
+                    self.metrics.inc("batches_written")
+                    st.done.add(seq)
+                touched.add(key)
+                st.advance()
+            if touched:
+                self._state.save(self.gateways)
+            progress = {k: (self.gateways[k].watermark, to_ranges(self.gateways[k].done)) for k in touched}
+        for (site, gw), (wm, done) in progress.items():
+            body = json.dumps({"collector": self.s.client_id, "watermark": wm, "done": done, "ts": now_ms})
+            self.client.publish(progress_topic(self._group, site, gw, self.s.client_id), body, qos=1, retain=True)
+        self._publish_acks()
+        for m in u.msgs:
+            if m.qos > 0:
+                self.client.ack(m.mid, m.qos)
+        if u.seqs:
+            created = [m for m in u.msgs if m.timestamp]
+            if created:
+                self._last_lag_s = max(0.0, time.monotonic() - min(m.timestamp for m in created))
+
+    def _publish_acks(self) -> None:
+        now_ms = int(time.time() * 1000)
+        with self._lock:
+            due = [(k, st.watermark) for k, st in self.gateways.items() if st.watermark > st.last_ack_seen]
+            for k, _wm in due:
+                self.gateways[k].last_ack_seen = self.gateways[k].watermark
+        for (site, gw), wm in due:
+            ack = wire.Ack(site=site, gateway=gw, watermark=wm, ts=now_ms)
+            self.client.publish(wire.ack_topic(site, gw), ack.to_json(), qos=1, retain=True)
+
+    def _check_gaps(self) -> None:
+        gaps = []
+        with self._lock:
+            for (site, gw), st in self.gateways.items():
+                g = st.check_gap(self.s.gap_timeout_s)
+                if g:
+                    gaps.append((site, gw, g))
+            if gaps:
+                self._state.save(self.gateways)
+        if not gaps:
+            return
+        u = _Unit()
+        now_ms = int(time.time() * 1000)
+        for site, gw, (first, last) in gaps:
+            self.metrics.inc("seq_gaps")
+            self.metrics.inc("seq_gap_batches", last - first + 1)
+            log.error("%s/%s: batches seq %d-%d never arrived within %.0f s although later ones did; recorded as a gap "
+                      "(the gateway discarded them or had already pruned them)", site, gw, first, last, self.s.gap_timeout_s)
+            u.lines.append(event_line(site, gw, "seq_gap", now_ms, {"first_seq": first, "last_seq": last, "batches": last - first + 1,
+                                                                    "detected_by": self.s.client_id}))
+        self._commit(u)
+
+    def _writer_loop(self) -> None:
+        last_periodic = 0.0
+        last_metrics = time.monotonic()
         while True:
             try:
-                self.writer.write(body)
-                return
-            except WriteError as exc:
-                if not exc.retryable:
-                    raise
-                self.counters["write_retries"] += 1
-                if self._stop.is_set() and self.counters["write_retries"] > 3:
-                    raise
-                log.warning("%s; retrying in %.1f s (messages stay unacknowledged at the broker)", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                u = self._units.get(timeout=0.5)
+            except queue.Empty:
+                u = _Unit()
+            if u is None:
+                break
+            try:
+                if u.msgs or u.lines:
+                    self._commit(u)
+                now = time.monotonic()
+                if now - last_periodic >= 1.0:
+                    last_periodic = now
+                    self._check_gaps()
+                    self._publish_acks()  # watermarks advanced by peers' progress
+                if now - last_metrics >= self.s.metrics_interval_s:
+                    last_metrics = now
+                    self._write_pipeline_metrics()
+            except Exception:
+                log.exception("collector writer failed; stopping so that nothing is acknowledged that is not durable")
+                self._stop.set()
+                break
+        self._writer_done.set()
 
-    def run(self) -> None:
-        """Consume until :meth:`stop`; flushes what it holds before returning."""
-        self.client.connect_async(self.s.mqtt_host, self.s.mqtt_port, keepalive=30, clean_start=False,
-                                  properties=_session_props())
-        self.client.loop_start()
+    def _write_pipeline_metrics(self) -> None:
         try:
-            while not (self._stop.is_set() and self._q.empty()):
+            self.writer.write(self.metrics.pipeline_line(self.s.client_id, int(time.time() * 1000)).encode())
+        except WriteError:
+            self.metrics.inc("pipeline_metrics_unwritten")
+
+    # ---------------------------------------------------------------- stage 3: spool drain
+    def _drain_loop(self) -> None:
+        backoff = Backoff(0.5, 10.0)
+        while not self._writer_done.is_set():
+            seg = self.spool.oldest()
+            if seg is None or not backoff.ready():
+                time.sleep(0.1)
+                continue
+            path, body, readings = seg
+            try:
+                refused = self._drain_writer.write_isolating(body)
+            except WriteError:
+                backoff.failed()
+                continue
+            backoff.reset()
+            self._write_dlq(self._refused_records(refused))
+            self.spool.remove(path)
+            self.metrics.inc("readings_written", readings)
+            self.metrics.inc("readings_drained", readings)
+            if self.spool.empty():
+                log.info("InfluxDB is back: the disk spool is drained")
+
+    # ---------------------------------------------------------------- lifecycle
+    def run(self) -> None:
+        """Consume until :meth:`stop`; commits what it received before returning."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 24 * 3600  # keep our queue at the broker through a week-long collector outage
+        props.ReceiveMaximum = self.s.receive_maximum
+        self.client.connect_async(self.s.mqtt_host, self.s.mqtt_port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+        srv = serve_metrics(self.metrics, self.s.client_id, self.s.metrics_port) if self.s.metrics_port is not None else None
+        self.metrics_server = srv
+        writer = threading.Thread(target=self._writer_loop, name="collector-writer", daemon=True)
+        drain = threading.Thread(target=self._drain_loop, name="collector-drain", daemon=True)
+        writer.start()
+        drain.start()
+        if self.spool.readings():
+            log.info("the disk spool holds %d readings from before the restart; draining them first", self.spool.readings())
+        try:
+            while not self._stop.is_set() or not self._q.empty():
                 msgs: list[mqtt.MQTTMessage] = []
                 readings = 0
                 deadline = time.monotonic() + self.s.batch_max_delay_s
@@ -231,22 +497,30 @@ class Collector:
                     except queue.Empty:
                         break
                     msgs.append(m)
-                    readings += max(1, len(m.payload) // 60)
+                    readings += max(1, len(m.payload) // 56)  # ~56 bytes of JSON per reading
                 if msgs:
-                    self._flush(msgs)
+                    self._units.put(self._prepare(msgs))
+                if self._writer_done.is_set():
+                    break
         finally:
-            self.client.loop_stop()
+            self._units.put(None)
+            writer.join(60)
+            drain.join(30)
+            if srv:
+                srv.shutdown()
+                srv.server_close()
             self.client.disconnect()
+            self.client.loop_stop()
+            self.writer.session.close()
+            self._drain_writer.session.close()
             self._dlq.close()
+            self.archive.close()
 
     def stop(self) -> None:
+        """Finish the current flushes and return from :meth:`run` (unreceived messages stay in the broker session)."""
         self._stop.set()
 
     def stats(self) -> dict[str, Any]:
-        return {**dict(self.counters), "watermarks": {f"{s}/{g}": st.watermark for (s, g), st in self.gateways.items()}}
-
-
-def _session_props() -> Properties:
-    p = Properties(PacketTypes.CONNECT)
-    p.SessionExpiryInterval = 7 * 24 * 3600  # keep our queue at the broker through a week-long collector outage
-    return p
+        with self._lock:
+            wms = {f"{s}/{g}": st.watermark for (s, g), st in self.gateways.items()}
+        return {**self.metrics.snapshot(), "watermarks": wms}
