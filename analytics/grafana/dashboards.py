@@ -105,9 +105,10 @@ def overview() -> Dashboard:
             description="Sum of the latest active power of every meter tagged with a process."),
         Panel("stat", "Energy", [Query(_energy_in_range(PLANT))], unit="kwatth", width=6, height=5, min_interval=ENERGY_MIN_INTERVAL,
               description="Electricity imported in the selected range, from the meters' energy counters."),
-        Panel("stat", "Liquid steel / production", [Query(_production_in_range("production_mass", PLANT))], unit="massmg", width=6, height=5,
-              min_interval=ENERGY_MIN_INTERVAL, decimals=1,
-              description="Tonnes counted by the PLC production counters of the selected processes (each process counts its own output)."),
+        Panel("bargauge", "Production by process", [Query(_production_in_range("production_mass", PLANT, "process"), alias="$tag_process")],
+              unit="massmg", width=6, height=5, min_interval=ENERGY_MIN_INTERVAL, decimals=1,
+              options={"orientation": "horizontal", "displayMode": "basic", "reduceOptions": {"calcs": ["lastNotNull"]}},
+              description="Tonnes counted by each process's PLC production counter. Not added up: each stage counts the same steel again."),
         Panel("stat", "CO2", [Query(
             f'SELECT sum("co2_kg") / 1000 AS "t CO2" FROM "carbon" WHERE {PLANT} AND ("scope" = \'1\' OR "method" = \'$method\') AND $timeFilter')],
             unit="massmg", width=6, height=5, decimals=1,
@@ -269,18 +270,31 @@ def health() -> Dashboard:
     )
     d.row(
         "Collectors",
-        Panel("timeseries", "Messages received and written per interval", [Query(
-            'SELECT non_negative_difference(max("received")) AS "received", non_negative_difference(max("written")) AS "written" '
+        Panel("timeseries", "Messages received and readings written", [Query(
+            'SELECT max("received") AS "messages received", max("readings_written") AS "readings written" '
             'FROM "pipeline" WHERE $timeFilter GROUP BY time($__interval), "collector" fill(none)', alias="$tag_collector $col")],
-            unit="short", width=12, height=8),
-        Panel("timeseries", "Lag (plant time to stored)", [Query(
-            'SELECT max("lag_s") FROM "pipeline" WHERE $timeFilter GROUP BY time($__interval), "collector" fill(none)',
-            alias="$tag_collector")], unit="s", width=12, height=8),
-        Panel("timeseries", "Dead letters and duplicates per interval", [Query(
-            'SELECT non_negative_difference(max(/^rejected_/)), non_negative_difference(max("duplicates")) AS "duplicates" '
-            'FROM "pipeline" WHERE $timeFilter GROUP BY time($__interval), "collector" fill(none)', alias="$tag_collector $col")],
-            unit="short", width=24, height=8, draw_style="bars",
-            description="Rejected messages by reason (they go to the gateway's deadletter topic) and replays InfluxDB absorbed."),
+            unit="short", width=12, height=8,
+            description="Cumulative counters of each collector since it started (the slope is the rate; they restart from 0 "
+                        "when the collector restarts). Measurement pipeline, stamped with the wall clock."),
+        Panel("timeseries", "Lag and backlog", [Query(
+            'SELECT max("lag_s") AS "lag s", max("queue_depth") AS "queued messages" FROM "pipeline" WHERE $timeFilter '
+            'GROUP BY time($__interval), "collector" fill(none)', alias="$tag_collector $col")], unit="short", width=12, height=8,
+            description="Lag: age of the oldest message in the last write. A growing queue means InfluxDB cannot keep up."),
+        Panel("timeseries", "Dead letters, duplicates and conflicts", [
+            Query('SELECT max("deadlettered") AS "dead-lettered", max("duplicate_deliveries") AS "duplicate deliveries", '
+                  'max("conflicts") AS "conflicts" FROM "pipeline" WHERE $timeFilter GROUP BY time($__interval), "collector" fill(none)',
+                  alias="$tag_collector $col"),
+            Query('SELECT max(/^rejected_/) FROM "pipeline" WHERE $timeFilter GROUP BY time($__interval), "collector" fill(none)',
+                  alias="$tag_collector $col",
+                  may_be_empty="a rejected_<reason> field exists only once a message was rejected for that reason"),
+        ], unit="short", width=12, height=8,
+            description="Cumulative since the collector started. Any step up needs a look: dead-lettered messages (by reason in "
+                        "the second query; they go to the gateway's deadletter topic), replays InfluxDB absorbed, and points "
+                        "that conflicted with a different stored value (never overwritten)."),
+        Panel("timeseries", "Disk spool (InfluxDB unavailable)", [Query(
+            'SELECT max("spool_bytes") FROM "pipeline" WHERE $timeFilter GROUP BY time($__interval), "collector" fill(none)',
+            alias="$tag_collector")], unit="bytes", width=12, height=8,
+            description="Readings the collector keeps on disk while InfluxDB refuses writes; drained when it is back."),
     )
     return d
 
