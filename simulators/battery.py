@@ -14,7 +14,7 @@ Calibration (``shared/docs/domain-reference.md`` §0, §3):
   here (hot-air heaters), so the demo's electricity SEC covers it.
 - Every other step below 2 kWh/kWh [B3]: mixing 0.9, calendering 0.8, slitting
   0.35, stacking 1.5, electrolyte filling 0.8, end-of-line test 1.0.
-- Formation + ageing about 21 % (20-30 % [B20]); formation protocol about 20 h
+- Formation + ageing about 21 % (20-30 % [B20]; ageing rooms 5.5, cyclers ~1.8 kWh/kWh); formation protocol about 20 h
   (0.05C -> 0.1C -> 0.2C CC-CV, rest, 0.2C discharge, recharge to 50 %; 16-28 h
   [B19]); discharge energy recovered at 50 % when recovery is on (40-60 % [B20]).
 - Dry-room dehumidifier regeneration scales with the moisture load (outdoor
@@ -236,8 +236,10 @@ class Formation(Process):
 
     Each rack holds ``cells_per_rack`` cells. AC power per rack = DC charge power /
     converter efficiency + auxiliaries − recovered discharge power (when recovery
-    is on). A rack that recovers more than it draws exports; its meter counts
-    import and export separately. The process energy is the racks' import.
+    is on). With one hall meter (default) the meter sees the hall's net power:
+    recovered energy feeds the racks that are charging. With ``rack_meters`` each
+    rack cabinet has its own meter: a recovering rack exports, and the process
+    energy is the sum of the racks' imports.
     """
 
     name = "formation"
@@ -268,6 +270,8 @@ class Formation(Process):
         rack_kwh = self.cells_per_rack * CELL_KWH
         self.n_racks = int(options.get("formation_racks", max(1, round(PLANT_RATE_KWH_H * size * 1.01 * cycle_h / rack_kwh))))
         self.recovery = bool(options.get("energy_recovery", True))
+        self.per_rack = bool(options.get("rack_meters", False))
+        self._hall_export_kwh = 0.0
         self.rack_kwh = rack_kwh
         self.cycle_s = cycle_h * 3600.0
         self.bounds = np.cumsum([0.0] + [p[1] * 3600.0 for p in self.PROTOCOL])
@@ -328,16 +332,23 @@ class Formation(Process):
         for f in self.faults:
             f.apply(self, t, dt, 0.0)
         net = self.rack_net_kw + self.rack_extra_kw
-        self.rack_power_kw = np.maximum(net, 0.0)
-        imp = self.rack_power_kw * (dt / 3600.0)
-        self.rack_import_kwh += imp
-        self.rack_export_kwh += np.maximum(-net, 0.0) * (dt / 3600.0)
-        self.elec.power_kw = float(self.rack_power_kw.sum())
-        self.energy_kwh += float(imp.sum())
+        h = dt / 3600.0
+        if self.per_rack:
+            # Each rack cabinet is metered on its own: a recovering rack exports, others import.
+            self.rack_power_kw = np.maximum(net, 0.0)
+            self.rack_import_kwh += self.rack_power_kw * h
+            self.rack_export_kwh += np.maximum(-net, 0.0) * h
+            self.elec.power_kw = float(self.rack_power_kw.sum())
+        else:
+            # One hall infeed meter: recovered energy feeds the racks that are charging (net of the hall).
+            total = float(net.sum())
+            self.elec.power_kw = max(total, 0.0)
+            self._hall_export_kwh += max(-total, 0.0) * h
+        self.energy_kwh += self.elec.power_kw * h
 
     @property
     def export_kwh(self) -> float:
-        return float(self.rack_export_kwh.sum())
+        return float(self.rack_export_kwh.sum()) if self.per_rack else self._hall_export_kwh
 
 
 class Ageing(Process):
@@ -352,7 +363,7 @@ class Ageing(Process):
         super().__init__(rng)
         self.size = float(options.get("size", 1.0))
         self.climate = climate
-        self.nominal_kw = 5.0 * PLANT_RATE_KWH_H * self.size
+        self.nominal_kw = 5.5 * PLANT_RATE_KWH_H * self.size
 
     def step(self, t: float, dt: float) -> None:
         # Heating/cooling load swings with outdoor temperature around the mean (†).
