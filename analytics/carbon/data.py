@@ -60,7 +60,8 @@ class PlantData:
         out: list[str] = []
         for key, val in spec.items():
             if key != "counters" and isinstance(val, list):
-                out += [d for d in val if isinstance(d, str)]
+                # Device lists hold ids (meters) or objects with a "device" key (flow meters).
+                out += [d if isinstance(d, str) else d["device"] for d in val if isinstance(d, str) or (isinstance(d, dict) and "device" in d)]
         return out
 
     def counter_devices(self, process: str) -> list[str]:
@@ -75,8 +76,24 @@ class PlantData:
         return str(self.plant.get("production_quantity", "production_mass"))
 
 
+def _moduli() -> list[float]:
+    """Rollover values of every unsigned counter register in the meter profiles (canonical units)."""
+    from carbonedge import profiles
+
+    ms = {profiles.counter_modulus(pt) for prof in profiles.PROFILES.values() for pt in prof.points}
+    return sorted(m for m in ms if m)
+
+
+_MODULI = _moduli()
+
+
 def corrected_cumulative(values: np.ndarray) -> np.ndarray:
-    """Cumulative increase of a counter from its first reading; a decrease is a reset (the new value is the increment)."""
+    """Cumulative increase of a counter from its first reading, rollover and reset safe.
+
+    A decrease is a **rollover** when some register modulus of our meter profiles just above the
+    previous value gives a wrapped increment in line with the counter's usual increments (as in
+    ``analytics.interval.intervals``); otherwise it is a **reset** and the new value is the increment.
+    """
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(v)
     out = np.full(v.shape, np.nan)
@@ -84,7 +101,14 @@ def corrected_cumulative(values: np.ndarray) -> np.ndarray:
     if vv.size == 0:
         return out
     d = np.diff(vv)
-    d = np.where(d < 0, vv[1:], d)
+    down = np.flatnonzero(d < 0)
+    if down.size:
+        pos = d[d > 0]
+        typical = float(np.percentile(pos, 99)) if pos.size else 0.0
+        for i in down:
+            prev, cur = vv[i], vv[i + 1]
+            wrapped = next((m - prev + cur for m in _MODULI if m > prev and m - prev + cur < 0.5 * m), None)
+            d[i] = wrapped if wrapped is not None and wrapped <= 10.0 * typical + 1e-9 else cur
     out[ok] = np.concatenate([[0.0], np.cumsum(d)])
     return out
 
@@ -185,7 +209,8 @@ def from_influx(reader: InfluxReader, plant: dict[str, Any], start: float, end: 
 
 def _all_devices(plant: dict[str, Any], process: str) -> list[str]:
     spec = plant["processes"][process]
-    return [d for v in spec.values() if isinstance(v, list) for d in v if isinstance(d, str)]
+    return [d if isinstance(d, str) else d["device"] for v in spec.values() if isinstance(v, list) for d in v
+            if isinstance(d, str) or (isinstance(d, dict) and "device" in d)]
 
 
 def _num(x: str | None) -> float:

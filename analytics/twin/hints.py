@@ -47,7 +47,7 @@ _ROLES = (
     ("eaf", ("eaf", "arc_furnace")),
     ("dryroom", ("dry_room", "dryroom")),
     ("dryer", ("dryer", "drying", "coating")),
-    ("formation", ("formation", "ageing", "aging")),
+    ("formation", ("formation",)),
     ("asu", ("asu", "oxygen", "air_separation")),
 )
 _WASTE_KIND = {"compressed_air": "compressed_air_leak", "eaf": "eaf_excess_energy", "dryroom": "dryroom_dehumidifier",
@@ -126,13 +126,13 @@ def analyse(data: PlantData, settings: Settings, grid: Factor, *, baseline: tupl
             continue
         obs[name] = o
         try:
-            m = calibrate(o, base, spec.get("production_unit"))
+            models[name] = calibrate(o, base, spec.get("production_unit"))
         except ValueError as exc:
             notes.append(f"{name}: no model ({exc}).")
-            continue
-        models[name] = m
-        if base[1] < data.end:
-            h = _waste_hint(data, name, o, m, settings, grid, z, min_excess_pct)
+    if base[1] < data.end:
+        for name, m in models.items():
+            # Below 0.1 % of the plant's energy in the evaluated period an excess is not worth a hint.
+            h = _waste_hint(data, name, obs[name], m, settings, grid, z, min_excess_pct, obs)
             if h:
                 hints.append(h)
     hints += _tou_hints(data, obs, settings, grid)
@@ -161,7 +161,7 @@ def _max_segment(x: np.ndarray) -> tuple[int, int, float]:
 
 
 def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, settings: Settings, grid: Factor,
-                z: float, min_excess_pct: float) -> Hint | None:
+                z: float, min_excess_pct: float, all_obs: dict[str, Observations], materiality: float = 0.001) -> Hint | None:
     mids = (o.edges[:-1] + o.edges[1:]) / 2
     ev = mids >= m.baseline_end
     if ev.sum() < 3:
@@ -172,10 +172,13 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     i, j, _ = _max_segment(r - k)
     if j - i < 3:
         return None
-    # Widen to the no-allowance optimum around the detected stretch (a slowly rising leak starts small).
-    i2, j2, _ = _max_segment(r)
-    if i2 <= i < j <= j2:
-        i, j = i2, j2
+    # Widen by at most the stretch's own length on each side where that adds excess: a slowly
+    # rising leak starts below the allowance, but far-away noise must not be swept in.
+    span = j - i
+    lo = max(0, i - span)
+    i = lo + int(np.argmax([r[x:j].sum() for x in range(lo, i + 1)]))
+    hi = min(len(r), j + span)
+    j = j + int(np.argmax([r[i:y].sum() for y in range(j, hi + 1)]))
     seg = slice(i, j)
     waste = float(r[seg].sum())
     n = j - i
@@ -193,13 +196,26 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     share_idle = o.hours_idle[ev][seg] / np.maximum(o.hours_idle[ev][seg] + o.hours_active[ev][seg], 1e-9)
     idle_waste = float((r[seg] * share_idle).sum())
     rl = role(data.plant, name)
-    if o.has_production and m.p_idle_kw is not None and idle_h > 0 and idle_waste >= 0.6 * waste:
+    # Excess in producing hours, per producing hour, against that stretch's noise: a degrading heater
+    # shows it; equipment merely left running between shifts does not.
+    active_waste = waste - idle_waste
+    active_share = active_h / max(active_h + idle_h, 1e-9)
+    active_sig = active_waste / max(m.sum_sd(max(1, round(n * active_share))), 1e-9)
+    plant_kwh = float(sum(ob.energy_kwh[(ob.edges[:-1] + ob.edges[1:]) / 2 >= m.baseline_end].sum() for ob in all_obs.values()))
+    if waste < materiality * plant_kwh:
+        return None
+    if (o.has_production and m.p_idle_kw is not None and idle_h > 0 and idle_waste >= 0.6 * waste
+            and (rl not in _WASTE_KIND or active_sig < z / 2)):
         kind = "idle_equipment"
     else:
         kind = _WASTE_KIND.get(rl, "process_excess_energy")
     kw = waste / hours if hours else 0.0
     price = float(np.mean(settings.tariff.prices(mids[ev][seg])))
-    kwh_y = kw * HOURS_PER_YEAR
+    # Still going at the end of the data: it persists at its own rate. An episode that ended is
+    # counted at the frequency seen: once per evaluated period.
+    ongoing = j >= len(r) - 1
+    eval_h = float((o.edges[1:][ev][-1] - o.edges[:-1][ev][0]) / 3600.0)
+    kwh_y = (kw if ongoing else waste / max(eval_h, hours)) * HOURS_PER_YEAR
     conf = "high" if zscore >= 2 * z and m.fit.get("cv_rmse", 1) <= 0.30 else ("medium" if zscore >= 1.5 * z else "low")
     c = settings.tariff.currency
     base_txt = f"model {m.equation()} (baseline CV(RMSE) {100 * m.fit['cv_rmse']:.1f} %, R² {m.fit['r2']:.2f})"
@@ -207,7 +223,9 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
                   confidence=conf, waste_kwh=waste, start=iso(t0), end=iso(t1),
                   details={"excess_kw": kw, "z": zscore, "excess_pct": pct, "hours": hours, "idle_hours": idle_h,
                            "active_hours": active_h, "idle_share_of_excess": idle_waste / waste if waste else 0.0,
-                           "price_per_kwh": price, "currency": c})
+                           "price_per_kwh": price, "currency": c, "ongoing_at_end": ongoing,
+                           "annualisation": "rate while it lasts (still going at the end of the data)" if ongoing
+                           else f"one such episode per {eval_h:.0f} h evaluated"})
     span = f"from {iso(t0)[:16]} to {iso(t1)[:16]} UTC ({hours:.0f} h)"
     if kind == "idle_equipment":
         stand = m.p_idle_kw or 0.0

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import lsq_linear
 
-from analytics.carbon.data import PlantData, bin_counter, edges_for
+from analytics.carbon.data import PlantData, bin_counter, corrected_cumulative, edges_for
 from carbonedge.clock import iso
 
 FEATURES = ("hours_active", "hours_idle", "production")
@@ -67,11 +67,16 @@ class ProcessModel:
     bin_h: float
     residual_sd: float
     block_sd: dict[int, float] = field(default_factory=dict)
+    daily: tuple[float, float] = (0.0, 0.0)  # kW amplitude of the daily cycle (cos, sin of the hour of day)
 
     def predict(self, obs: Observations) -> np.ndarray:
         # Without a calibrated standby, idle hours are predicted at the running load: no excess is claimed there.
         p_idle = self.p_active_kw if self.p_idle_kw is None else self.p_idle_kw
-        return self.p_active_kw * obs.hours_active + p_idle * obs.hours_idle + (self.sec or 0.0) * obs.production
+        out = self.p_active_kw * obs.hours_active + p_idle * obs.hours_idle + (self.sec or 0.0) * obs.production
+        if self.daily != (0.0, 0.0):
+            c, s = _daily_terms(obs)
+            out = out + self.daily[0] * c + self.daily[1] * s
+        return out
 
     def sum_sd(self, n: int) -> float:
         """Standard deviation of a sum of ``n`` consecutive residuals, measured on the baseline (autocorrelation included)."""
@@ -86,6 +91,8 @@ class ProcessModel:
         parts.append(f"{self.p_idle_kw:,.0f} kW x idle h" if self.p_idle_kw is not None else "(no idle hours in baseline)")
         if self.sec is not None:
             parts.append(f"{self.sec:,.2f} kWh/{self.production_unit} x production")
+        if self.daily != (0.0, 0.0):
+            parts.append(f"daily cycle ±{math.hypot(*self.daily):,.0f} kW")
         return "E = " + " + ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,10 +121,69 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
             ds = data.devices.get(dev)
             if ds is not None and ds.has(q):
                 prod += bin_counter(ds.t, ds.values[q], edges)
+        prod = _spread_batches(data, process, edges, prod, e)
     if act_src and act_src in data.plant["processes"]:
         active_h = _active_hours(data, act_src, edges)
     idle_h = np.diff(edges) / 3600.0 - active_h
     return Observations(process, edges, e, active_h, np.clip(idle_h, 0, None), prod, has_prod)
+
+
+def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """For batch processes, spread each counted batch over the bins whose energy made it.
+
+    A furnace's counter jumps by a whole heat at tapping, but the heat's energy was drawn since
+    the previous tap — possibly interrupted by a stop between shifts. Each batch is spread over
+    the bins between the previous count and its own, in proportion to the energy above standby
+    drawn in them, so production lines up with the energy it took. Totals are unchanged.
+    Continuous processes (counts at least every 15 min) are left as counted.
+    """
+    ti, _ = _increment_times(data, process)
+    if ti.size < 3 or float(np.median(np.diff(ti))) <= 15 * 60:
+        return prod
+    q = data.production_quantity(process)
+    standby = float(np.percentile(energy, 5))
+    weight = np.clip(energy - standby, 0, None)
+    out = np.zeros_like(prod)
+    for dev in data.counter_devices(process):
+        ds = data.devices.get(dev)
+        if ds is None or not ds.has(q):
+            continue
+        ok = np.isfinite(ds.values[q])
+        t = ds.t[ok]
+        d = np.diff(corrected_cumulative(ds.values[q][ok]))
+        prev_t = float(edges[0])
+        for k in np.flatnonzero(d > 0):
+            t1 = float(t[k + 1])
+            # Overlap of [prev_t, t1] with each bin, times the bin's energy weight.
+            ov = np.clip(np.minimum(edges[1:], t1) - np.maximum(edges[:-1], prev_t), 0, None) / np.diff(edges)
+            w = ov * weight
+            if w.sum() <= 0:
+                w = ov
+            if w.sum() > 0:
+                out += d[k] * w / w.sum()
+            else:
+                out[min(max(np.searchsorted(edges, t1) - 1, 0), out.size - 1)] += d[k]
+            prev_t = t1
+    return out
+
+
+def _increment_times(data: PlantData, process: str) -> tuple[np.ndarray, float]:
+    """Times at which the process's production counters moved, and the poll interval."""
+    q = data.production_quantity(process)
+    times: list[np.ndarray] = []
+    poll = 60.0
+    for dev in data.counter_devices(process):
+        ds = data.devices.get(dev)
+        if ds is None or not ds.has(q):
+            continue
+        v = ds.values[q]
+        ok = np.isfinite(v)
+        t, v = ds.t[ok], v[ok]
+        if t.size < 2:
+            continue
+        times.append(t[1:][np.diff(v) != 0])
+        poll = float(np.median(np.diff(t)))
+    return (np.sort(np.concatenate(times)) if times else np.zeros(0)), poll
 
 
 def _active_hours(data: PlantData, process: str, edges: np.ndarray) -> np.ndarray:
@@ -154,8 +220,21 @@ def _active_hours(data: PlantData, process: str, edges: np.ndarray) -> np.ndarra
     return np.bincount(b, weights=active.astype(float), minlength=len(edges) - 1)[: len(edges) - 1] / 60.0
 
 
+def _daily_terms(obs: Observations) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the hour of day at each bin's middle, times the bin's hours (kW amplitude -> kWh)."""
+    mids = (obs.edges[:-1] + obs.edges[1:]) / 2
+    ang = 2 * math.pi * (mids % 86400.0) / 86400.0
+    h = np.diff(obs.edges) / 3600.0
+    return np.cos(ang) * h, np.sin(ang) * h
+
+
 def calibrate(obs: Observations, baseline: tuple[float, float], production_unit: str | None) -> ProcessModel:
-    """Fit the process model on the bins inside ``baseline`` (epoch seconds)."""
+    """Fit the process model on the bins inside ``baseline`` (epoch seconds).
+
+    Utilities without a production counter (dry rooms, HVAC, cooling) follow the weather; without
+    weather data a daily cycle (one harmonic of the hour of day) stands in for it, as time-of-day
+    terms do in time-of-week baselines. It needs a baseline of at least a day.
+    """
     mids = (obs.edges[:-1] + obs.edges[1:]) / 2
     sel = (mids >= baseline[0]) & (mids < baseline[1])
     X, y = obs.X[sel], obs.energy_kwh[sel]
@@ -163,22 +242,29 @@ def calibrate(obs: Observations, baseline: tuple[float, float], production_unit:
     has_idle = bool(X[:, 1].sum() >= 2.0)  # two idle hours or more to learn a standby load
     if not has_idle:
         cols.remove(1)
-    if X.shape[0] < len(cols) + 2:
+    daily = not obs.has_production and (baseline[1] - baseline[0]) >= 86400.0
+    if X.shape[0] < len(cols) + 2 + (2 if daily else 0):
         raise ValueError(f"{obs.process}: only {X.shape[0]} bins in the baseline period; need at least {len(cols) + 2}")
     coef = np.zeros(3)
-    # Scale columns before NNLS so hours (0-1) and tonnes (0-500) weigh alike in the solver.
-    Xs = X[:, cols]
-    scale = np.where(Xs.std(axis=0) > 0, Xs.std(axis=0), 1.0)
-    c, _ = nnls(Xs / scale, y)
-    coef[cols] = c / scale
+    A = X[:, cols]
+    lower = [0.0] * len(cols)  # loads and energy per unit are physical: never negative
+    if daily:
+        c_, s_ = _daily_terms(obs)
+        A = np.column_stack([A, c_[sel], s_[sel]])
+        lower += [-np.inf, -np.inf]
+    # Scale columns so hours (0-1) and tonnes (0-500) weigh alike in the solver.
+    scale = np.where(A.std(axis=0) > 0, A.std(axis=0), 1.0)
+    sol = lsq_linear(A / scale, y, bounds=(np.array(lower), np.full(len(lower), np.inf))).x / scale
+    coef[cols] = sol[: len(cols)]
     model = ProcessModel(
         process=obs.process, p_active_kw=float(coef[0]), p_idle_kw=float(coef[1]) if has_idle else None,
         sec=float(coef[2]) if obs.has_production else None, production_unit=production_unit,
         baseline_start=baseline[0], baseline_end=baseline[1], fit={}, bin_h=obs.bin_h, residual_sd=0.0,
+        daily=(float(sol[-2]), float(sol[-1])) if daily else (0.0, 0.0),
     )
     pred = model.predict(_subset(obs, sel))
     r = y - pred
-    p = len(cols)
+    p = len(cols) + (2 if daily else 0)
     n = int(y.size)
     mean = float(y.mean()) if n else 0.0
     sd = float(np.sqrt((r**2).sum() / max(n - p, 1)))
