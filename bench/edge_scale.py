@@ -127,6 +127,7 @@ class Acker:
 
     def __init__(self, port: int) -> None:
         self.seen: set[int] = set()
+        self.good: dict[int, int] = {}  # seq -> good values in it
         self.watermark = 0
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acker", protocol=mqtt.MQTTv5)
         c.on_connect = lambda client, *a: client.subscribe(wire.telemetry_topic("bench", "gw1"), qos=1)
@@ -140,7 +141,9 @@ class Acker:
         m = self.SEQ.search(msg.payload, 0, 400)
         if m is None:
             return
-        self.seen.add(int(m.group(1)))
+        seq = int(m.group(1))
+        self.good[seq] = msg.payload.count(b'"q":"good"')
+        self.seen.add(seq)
         while self.watermark + 1 in self.seen:
             self.watermark += 1
             self.seen.discard(self.watermark)
@@ -155,11 +158,10 @@ class Acker:
         self.c.disconnect()
 
 
-def committed_readings(db: Path) -> tuple[int, int]:
-    """(last seq, good readings ever committed) from the outbox (readings of pruned rows are in the gateway's stats)."""
+def committed_seq(db: Path) -> int:
+    """The last seq committed to the gateway's outbox."""
     with sqlite3.connect(db, timeout=30) as c:
-        last = int(c.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]) - 1
-    return last, 0
+        return int(c.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]) - 1
 
 
 def main() -> int:
@@ -204,7 +206,7 @@ def main() -> int:
               f"measuring {a.seconds:g} s ...", flush=True)
         time.sleep(a.warmup)
         db = work / "edge" / "outbox.sqlite"
-        seq0, _ = committed_readings(db)
+        seq0 = committed_seq(db)
         c0 = proc.cpu_times()
         t0 = time.monotonic()
         rss_peak = 0.0
@@ -220,12 +222,16 @@ def main() -> int:
                       f"acked seq {acker.watermark}", flush=True)
         c1 = proc.cpu_times()
         elapsed = time.monotonic() - t0
-        seq1, _ = committed_readings(db)
+        seq1 = committed_seq(db)
         gw.wait(total + 60)
+        deadline = time.monotonic() + 30
+        while acker.watermark < seq1 and time.monotonic() < deadline:
+            time.sleep(0.1)
         stats = json.loads(stats_file.read_text())
         cycles = seq1 - seq0
-        per_cycle = stats["readings"] / max(1, stats["batches"])
-        tags_per_s = cycles * per_cycle / elapsed
+        good = sum(acker.good.get(s, 0) for s in range(seq0 + 1, seq1 + 1))
+        per_cycle = good / max(1, cycles)
+        tags_per_s = good / elapsed
         cpu_pct = 100.0 * (c1.user + c1.system - c0.user - c0.system) / elapsed
         print(f"cycles committed in the window: {cycles} in {elapsed:.1f} s; good values per cycle {per_cycle:.0f}; "
               f"read errors {stats.get('read_errors', 0)}; skipped cycles {stats.get('skipped_cycles', 0)}; "

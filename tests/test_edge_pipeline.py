@@ -169,7 +169,7 @@ def test_sigkill_and_restart_loses_nothing_committed_and_records_the_gap(service
             old_boot = db.execute("SELECT value FROM meta WHERE key='boot_id'").fetchone()[0]
             last_created = int(db.execute("SELECT value FROM meta WHERE key='last_created'").fetchone()[0])
         time.sleep(1.0)  # the gateway is down for about 20 poll cycles of plant time
-        until = iso(VirtualClock(spec).now() + 600)
+        until = iso(VirtualClock(spec).now() + 7200)  # two plant hours (6 s) after the restart, however slow it starts
         p2 = _gateway_proc(config, data_dir, spec, log, "--until", until, "--exit-when-drained")
         assert p2.wait(120) == 0, log.read_text()[-3000:]
     finally:
