@@ -259,3 +259,16 @@ def test_influx_round_trip_and_co2_write_back(plant_dir: tuple[Path, dict], serv
 def _write(p: Path, text: str) -> Path:
     p.write_text("\n".join(line.strip() for line in text.strip().splitlines()) + "\n")
     return p
+
+
+def test_tariff_bands_from_weekly_windows_in_plant_time() -> None:
+    from analytics.carbon.settings import Band, Tariff
+
+    t = Tariff(currency="EUR", energy_price=0.12, utc_offset_h=1.0,
+               bands=[Band(name="peak", windows=["Mon-Fri 08:00-20:00"], price=0.21), Band(name="rest", windows=["24/7"], price=0.12)])
+    mon = parse_time("2026-01-05T00:00:00Z")  # a Monday
+    # 07:00 UTC is 08:00 plant time (peak); 19:00 UTC is 20:00 (off-peak); Saturday 10:00 is off-peak.
+    got = t.prices(np.array([mon + 6.5 * 3600, mon + 7 * 3600, mon + 18.9 * 3600, mon + 19 * 3600, mon + 5 * 86400 + 9 * 3600]))
+    assert list(got) == [0.12, 0.21, 0.21, 0.12, 0.12]
+    with pytest.raises(ValueError, match="write it like 'Mon-Fri 08:00-20:00'"):
+        Band(name="x", windows=["weekdays 8-20"], price=0.1)

@@ -9,6 +9,7 @@ report says it used them.
 from __future__ import annotations
 
 import tomllib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,11 +78,53 @@ class Battery(_Model):
     end_of_life_kg_per_kwh: float | None = None
 
 
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@lru_cache(maxsize=64)
+def _window_mask(text: str) -> tuple[bool, ...]:
+    """Minute-of-week mask (Monday 00:00 = 0) of a window like 'Mon-Fri 08:00-20:00', 'Sat 06:00-14:00' or '24/7'."""
+    t = text.strip().lower()
+    if t in ("24/7", "always"):
+        return (True,) * (7 * 1440)
+    try:
+        days, hours = t.split()
+        if "-" in days:
+            d0, d1 = (_DAYS.index(d[:3]) for d in days.split("-"))
+            day_list = [d % 7 for d in range(d0, d1 + (7 if d1 < d0 else 0) + 1)]
+        else:
+            day_list = [_DAYS.index(days[:3])]
+        h0, h1 = hours.split("-")
+        m0, m1 = int(h0[:2]) * 60 + int(h0[3:5]), int(h1[:2]) * 60 + int(h1[3:5])
+    except (ValueError, IndexError):
+        raise ValueError(f"tariff window {text!r}: write it like 'Mon-Fri 08:00-20:00', 'Sat 06:00-14:00' or '24/7'") from None
+    mask = [False] * (7 * 1440)
+    for d in day_list:
+        for k in range((m1 - m0) % 1440 or 1440):
+            mask[(d * 1440 + m0 + k) % (7 * 1440)] = True
+    return tuple(mask)
+
+
 class Band(_Model):
+    """A tariff band: by hours of every day (``hours``) or by weekly windows (``windows``), plant-local time."""
+
     name: str
-    hours: list[int]
+    hours: list[int] = []
+    windows: list[str] = []
     price: float = Field(ge=0)
     weekdays_only: bool = False
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            _window_mask(w)
+        return v
+
+    def covers(self, hour: int, weekday: int, minute_of_week: int) -> bool:
+        if self.windows:
+            return any(_window_mask(w)[minute_of_week] for w in self.windows)
+        return hour in self.hours and not (self.weekdays_only and weekday >= 5)
 
 
 class Tariff(_Model):
@@ -102,11 +145,14 @@ class Tariff(_Model):
         local = np.asarray(t, dtype=np.float64) + self.utc_offset_h * 3600.0
         hour = ((local // 3600) % 24).astype(int)
         weekday = ((local // 86400 + 3) % 7).astype(int)  # 1970-01-01 was a Thursday
-        return np.array([self.price_at(int(h), int(w)) for h, w in zip(hour, weekday)])
+        mow = ((local // 60 + 3 * 1440) % (7 * 1440)).astype(int)
+        return np.array([self.price_at(int(h), int(w), int(m)) for h, w, m in zip(hour, weekday, mow)])
 
-    def price_at(self, hour: int, weekday: int) -> float:
+    def price_at(self, hour: int, weekday: int, minute_of_week: int | None = None) -> float:
+        """Price of the first band covering the time (bands are checked in order); else ``energy_price``."""
+        mow = weekday * 1440 + hour * 60 if minute_of_week is None else minute_of_week
         for b in self.bands:
-            if hour in b.hours and not (b.weekdays_only and weekday >= 5):
+            if b.covers(hour, weekday, mow):
                 return b.price
         return self.energy_price
 
@@ -155,11 +201,19 @@ def default_settings(plant: dict[str, Any]) -> Settings:
     """
     kind = plant.get("plant", "steel")
     out = plant.get("output_process")
+    offset = float((plant.get("calendar") or {}).get("utc_offset_h", plant.get("utc_offset_h", 0.0)))
     tariff = Tariff(
-        currency="CNY", energy_price=0.55, utc_offset_h=float(plant.get("utc_offset_h", 0.0)),
+        currency="CNY", energy_price=0.55, utc_offset_h=offset,
         bands=[Band(name="peak", hours=[8, 9, 10, 11, 17, 18, 19, 20], price=1.05), Band(name="valley", hours=[0, 1, 2, 3, 4, 5, 6, 23], price=0.30)],
         demand_charge_per_kw_month=38.0,
     )
+    pt = plant.get("tariffs") or {}
+    if pt.get("bands"):
+        # The plant model carries its own time-of-use tariff (e.g. a simulator scenario): use it.
+        bands = [Band(name=b["name"], windows=list(b.get("windows", [])), hours=list(b.get("hours", [])), price=float(b["price_per_kwh"]))
+                 for b in pt["bands"]]
+        tariff = Tariff(currency=str(pt.get("currency", "EUR")), energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
+                        demand_charge_per_kw_month=float(pt.get("demand_charge_per_kw_month", 0.0)))
     if kind == "battery":
         products = [Product(name="cell model (default)", unit="kWh", output_process=out, materials=[])]
         return Settings(tariff=tariff, products=products, battery=Battery(), defaults_used=True)

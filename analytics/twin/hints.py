@@ -188,6 +188,10 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     pct = 100.0 * waste / expected if expected > 0 else math.inf
     if zscore < z or pct < min_excess_pct:
         return None
+    # A sustained excess, not one odd bin: a batch interrupted at a shift end draws its energy
+    # long before it is counted, and must not pass for waste.
+    if float(r[seg].max()) > 0.5 * waste:
+        return None
     t0, t1 = float(o.edges[:-1][ev][i]), float(o.edges[1:][ev][j - 1])
     hours = (t1 - t0) / 3600.0
     idle_h = float(o.hours_idle[ev][seg].sum())
