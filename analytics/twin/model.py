@@ -84,7 +84,15 @@ class ProcessModel:
             return self.residual_sd * math.sqrt(n)
         ks = sorted(self.block_sd)
         k = max((x for x in ks if x <= n), default=ks[0])
-        return self.block_sd[k] * math.sqrt(n / k)
+        if n == k:
+            return self.block_sd[k]
+        # Beyond the measured block sizes, grow as the baseline showed between its two largest
+        # blocks: n^0.5 for independent noise, up to n^1 for a slow drift (weather) that persists.
+        alpha = 0.5
+        if len(ks) >= 2:
+            k1, k2 = ks[-2], ks[-1]
+            alpha = min(1.0, max(0.5, math.log(self.block_sd[k2] / self.block_sd[k1]) / math.log(k2 / k1)))
+        return self.block_sd[k] * (n / k) ** alpha
 
     def equation(self) -> str:
         parts = [f"{self.p_active_kw:,.0f} kW x active h"]
