@@ -55,7 +55,7 @@ AREAS = [("meltshop", "eaf"), ("meltshop", "ladle_furnace"), ("casting", "caster
 NODERED_DIR = Path(os.environ.get("CARBONEDGE_NODERED_DIR", "/tmp/carbonedge-nodered"))
 
 
-def payloads(gateway_idx: int, cycles: int) -> list[bytes]:
+def payloads(site: str, gateway_idx: int, cycles: int) -> list[bytes]:
     """Wire-valid batches for one gateway, built as plain JSON (fast, deterministic)."""
     rng = random.Random(gateway_idx)
     gw = f"gw{gateway_idx:02d}"
@@ -69,13 +69,13 @@ def payloads(gateway_idx: int, cycles: int) -> list[bytes]:
             vals = {q.name: {"v": round(base[m * len(QTYS) + j] + rng.random(), 3), "u": q.unit, "q": "good"} for j, q in enumerate(QTYS)}
             devices.append({"device": f"{gw}-meter{m:02d}", "ts": ts + m, "status": "ok",
                             "tags": {"area": area, "process": process, "asset": f"{process}-{m}"}, "values": vals})
-        out.append(json.dumps({"schema": wire.BATCH_SCHEMA, "site": SITE, "gateway": gw, "boot_id": "0123456789abcdef", "seq": seq,
+        out.append(json.dumps({"schema": wire.BATCH_SCHEMA, "site": site, "gateway": gw, "boot_id": "0123456789abcdef", "seq": seq,
                                "created": ts, "devices": devices, "events": []}, separators=(",", ":")).encode())
     return out
 
 
-def _publisher(port: int, gateways: int, cycles: int, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
-    data = [(wire.telemetry_topic(SITE, f"gw{g:02d}"), p) for g in range(gateways) for p in payloads(g, cycles)]
+def _publisher(site: str, port: int, gateways: int, cycles: int, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+    data = [(wire.telemetry_topic(site, f"gw{g:02d}"), p) for g in range(gateways) for p in payloads(site, g, cycles)]
     # interleave gateways as live traffic would arrive
     per = [data[g * cycles:(g + 1) * cycles] for g in range(gateways)]
     order = [per[g][i] for i in range(cycles) for g in range(gateways)]
@@ -96,10 +96,10 @@ def _publisher(port: int, gateways: int, cycles: int, ready: mp.Event, go: mp.Ev
 
 
 class Publisher:
-    def __init__(self, port: int, gateways: int, cycles: int) -> None:
+    def __init__(self, site: str, port: int, gateways: int, cycles: int) -> None:
         ctx = mp.get_context("spawn")
         self.ready, self.go, self.done = ctx.Event(), ctx.Event(), ctx.Queue()
-        self.p = ctx.Process(target=_publisher, args=(port, gateways, cycles, self.ready, self.go, self.done), daemon=True)
+        self.p = ctx.Process(target=_publisher, args=(site, port, gateways, cycles, self.ready, self.go, self.done), daemon=True)
         self.p.start()
         self.ready.wait(600)
 
@@ -142,7 +142,7 @@ def ceiling(svc: Services, gateways: int, cycles: int) -> tuple[float, int]:
     lines: list[str] = []
     readings = 0
     for g in range(gateways):
-        for p in payloads(g, cycles):
+        for p in payloads(SITE, g, cycles):
             b = wire.Batch.model_validate_json(p)
             readings += b.reading_count()
             lines.extend(batch_lines(b))
@@ -159,7 +159,7 @@ def ceiling(svc: Services, gateways: int, cycles: int) -> tuple[float, int]:
 
 
 # --------------------------------------------------------------------------- (b) collector
-def wait_acks(port: int, gateways: int, cycles: int, timeout: float) -> float:
+def wait_acks(site: str, port: int, gateways: int, cycles: int, timeout: float) -> float:
     """Block until every gateway's retained ack reaches ``cycles``; return that time."""
     wm: dict[str, int] = {}
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -170,7 +170,7 @@ def wait_acks(port: int, gateways: int, cycles: int, timeout: float) -> float:
 
     c.on_message = on_msg
     c.connect("127.0.0.1", port)
-    c.subscribe(f"carbonedge/v1/{SITE}/+/ack", qos=1)
+    c.subscribe(f"carbonedge/v1/{site}/+/ack", qos=1)
     c.loop_start()
     deadline = time.monotonic() + timeout
     last_print = 0.0
@@ -198,8 +198,6 @@ def collector_run(svc: Services, work: Path, gateways: int, cycles: int, process
         cmd = [sys.executable, "-m", "carbonedge.cli", "-v", "collect", "--mqtt-port", str(svc.mqtt.port), "--influx-url", svc.influx.url,
                "--database", db, "--state-dir", str(state), "--client-id", f"bench-{processes}-{i}", "--share-group", group,
                "--stats-file", str(work / f"c{processes}-{i}.json")]
-        if profile and shutil.which("py-spy"):
-            cmd = ["py-spy", "record", "-o", str(work / f"profile-{processes}-{i}.txt"), "-f", "raw", "-r", "50", "--", *cmd]
         log = (work / f"c{processes}-{i}.log").open("w")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
     for i in range(processes):
@@ -208,12 +206,24 @@ def collector_run(svc: Services, work: Path, gateways: int, cycles: int, process
             if time.monotonic() > deadline:
                 raise SystemExit((work / f"c{processes}-{i}.log").read_text()[-2000:])
             time.sleep(0.05)
-    pub = Publisher(svc.mqtt.port, gateways, cycles)
+    spies = []
+    if profile:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        for i, p in enumerate(procs):
+            out = Path(__file__).resolve().parent / f"profile-collector-{processes}-{i}.txt"
+            spies.append(subprocess.Popen([spy, "record", "--pid", str(p.pid), "-f", "raw", "-r", "100", "-o", str(out)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)
+    site = f"{SITE}-{processes}"
+    pub = Publisher(site, svc.mqtt.port, gateways, cycles)
     t_start = pub.start()
-    t_end = wait_acks(svc.mqtt.port, gateways, cycles, timeout=1800)
+    t_end = wait_acks(site, svc.mqtt.port, gateways, cycles, timeout=1800)
     pub.finish()
+    for spy_p in spies:
+        spy_p.send_signal(signal.SIGINT)
+        spy_p.wait(60)
     for p in procs:
-        p.send_signal(signal.SIGINT if profile else signal.SIGTERM)
+        p.send_signal(signal.SIGTERM)
     stats: dict[str, float] = {}
     for i, p in enumerate(procs):
         p.wait(120)
@@ -294,7 +304,7 @@ def nodered_run(svc: Services, work: Path, gateways: int, cycles: int, expected_
                 print("  Node-RED did not start: " + (work / "nodered.log").read_text()[-800:], file=sys.stderr)
                 return None
             time.sleep(0.1)
-        pub = Publisher(svc.mqtt.port, gateways, cycles)
+        pub = Publisher(f"{SITE}-nodered", svc.mqtt.port, gateways, cycles)
         t_start = pub.start()
         pub.finish()
         last, last_change, t_last = -1, time.monotonic(), time.time()
@@ -321,7 +331,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=1, help="collector processes for the headline figure")
     ap.add_argument("--also-processes", type=int, nargs="*", default=[3], help="further runs with this many collectors on a shared subscription")
     ap.add_argument("--no-nodered", action="store_true")
-    ap.add_argument("--profile", action="store_true", help="record the collector with py-spy (if installed)")
+    ap.add_argument("--profile", action="store_true", help="record the collector with py-spy (pip install py-spy) into bench/profile-collector-*.txt")
     a = ap.parse_args()
     expected_points = a.gateways * a.cycles * METERS
     expected = expected_points * len(QTYS)

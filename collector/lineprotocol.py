@@ -78,10 +78,20 @@ def _series(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
     return s
 
 
+def device_point(site: str, gateway: str, device: str, tags: dict[str, str], ts: int, status: str, parts: list[str], bad: int, seq: int) -> Point:
+    """The ``readings`` point of one device; ``parts`` holds its ``quantity=value`` fields (good and uncertain)."""
+    good = len(parts)
+    if bad:
+        parts.append(f"bad_values={bad}i")
+    if status != "ok":
+        parts.append(f"status={str_field(status)}")
+    parts.append(f"seq={seq}i")
+    return Point(_series(site, gateway, device, tags), ",".join(parts), ts, device, good)
+
+
 def batch_points(batch: wire.Batch, devices: list[wire.DeviceReadings] | None = None) -> BatchPoints:
     """Points of ``batch`` (only ``devices`` if given: the ones that passed per-device checks)."""
     out = BatchPoints()
-    seq_field = f"seq={batch.seq}i"
     for d in batch.devices if devices is None else devices:
         parts = []
         bad = 0
@@ -90,14 +100,10 @@ def batch_points(batch: wire.Batch, devices: list[wire.DeviceReadings] | None = 
                 bad += 1
             else:
                 parts.append(f"{q}={v.v!r}")
-        good = len(parts)
-        out.reading_count += good
-        if bad:
-            parts.append(f"bad_values={bad}i")
-        if d.status != "ok":
-            parts.append(f"status={str_field(d.status)}")
-        parts.append(seq_field)
-        out.readings.append(Point(_series(batch.site, batch.gateway, d.device, d.tags), ",".join(parts), d.ts, d.device, good))
+        p = device_point(batch.site, batch.gateway, d.device, d.tags, d.ts, d.status, parts, bad, batch.seq)
+        out.reading_count += p.readings
+        out.readings.append(p)
+    seq_field = f"seq={batch.seq}i"
     for e in batch.events:
         tags = f"{EVENTS_MEASUREMENT},device={e.device}" if e.device else EVENTS_MEASUREMENT
         tags += f",gateway={batch.gateway},kind={e.kind},site={batch.site}"

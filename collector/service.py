@@ -34,10 +34,10 @@ from carbonedge.errors import QueryError, WriteError
 from carbonedge.integrity import Archive
 from collector.conflicts import ConflictIndex, find_conflicts_in_db
 from collector.influx import Backoff, InfluxWriter, Refused
-from collector.lineprotocol import Point, batch_points, event_line, health_lines
+from collector.lineprotocol import Point, event_line, health_lines
 from collector.metrics import Metrics, serve_metrics
 from collector.spool import Spool, SpoolFull
-from collector.validate import Rejected, Validator
+from collector.validate import Rejected, Validated, Validator
 from collector.watermark import (
     ACK_FILTER,
     PROGRESS_ROOT,
@@ -242,16 +242,15 @@ class Collector:
             except Rejected as r:
                 u.deadletters.append(self._deadletter_record(m.topic, r.reason, r.detail, m.payload[: self.s.max_payload_bytes]))
                 continue
-            b = v.batch
-            u.archive.append((b.site, b.gateway, b.seq, m.payload))
+            u.archive.append((v.site, v.gateway, v.seq, m.payload))
             for dr in v.rejected:
-                u.deadletters.append(self._deadletter_record(m.topic, dr.reason, dr.detail, dr.readings.model_dump_json(), seq=b.seq, device=dr.device))
-            self._prepare_batch(u, m.topic, b, v.devices)
+                u.deadletters.append(self._deadletter_record(m.topic, dr.reason, dr.detail, dr.raw, seq=v.seq, device=dr.device))
+            self._prepare_batch(u, m.topic, v)
         return u
 
-    def _prepare_batch(self, u: _Unit, topic: str, b: wire.Batch, devices: list[wire.DeviceReadings]) -> None:
+    def _prepare_batch(self, u: _Unit, topic: str, b: Validated) -> None:
         key = (b.site, b.gateway)
-        bp = batch_points(b, devices)
+        bp = b.points
         with self._lock:
             st = self.gateways.setdefault(key, GatewayProgress())
             replay = st.covered(b.seq) or b.seq in st.pending

@@ -32,13 +32,13 @@ class Spool:
         segs = self._segments()
         self._next = (int(segs[-1].name.split("-", 1)[0]) + 1) if segs else 1
         self._bytes = sum(s.stat().st_size for s in segs)
+        self._count = len(segs)  # kept in memory: empty() is asked on every flush
 
     def _segments(self) -> list[Path]:
         return sorted(self.dir.glob("*.lp"))
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._segments())
+        return self._count
 
     @property
     def bytes(self) -> int:
@@ -68,15 +68,15 @@ class Spool:
             tmp.replace(path)
             _fsync_dir(self.dir)
             self._bytes += len(body)
+            self._count += 1
             return path
 
     def oldest(self) -> tuple[Path, bytes, int] | None:
         """The oldest segment as ``(path, body, readings)``, or None."""
         with self._lock:
-            segs = self._segments()
-            if not segs:
+            if not self._count:
                 return None
-            p = segs[0]
+            p = self._segments()[0]
             return p, p.read_bytes(), int(p.stem.split("-", 1)[1])
 
     def remove(self, path: Path) -> None:
@@ -86,6 +86,7 @@ class Spool:
             path.unlink()
             _fsync_dir(self.dir)
             self._bytes -= size
+            self._count -= 1
 
 
 def _fsync_dir(d: Path) -> None:

@@ -20,6 +20,8 @@ of a poll cycle, so that one misconfigured meter loses nothing else.
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +29,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from carbonedge import wire
+from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
+from collector.lineprotocol import BatchPoints, batch_points, device_point
 
 WHOLE_MESSAGE_REASONS = ("oversized", "bad_topic", "bad_json", "non_finite", "schema", "topic_mismatch")
 DEVICE_REASONS = ("unknown_device", "future_ts", "past_ts")
@@ -48,16 +51,43 @@ class DeviceRejection:
     device: str
     reason: str
     detail: str
-    readings: wire.DeviceReadings
+    raw: str  # the device's readings as JSON, for the dead-letter record
 
 
 @dataclass
 class Validated:
-    """A batch that passed, the devices kept, and the devices rejected (with reasons)."""
+    """A batch that passed: its identity, the points of the devices kept, and the devices rejected (with reasons)."""
 
-    batch: wire.Batch
-    devices: list[wire.DeviceReadings]
+    site: str
+    gateway: str
+    seq: int
+    points: BatchPoints
     rejected: list[DeviceRejection] = field(default_factory=list)
+    fast: bool = False
+
+
+class _Undecided(Exception):
+    """The fast path is not sure: let the wire models decide (and name the reason)."""
+
+
+def _fullmatch(annotated: object) -> Callable[[str], object]:
+    """The wire contract's own pattern, as a full match (``$`` alone would also accept a trailing newline)."""
+    pattern = annotated.__metadata__[0].pattern  # type: ignore[attr-defined]
+    return re.compile(pattern.lstrip("^").rstrip("$")).fullmatch
+
+
+_IDENT = _fullmatch(wire.Identifier)
+_TAG_KEY = _fullmatch(wire.TagKey)
+_TAG_VALUE = _fullmatch(wire.TagValue)
+_BOOT_ID = re.compile(r"[0-9a-f]{8,32}").fullmatch
+_BATCH_KEYS = frozenset({"schema", "site", "gateway", "boot_id", "seq", "created", "devices", "events"})
+_DEVICE_KEYS = frozenset({"device", "ts", "status", "error", "tags", "values"})
+_VALUE_KEYS = frozenset({"v", "u", "q"})
+_STATUSES = frozenset({"ok", "partial", "timeout", "error"})
+_QUALITIES = frozenset({"good", "uncertain", "bad"})
+_UNITS = {name: q.unit for name, q in quantities.QUANTITIES.items()}
+_TS_MIN, _TS_MAX = 946_684_800_000, 4_102_444_800_000
+_EXACT_INT = 2**53
 
 
 def load_device_registry(path: Path) -> frozenset[str]:
@@ -117,25 +147,100 @@ class Validator:
             raise Rejected("schema", msgs + more) from exc
 
     def batch(self, site: str, gateway: str, payload: bytes) -> Validated:
+        """Validate a telemetry payload and build its points; raise :class:`Rejected` for the whole message.
+
+        A fast path (``json.loads`` and direct checks, fused with building the line protocol)
+        accepts only what it can fully check and what the wire models would accept too;
+        anything else (events, signatures, unusual numbers, any error) goes through the wire
+        models, which decide and name the reason. ``tests/test_collector.py`` checks the two
+        agree on valid and mutated batches.
+        """
+        if len(payload) > self.max_payload_bytes:
+            raise Rejected("oversized", f"{len(payload):,} bytes is more than the limit of {self.max_payload_bytes:,} bytes")
+        try:
+            return self._fast(site, gateway, payload)
+        except _Undecided:
+            pass
         b = self._parse(payload, wire.Batch)
         assert isinstance(b, wire.Batch)
         if (b.site, b.gateway) != (site, gateway):
             raise Rejected("topic_mismatch", f"payload says {b.site}/{b.gateway}, topic says {site}/{gateway}")
-        now = self.now_ms()
         kept: list[wire.DeviceReadings] = []
         rejected: list[DeviceRejection] = []
         for d in b.devices:
-            if self.known_devices is not None and f"{site}/{gateway}/{d.device}" not in self.known_devices:
-                rejected.append(DeviceRejection(d.device, "unknown_device", f"{site}/{gateway}/{d.device} is not in the device registry", d))
-            elif d.ts > now + self.max_future_ms:
-                rejected.append(DeviceRejection(d.device, "future_ts", f"{d.device} reading is {(d.ts - now) / 1000:.0f} s ahead of the collector's "
-                                                f"clock (limit {self.max_future_ms / 1000:.0f} s); is the gateway clock wrong?", d))
-            elif self.max_past_ms is not None and d.ts < now - self.max_past_ms:
-                rejected.append(DeviceRejection(d.device, "past_ts", f"{d.device} reading is {(now - d.ts) / 86_400_000:.1f} days old "
-                                                f"(limit {self.max_past_ms / 86_400_000:.1f} days)", d))
+            why = self._device_check(site, gateway, d.device, d.ts)
+            if why:
+                rejected.append(DeviceRejection(d.device, why[0], why[1], d.model_dump_json(exclude_none=True)))
             else:
                 kept.append(d)
-        return Validated(b, kept, rejected)
+        return Validated(site, gateway, b.seq, batch_points(b, kept), rejected)
+
+    def _device_check(self, site: str, gateway: str, device: str, ts: int) -> tuple[str, str] | None:
+        if self.known_devices is not None and f"{site}/{gateway}/{device}" not in self.known_devices:
+            return "unknown_device", f"{site}/{gateway}/{device} is not in the device registry"
+        now = self.now_ms()
+        if ts > now + self.max_future_ms:
+            return "future_ts", (f"{device} reading is {(ts - now) / 1000:.0f} s ahead of the collector's clock "
+                                 f"(limit {self.max_future_ms / 1000:.0f} s); is the gateway clock wrong?")
+        if self.max_past_ms is not None and ts < now - self.max_past_ms:
+            return "past_ts", f"{device} reading is {(now - ts) / 86_400_000:.1f} days old (limit {self.max_past_ms / 86_400_000:.1f} days)"
+        return None
+
+    def _fast(self, site: str, gateway: str, payload: bytes) -> Validated:
+        """Accept a plain batch (no events, no signature) or raise :class:`_Undecided`."""
+        try:
+            d = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise _Undecided from exc
+        if type(d) is not dict or not d.keys() <= _BATCH_KEYS or d.get("events") or d.get("schema", wire.BATCH_SCHEMA) != wire.BATCH_SCHEMA:
+            raise _Undecided
+        seq, created, devices = d.get("seq"), d.get("created"), d.get("devices", [])
+        if (d.get("site") != site or d.get("gateway") != gateway or not _IDENT(site) or not _IDENT(gateway)
+                or type(d.get("boot_id")) is not str or not _BOOT_ID(d["boot_id"])
+                or type(seq) is not int or seq < 1 or type(created) is not int or not _TS_MIN <= created < _TS_MAX
+                or type(devices) is not list or len(devices) > 2000 or ("events" in d and d["events"] != [])):
+            raise _Undecided
+        out = BatchPoints()
+        rejected: list[DeviceRejection] = []
+        units = _UNITS
+        for dev in devices:
+            if type(dev) is not dict or not dev.keys() <= _DEVICE_KEYS:
+                raise _Undecided
+            name, ts, status = dev.get("device"), dev.get("ts"), dev.get("status", "ok")
+            err, tags, values = dev.get("error"), dev.get("tags", {}), dev.get("values", {})
+            if (type(name) is not str or not _IDENT(name) or type(ts) is not int or not _TS_MIN <= ts < _TS_MAX
+                    or status not in _STATUSES or (err is not None and (type(err) is not str or len(err) > 500 or not err.isascii()))
+                    or type(tags) is not dict or len(tags) > 16 or type(values) is not dict or len(values) > 256):
+                raise _Undecided
+            for k, v in tags.items():
+                if type(v) is not str or not _TAG_KEY(k) or not _TAG_VALUE(v) or k in wire.RESERVED_TAGS:
+                    raise _Undecided
+            parts: list[str] = []
+            bad = 0
+            for q, val in values.items():
+                if type(val) is not dict or not val.keys() <= _VALUE_KEYS or val.get("u") != units.get(q) or val.get("q", "good") not in _QUALITIES:
+                    raise _Undecided
+                v = val.get("v")
+                if type(v) is float:
+                    if not math.isfinite(v):
+                        raise _Undecided
+                    parts.append(f"{q}={v!r}")
+                elif v is None:
+                    if val.get("q") != "bad":
+                        raise _Undecided
+                    bad += 1
+                elif type(v) is int and -_EXACT_INT < v < _EXACT_INT:
+                    parts.append(f"{q}={float(v)!r}")
+                else:
+                    raise _Undecided
+            why = self._device_check(site, gateway, name, ts)
+            if why:
+                rejected.append(DeviceRejection(name, why[0], why[1], json.dumps(dev, separators=(",", ":"))))
+                continue
+            p = device_point(site, gateway, name, tags, ts, status, parts, bad, seq)
+            out.reading_count += p.readings
+            out.readings.append(p)
+        return Validated(site, gateway, seq, out, rejected, fast=True)
 
     def health(self, site: str, gateway: str, payload: bytes) -> wire.Health:
         h = self._parse(payload, wire.Health)

@@ -314,3 +314,58 @@ def test_line_protocol_marks_bad_values_and_events():
         f'readings,device=m0,gateway=g,process=eaf,site=s active_power=1.5,bad_values=1i,status="partial",seq=5i {NOW}',
         f'events,device=m0,gateway=g,kind=counter_reset,site=s detail="{{\\"from\\": 10.0, \\"quantity\\": \\"active_energy_import\\"}}",seq=5i {NOW}',
     ]
+
+
+def test_fast_path_accepts_only_what_the_wire_models_accept_and_builds_the_same_lines():
+    import random
+
+    from collector.lineprotocol import batch_points
+    from collector.validate import _Undecided
+
+    v = Validator(max_future_s=1e12)
+    rng = random.Random(5)
+    base = wire.Batch(
+        site="s1", gateway="gw1", boot_id="abcdef0123456789", seq=7, created=NOW,
+        devices=[wire.DeviceReadings(device="m0", ts=NOW, tags={"area": "melt", "process": "eaf"},
+                                     values={"active_power": wire.Value(v=1.25, u="kW"), "voltage_l1_n": wire.Value(u="V", q="bad"),
+                                             "active_energy_import": wire.Value(v=5.0, u="kWh", q="uncertain")}),
+                 wire.DeviceReadings(device="m1", ts=NOW + 3, status="partial", error="one register block timed out",
+                                     values={"frequency": wire.Value(v=50.01, u="Hz")})],
+    ).to_json()
+    mutations = [
+        (b'"seq":7', b'"seq":0'), (b'"seq":7', b'"seq":"7"'), (b'"seq":7', b'"seq":7.0'), (b'"seq":7', b'"seq":true'),
+        (b'"v":1.25', b'"v":1'), (b'"v":1.25', b'"v":true'), (b'"v":1.25', b'"v":NaN'), (b'"v":1.25', b'"v":1e400'),
+        (b'"v":1.25', b'"v":99999999999999999999'), (b'"v":1.25', b'"v":"1.25"'), (b'"v":1.25', b'"v":null'),
+        (b'"u":"kW"', b'"u":"W"'), (b'"u":"kW",', b""), (b'"q":"bad"', b'"q":"good"'), (b'"q":"uncertain"', b'"q":"meh"'),
+        (b'"device":"m0"', b'"device":"m0\\n"'), (b'"device":"m0"', b'"device":"m 0"'), (b'"device":"m0"', b'"device":""'),
+        (b'"area":"melt"', b'"site":"melt"'), (b'"area":"melt"', b'"Area":"melt"'), (b'"area":"melt"', b'"area":"me lt"'),
+        (b'"active_power"', b'"reactive_powr"'), (b'"status":"partial"', b'"status":"down"'), (b'"ts":1767571200000', b'"ts":17675712000'),
+        (b'"boot_id":"abcdef0123456789"', b'"boot_id":"ABCDEF0123456789"'), (b'"schema":"carbonedge.batch/1"', b'"schema":"carbonedge.batch/2"'),
+        (b'"events":[]', b'"events":[{"kind":"gap","ts":1767571200000}]'), (b'"events":[]', b'"events":[],"extra":1'),
+        (b'"error":"one register block timed out"', b'"error":"' + b"x" * 501 + b'"'), (b'"tags":{}', b'"tags":[]'),
+        (b'"values":{"frequency"', b'"values":{"frequency":{"v":1.0,"u":"Hz","x":1},"frequency2"'),
+        # harmless: defaults left out, ints for floats
+        (b'"status":"ok",', b""), (b',"q":"good"', b""), (b',"events":[]', b""), (b',"tags":{}', b""), (b'"v":5.0', b'"v":5'),
+    ]
+    cases = [base] + [base.replace(a, b, 1) for a, b in mutations]
+    for _ in range(200):  # random two-mutation combinations
+        m1, m2 = rng.sample(mutations, 2)
+        cases.append(base.replace(*m1, 1).replace(*m2, 1))
+    accepted_fast = 0
+    for payload in cases:
+        try:
+            ref = wire.Batch.model_validate_json(payload)
+        except ValueError:
+            ref = None
+        try:
+            fast = v._fast("s1", "gw1", payload)
+        except _Undecided:
+            fast = None
+        if fast is None:
+            continue
+        accepted_fast += 1
+        assert ref is not None, f"fast path accepted what the wire models refuse: {payload!r}"
+        assert [p.line() for p in fast.points.readings] == [p.line() for p in batch_points(ref).readings], payload
+        assert fast.points.reading_count == ref.reading_count()
+    assert accepted_fast >= 6  # the plain batch and harmless mutations take the fast path
+    assert v.batch("s1", "gw1", base).fast
