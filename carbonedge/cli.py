@@ -179,39 +179,6 @@ def cmd_analyze_baseline(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_analyze_detect(a: argparse.Namespace) -> int:
-    from analytics.detect import DetectorSettings
-    from analytics.offline import detect_csv
-
-    settings = DetectorSettings(learn_rows=a.learn_rows, smoothing=a.smoothing, margin=a.margin)
-    learn_until = parse_time(a.learn_until) if a.learn_until else None
-    summary = detect_csv(
-        Path(a.csv), Path(a.out), time_col=a.time_col, value_cols=a.value_col, context_cols=a.context_col,
-        settings=settings, learn_until=learn_until, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
-    )
-    print(f"{a.csv}: {summary.rows:,} rows; learned normal operation from the first {summary.learning_rows:,}; "
-          f"{summary.alert_rows:,} rows above the alert threshold in {summary.alert_episodes:,} episode(s). Scores written to {a.out}")
-    for note in summary.notes:
-        print(f"note: {note}")
-    return 0
-
-
-def cmd_analyze_baseline(a: argparse.Namespace) -> int:
-    from analytics.offline import baseline_csv, format_baseline
-
-    rep = baseline_csv(
-        Path(a.csv), time_col=a.time_col, target=a.target, features=a.feature, mean_features=a.mean_feature,
-        train_until=parse_time(a.train_until), aggregate=a.aggregate, tz=a.tz, out=Path(a.out) if a.out else None,
-    )
-    if a.json:
-        print(json.dumps(rep.as_dict(), indent=2))
-    else:
-        print(format_baseline(rep, a.target), end="")
-        if a.out:
-            print(f"Per-row expected energy, residual and CUSUM written to {a.out}")
-    return 0
-
-
 def cmd_report(a: argparse.Namespace) -> int:
     from analytics import InfluxReader
     from analytics.carbon import default_settings, from_csv_dir, from_influx, load_settings, write_carbon
@@ -438,37 +405,6 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--end", required=True, help="period end, ISO 8601")
     sec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sec.set_defaults(func=cmd_analyze_sec)
-    det = asub.add_parser("detect", help="causal anomaly scores for a CSV export",
-                          description="Score every row of a CSV export for anomalies, causally: a row's score depends only on that row and "
-                          "the rows before it. The first --learn-rows rows (or the rows before --learn-until) must be normal operation. "
-                          "Writes time, score in [0, 1] (0.5 = alert threshold), alert flag, state and the column that contributes most.")
-    det.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
-    det.add_argument("--time-col", required=True, help="time column: ISO 8601 or epoch seconds/ms")
-    det.add_argument("--value-col", required=True, action="append", help="column to watch (repeat for several)")
-    det.add_argument("--context-col", action="append", default=[], help="production-state column that explains the values, "
-                     "e.g. production rate or running flag (repeat for several)")
-    det.add_argument("--out", required=True, help="output CSV")
-    det.add_argument("--learn-rows", type=int, default=400, help="rows of normal operation to learn from (default: 400)")
-    det.add_argument("--learn-until", help="learn from rows before this time instead (ISO 8601)")
-    det.add_argument("--smoothing", type=float, default=0.2, help="weight of the newest row in the smoothing, (0, 1] (default: 0.2)")
-    det.add_argument("--margin", type=float, default=2.0, help="alert threshold as a multiple of the largest learning score (default: 2)")
-    det.add_argument("--tz", default="UTC", help="time zone of naive times in the file (default: UTC)")
-    det.set_defaults(func=cmd_analyze_detect)
-
-    bl = asub.add_parser("baseline", help="ISO 50006 regression baseline with ASHRAE 14 fit for a CSV export",
-                         description="Fit an energy baseline (linear regression of --target on the --feature variables) over the rows "
-                         "before --train-until, and print CV(RMSE), NMBE and R² on the training rows and on the rest (ASHRAE Guideline 14).")
-    bl.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
-    bl.add_argument("--time-col", required=True)
-    bl.add_argument("--target", required=True, help="energy column (per-interval consumption, not a cumulative counter)")
-    bl.add_argument("--feature", action="append", default=[], help="relevant variable summed per period, e.g. production (repeat)")
-    bl.add_argument("--mean-feature", action="append", default=[], help="relevant variable averaged per period, e.g. outdoor temperature")
-    bl.add_argument("--train-until", required=True, help="end of the baseline period (ISO 8601); later rows are the reporting period")
-    bl.add_argument("--aggregate", choices=["hour", "day", "week", "month"], help="sum rows into local periods before fitting")
-    bl.add_argument("--tz", default="UTC", help="plant time zone for naive times and period boundaries (default: UTC)")
-    bl.add_argument("--out", help="write per-row expected energy, residual and CUSUM of savings here")
-    bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    bl.set_defaults(func=cmd_analyze_baseline)
 
     det = asub.add_parser("detect", help="causal anomaly scores for a CSV export",
                           description="Score every row of a CSV export for anomalies, causally: a row's score depends only on that row and "
@@ -550,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--start", help="start of the range, ISO 8601 (default: 24 h before --end)")
             g.add_argument("--end", help="end of the range, ISO 8601 (default: now)")
             g.set_defaults(func=cmd_grafana_check)
+
     vf = sub.add_parser("verify", help="check signed batches in a collector archive (and InfluxDB) for tampering and loss",
                         description="Check every archived batch against its gateway's registered Ed25519 key and hash chain, and "
                         "optionally every InfluxDB reading against the signed batches; report each edited, deleted, inserted, "
