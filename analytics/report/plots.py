@@ -13,7 +13,8 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-_COLORS = ["#1f5f8b", "#e07b39", "#3a9b5c", "#b8403a", "#7b5ea7", "#8c6d31", "#d4a017", "#4aa3a2", "#6b6b6b", "#c1507c"]
+_COLORS = ["#1f5f8b", "#e07b39", "#3a9b5c", "#b8403a", "#7b5ea7", "#8c6d31", "#d4a017", "#4aa3a2", "#6b6b6b", "#c1507c",
+           "#9ecae1", "#fdae6b", "#a1d99b", "#fc9272", "#bcbddc", "#c7a76c", "#f2d16b", "#9fd3d2", "#bdbdbd", "#e7a1c0"]
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
                      "figure.dpi": 96, "axes.grid": True, "grid.alpha": 0.25})
 
@@ -54,8 +55,8 @@ def energy_sec(starts: np.ndarray, energy: dict[str, np.ndarray], output: np.nda
         ax2.plot(x + np.timedelta64(int(width * 43_200_000), "ms"), sec, "k.-", lw=1.2, label=f"plant SEC ({sec_unit})")
         ax2.set_ylabel(f"SEC, {sec_unit}")
         ax2.grid(False)
-        ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="upper left", fontsize=8, ncol=min(5, len(energy)))
+        ax2.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, -0.12))
+    ax.legend(loc="upper left", fontsize=8, ncol=min(6, len(energy)), bbox_to_anchor=(0.0, -0.12))
     return _svg(fig)
 
 
@@ -68,7 +69,7 @@ def load_profile(hours: np.ndarray, kw: dict[str, np.ndarray]) -> str:
     ax.set_xticks(range(0, 24, 2))
     ax.set_xlabel("hour of day (plant time)")
     ax.set_ylabel("mean load, MW")
-    ax.legend(fontsize=8, ncol=min(5, len(kw)))
+    ax.legend(fontsize=8, ncol=min(6, len(kw)), loc="upper left", bbox_to_anchor=(0.0, -0.18))
     return _svg(fig)
 
 
@@ -96,7 +97,7 @@ def cusum(series: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("cumulative saving, MWh")
     _timeaxis(ax)
-    ax.legend(fontsize=8, ncol=min(5, len(series)))
+    ax.legend(fontsize=8, ncol=min(6, len(series)), loc="upper left", bbox_to_anchor=(0.0, -0.12))
     return _svg(fig)
 
 
