@@ -23,6 +23,10 @@ from carbonedge.services import Services
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
 WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
+# The simulator starts plant time once every device was read (--sync-start), up to one poll after the
+# clock's start, and then freezes at the end: the gateway keeps polling for a few cycles past the end so
+# that its last readings see the final state even when one poll is slow or missed.
+TAIL_POLLS = 3
 
 
 def _say(msg: str) -> None:
@@ -107,7 +111,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         procs.append(coll)
         edge_stats = run_dir / "edge-stats.json"
         edge = _Proc("edge", ["edge", "--config", str(sim_dir / "gateway.toml"), "--mqtt-port", str(services.mqtt.port),
-                              "--data-dir", str(run_dir / "edge"), "--clock", spec.to_arg(), "--until", iso(end + poll_interval_s),
+                              "--data-dir", str(run_dir / "edge"), "--clock", spec.to_arg(), "--until", iso(end + TAIL_POLLS * poll_interval_s),
                               "--exit-when-drained", "--stats-file", str(edge_stats)], logs)
         procs.append(edge)
         last = 0.0
@@ -138,7 +142,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         from analytics import InfluxReader, energy_intensity
 
         plant_model = json.loads((sim_dir / "plant.json").read_text())
-        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int(start * 1000), int((end + 2 * poll_interval_s) * 1000)).as_dict()
+        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int(start * 1000), int((end + (TAIL_POLLS + 1) * poll_interval_s) * 1000)).as_dict()
         in_db = count_readings(services, site)
         published = int(gstats.get("readings", 0))
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
