@@ -460,7 +460,9 @@ class Ledger:
     """
 
     def __init__(self, path: Path) -> None:
-        self._f = open(path, "ab")
+        # One file per process start (``<path>.<ns>``, in start order), so each stays smaller than the
+        # outbox and a disk-full test cannot starve the ledger before it starves the outbox.
+        self._f = open(f"{path}.{time.time_ns()}", "ab")
 
     @classmethod
     def from_env(cls) -> Ledger | None:
