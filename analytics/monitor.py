@@ -1,0 +1,670 @@
+"""Live plant monitoring: production-aware energy anomalies and meter-data faults, causally, per poll cycle.
+
+:class:`PlantMonitor` is fed one poll cycle at a time (``step(t_ms, {device: {quantity: value}})``)
+in time order and returns alert transitions (:class:`analytics.alerts.AlertEvent`). It never
+looks ahead. Two families of checks run on every cycle:
+
+**Meter data** (per device): a counter that went backwards is a *rollover* when the wrapped
+increment fits the counter's recent rate at a plausible register range (``2**16``/``2**32`` ×
+a decimal scale), otherwise a *reset*; an energy or volume counter that stops while its own power
+or flow reading says the load is running, with that reading frozen bit for bit, is a *stuck
+meter*; a device that stopped answering while the rest of its gateway answers is *comm loss*;
+poll timestamps that go backwards, or jump forward while the counters only advanced by one poll
+interval's worth, are a *clock jump*. Intervals touched by any of these are kept out of the
+energy checks, so a bad meter never raises a false energy alert.
+
+**Energy** (per process): the process's mean power over each poll interval (from its energy
+counters, so it is exact and reset-safe) is compared with what the process drew in the same
+*production state* during the learning period: producing or not (production counters advanced
+within the process's normal production cadence), running or not (PLC running flag), and the
+production rate. Not producing means standby is expected: a furnace drawing power while it
+makes nothing is the signal, a furnace drawing power while melting is not. Utilities without
+their own production counter take the plant output's production state. Excess power is averaged
+over several windows (5 min … 4 h); each window's alert threshold is ``margin ×`` the largest
+excess that window ever showed while learning, so the thresholds carry the process's own
+variability and autocorrelation, and short sharp faults and slow drifts are both caught.
+
+The first ``learn_hours`` of data are the learning period and must be normal operation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analytics.alerts import AlertBook, AlertEvent
+from carbonedge import quantities
+
+#: Counter quantities that carry energy or media (checked for resets, rollovers, stuck).
+ENERGY_Q = "active_energy_import"
+POWER_Q = "active_power"
+PRODUCTION_QS = ("production_mass", "production_count", "production_capacity")
+#: Flow-meter totalizer → its flow gauge.
+FLOW_OF = {"gas_volume": "gas_flow", "oxygen_volume": "oxygen_flow", "steam_mass": "steam_flow", "water_volume": "water_flow", "air_volume": "air_flow"}
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Tuning of :class:`PlantMonitor` (defaults are meant to work untuned).
+
+    ``learn_hours``: normal operation to learn from. ``windows_min``: averaging windows of the
+    excess-power check. ``margin``: threshold as a multiple of the largest learning-period excess.
+    ``stuck_polls``: polls a counter must stand still, with its power/flow frozen, to call it stuck.
+    ``comm_loss_polls``: missed polls before a silent device is reported.
+    """
+
+    learn_hours: float = 24.0
+    windows_min: tuple[float, ...] = (5.0, 15.0, 60.0, 240.0)
+    margin: float = 1.5
+    stuck_polls: int = 3
+    comm_loss_polls: float = 2.5
+    min_excess_fraction: float = 0.05  # never alert on less than 5 % of the process's mean power (meter class 0.5–1 plus load noise)
+    idle_min_minutes: float = 60.0  # running without producing is normal for at least this long
+    confirm_polls: int = 3  # consecutive polls over threshold before an alert opens (shift-start transients)
+
+
+# --------------------------------------------------------------------------- plant model
+
+
+_UNIT_QUANTITY = {"t": "production_mass", "pcs": "production_count", "kWh": "production_capacity"}
+
+
+@dataclass
+class _Proc:
+    name: str
+    area: str
+    meters: list[str]
+    counters: list[str]
+    production_q: str = "production_mass"
+    flow_meters: list[str] = field(default_factory=list)
+    follows: str | None = None  # "plant" for utilities without their own production counter
+
+
+def _procs(plant: dict[str, Any]) -> dict[str, _Proc]:
+    out: dict[str, _Proc] = {}
+    output = plant.get("output_process")
+    for name, spec in plant.get("processes", {}).items():
+        pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
+        flows = [f["device"] if isinstance(f, dict) else str(f) for f in spec.get("flow_meters", [])]
+        p = _Proc(name, spec.get("area", ""), list(spec.get("meters", [])), list(spec.get("counters", [])), pq, flows)
+        if not p.counters:
+            p.follows = "plant"  # utilities: the plant's production state (any line producing)
+        out[name] = p
+    return out
+
+
+# --------------------------------------------------------------------------- meter data checks
+
+
+def _wrap_increment(prev: float, cur: float, typical: float) -> tuple[float, float] | None:
+    """If ``prev → cur`` fits a register wrap, return ``(modulus, increment)``."""
+    best: tuple[float, float] | None = None
+    for bits in (16, 32, 48):
+        for k in range(-4, 3):
+            m = (1 << bits) * 10.0**k
+            if prev >= m:
+                continue
+            inc = m - prev + cur
+            # Generous: up to 20 typical increments (a missed poll or two, or a burst of load).
+            if 0 <= inc <= max(20.0 * typical, 1e-9) and (best is None or inc < best[1]):
+                best = (m, inc)
+    return best
+
+
+@dataclass
+class _CounterState:
+    last: float | None = None
+    incs: deque[float] = field(default_factory=lambda: deque(maxlen=20))
+    still: int = 0  # consecutive polls without increase while its load reading says running
+    stuck_alert: bool = False
+
+
+@dataclass
+class _DeviceState:
+    last_seen_ms: int | None = None
+    last_values: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, _CounterState] = field(default_factory=dict)
+    silent: bool = False
+    catch_up: bool = False  # next interval spans a stuck or silent stretch
+
+
+# --------------------------------------------------------------------------- energy model
+
+
+@dataclass
+class _Group:
+    intercept: float
+    slope: float
+    n: int
+
+
+@dataclass
+class _ProcModel:
+    window_s: float  # production cadence: produced within this window = producing
+    groups: dict[tuple[int, int], _Group]
+    mean_kw: float
+    thresholds: dict[tuple[tuple[int, int], int], float]  # (group, window length in polls) → kW
+    uses_running: bool
+    idle_max_s: float = 0.0  # longest running-but-not-producing stretch seen while learning
+    standby_kw: float = 0.0
+
+    def group(self, producing: int, running: int) -> tuple[int, int] | None:
+        """The learned state for ``(producing, running)``; None for a state not seen while learning.
+
+        An unseen state (a line running with nothing to make, when that never happened while
+        learning) is judged by the idle-duration rule, not by a power level learned elsewhere.
+        """
+        key = (producing, running if self.uses_running else 0)
+        return key if key in self.groups else None
+
+    def expected(self, group: tuple[int, int], rate: float) -> float:
+        g = self.groups[group]
+        return g.intercept + g.slope * rate
+
+
+def _fit_groups(P: np.ndarray, prod: np.ndarray, run: np.ndarray, rate: np.ndarray, min_n: int) -> dict[tuple[int, int], _Group]:
+    groups: dict[tuple[int, int], _Group] = {}
+    for pr in (0, 1):
+        for ru in (0, 1):
+            m = (prod == pr) & (run == ru) & np.isfinite(P)
+            if m.sum() < min_n:
+                continue
+            x, y = rate[m], P[m]
+            if pr == 1 and np.ptp(x) > 0 and m.sum() >= 3 * min_n:
+                slope, icpt = np.polyfit(x, y, 1)
+                if slope < 0:  # more production never needs less power; a negative slope is noise
+                    slope, icpt = 0.0, float(y.mean())
+            else:
+                slope, icpt = 0.0, float(np.median(y) if pr == 0 else y.mean())
+            groups[(pr, ru)] = _Group(float(icpt), float(slope), int(m.sum()))
+    if not groups:
+        groups[(0, 0)] = _Group(float(np.nanmean(P)), 0.0, int(np.isfinite(P).sum()))
+    return groups
+
+
+@dataclass
+class _ProcState:
+    # Learning buffers (one entry per cycle with a clean interval).
+    t: list[int] = field(default_factory=list)
+    P: list[float] = field(default_factory=list)
+    dprod: list[float] = field(default_factory=list)
+    run: list[float] = field(default_factory=list)
+    dt: list[float] = field(default_factory=list)
+    # Scoring state.
+    last_prod_ms: int | None = None
+    prod_hist: deque[tuple[int, float]] = field(default_factory=deque)
+    excess: dict[tuple[tuple[int, int], int], deque[float]] = field(default_factory=dict)
+    wasted_kwh: float = 0.0
+    idle_since: int | None = None
+    over: int = 0  # consecutive polls over threshold
+    last_expected: float = 0.0
+    last_P: float = 0.0
+
+
+class PlantMonitor:
+    """Feed poll cycles in time order; get alert transitions back. See the module docstring."""
+
+    def __init__(self, plant: dict[str, Any], settings: MonitorSettings | None = None, *, site: str | None = None) -> None:
+        self.plant = plant
+        self.site = site or plant.get("site", "site")
+        self.s = settings or MonitorSettings()
+        self.procs = _procs(plant)
+        self.proc_of_device: dict[str, str] = {}
+        for p in self.procs.values():
+            for d in p.meters + p.counters + p.flow_meters:
+                self.proc_of_device[d] = p.name
+        self.alerts = AlertBook(self.site)
+        self.devices: dict[str, _DeviceState] = {}
+        self.pstate: dict[str, _ProcState] = {n: _ProcState() for n in self.procs}
+        self.models: dict[str, _ProcModel] = {}
+        self.t0: int | None = None
+        self.last_cycle_ms: int | None = None
+        self.poll_s: float | None = None
+        self._dts: list[float] = []
+        self.learning = True
+        self.clock_events = 0
+
+    # ------------------------------------------------------------------ public
+
+    def step(self, t_ms: int, readings: dict[str, dict[str, float]]) -> list[AlertEvent]:
+        """Process one poll cycle: ``readings[device][quantity] = value`` (canonical units)."""
+        events: list[AlertEvent] = []
+        if self.t0 is None:
+            self.t0 = t_ms
+        clock_bad = self._check_clock(t_ms, readings, events)
+        bad_devices = self._check_devices(t_ms, readings, events, clock_bad)
+        self._energy(t_ms, readings, bad_devices | ({"*"} if clock_bad else set()), events)
+        for d, vals in readings.items():
+            st = self.devices[d]
+            st.last_values = dict(vals)
+            st.last_seen_ms = t_ms
+        # Follow the gateway's clock even after a jump: one alert per jump, not one per later poll.
+        self.last_cycle_ms = t_ms
+        if self.learning and t_ms - self.t0 >= self.s.learn_hours * 3_600_000:
+            self._fit()
+        return events
+
+    # ------------------------------------------------------------------ clock
+
+    def _check_clock(self, t_ms: int, readings: dict[str, dict[str, float]], events: list[AlertEvent]) -> bool:
+        prev = self.last_cycle_ms
+        if prev is None:
+            return False
+        dt = (t_ms - prev) / 1000.0
+        if self.learning and dt > 0:
+            self._dts.append(dt)
+        poll = self.poll_s or (float(np.median(self._dts)) if self._dts else None)
+        jumped = False
+        detail = ""
+        if dt <= 0:
+            jumped = True
+            detail = f"poll timestamps went back {-dt:,.0f} s"
+        elif poll and dt > 1.5 * poll:
+            # A long interval: a real outage (counters advanced for the whole interval) or a clock
+            # that jumped (counters advanced only by about one poll interval's worth).
+            num = den = 0.0
+            for d, vals in readings.items():
+                st = self.devices.get(d)
+                if st is None or ENERGY_Q not in vals or ENERGY_Q not in st.last_values:
+                    continue
+                inc = vals[ENERGY_Q] - st.last_values[ENERGY_Q]
+                p = st.last_values.get(POWER_Q)
+                if inc < 0 or p is None or p <= 0:
+                    continue
+                num += inc
+                den += p * dt / 3600.0
+            # Outage: ratio ≈ 1. Jump: ratio ≈ poll/dt. Decide by which it is nearer to.
+            if den > 0 and num / den < 0.5 * (1.0 + poll / dt):
+                jumped = True
+                detail = f"poll timestamps jumped {dt - poll:,.0f} s forward while the meters advanced by about one poll interval"
+        if jumped:
+            self.clock_events += 1
+            events += self.alerts.pulse(t_ms, kind="clock_jump", process="plant", device=None, severity="major",
+                                        message=f"Gateway clock: {detail}. Readings around {_fmt_ms(t_ms)} carry wrong times; check the gateway's time sync (NTP/PTP).")
+        return jumped
+
+    # ------------------------------------------------------------------ devices
+
+    def _check_devices(self, t_ms: int, readings: dict[str, dict[str, float]], events: list[AlertEvent], clock_bad: bool) -> set[str]:
+        bad: set[str] = set()
+        poll = self.poll_s or (float(np.median(self._dts)) if self._dts else None)
+        # Silent devices: known, but absent from cycles where others answer.
+        for d, st in self.devices.items():
+            if d in readings or st.last_seen_ms is None or poll is None:
+                continue
+            if not st.silent and (t_ms - st.last_seen_ms) / 1000.0 > self.s.comm_loss_polls * poll:
+                st.silent = True
+                st.catch_up = True
+                events += self.alerts.open(t_ms, kind="comm_loss", process=self.proc_of_device.get(d, "plant"), device=d, severity="major",
+                                           message=f"{d} has not answered since {_fmt_ms(st.last_seen_ms)}; its consumption in the gap is recovered from its counters when it answers again.",
+                                           key=("comm_loss", d))
+        for d, vals in readings.items():
+            st = self.devices.setdefault(d, _DeviceState())
+            proc = self.proc_of_device.get(d, "plant")
+            if st.silent:
+                st.silent = False
+                events += self.alerts.resolve(t_ms, ("comm_loss", d), note=f"{d} answers again")
+            if st.catch_up:
+                bad.add(d)
+                st.catch_up = False
+            for q, v in vals.items():
+                if q not in quantities.QUANTITIES or quantities.QUANTITIES[q].kind != "counter" or v is None or not math.isfinite(v):
+                    continue
+                cs = st.counters.setdefault(q, _CounterState())
+                if cs.last is None:
+                    cs.last = v
+                    continue
+                inc = v - cs.last
+                typical = float(np.median(cs.incs)) if cs.incs else abs(inc)
+                if inc < 0:
+                    bad.add(d)
+                    wrap = _wrap_increment(cs.last, v, max(typical, max(cs.incs, default=0.0)))
+                    if wrap is not None:
+                        events += self.alerts.pulse(t_ms, kind="counter_rollover", process=proc, device=d, severity="info",
+                                                    message=f"{d} {q} rolled over at {wrap[0]:,.6g} (register range); the increment {wrap[1]:,.3f} is counted, nothing lost.")
+                    else:
+                        events += self.alerts.pulse(t_ms, kind="counter_reset", process=proc, device=d, severity="minor",
+                                                    message=f"{d} {q} went back from {cs.last:,.3f} to {v:,.3f}: counter reset or meter swap. "
+                                                            "Counted from the new value; check the meter log if this was not planned.")
+                    inc = v
+                else:
+                    cs.incs.append(inc)
+                # Stuck: counter still while its own load reading is frozen and says the load runs.
+                load_q = POWER_Q if q == ENERGY_Q else FLOW_OF.get(q)
+                if load_q and load_q in vals and load_q in st.last_values:
+                    frozen = vals[load_q] == st.last_values[load_q] and vals[load_q] > 0
+                    if inc == 0 and frozen:
+                        cs.still += 1
+                    else:
+                        if cs.stuck_alert:
+                            cs.stuck_alert = False
+                            bad.add(d)  # the catch-up interval holds the whole stuck stretch
+                            events += self.alerts.resolve(t_ms, ("stuck_meter", d), note=f"{d} values move again")
+                        cs.still = 0
+                    if cs.still >= self.s.stuck_polls and not cs.stuck_alert:
+                        cs.stuck_alert = True
+                        events += self.alerts.open(t_ms, kind="stuck_meter", process=proc, device=d, severity="major",
+                                                   message=f"{d}: {q} has not moved for {cs.still} polls while its {load_q} reads a frozen {vals[load_q]:,.1f}; "
+                                                           "the meter's values are stuck (frozen registers or a hung meter). Energy for this process is unreliable until it moves.",
+                                                   key=("stuck_meter", d))
+                    if cs.stuck_alert:
+                        bad.add(d)
+                cs.last = v
+        return bad
+
+    # ------------------------------------------------------------------ energy
+
+    def _proc_interval(self, p: _Proc, readings: dict[str, dict[str, float]], bad: set[str]) -> tuple[float, float, float] | None:
+        """(energy increase kWh, production increase, running flag) over the interval, or None when unusable."""
+        if "*" in bad or not p.meters:
+            return None
+        e_inc = 0.0
+        for m in p.meters:
+            if m in bad or m not in readings or ENERGY_Q not in readings[m]:
+                return None
+            st = self.devices[m]
+            if ENERGY_Q not in st.last_values or st.last_seen_ms is None:
+                return None
+            inc = readings[m][ENERGY_Q] - st.last_values[ENERGY_Q]
+            if inc < 0:
+                return None
+            if st.last_seen_ms != self.last_cycle_ms:
+                return None  # the device missed the previous cycle: this increment spans more than dt
+            e_inc += inc
+        prod = 0.0
+        running = 0.0
+        for c in p.counters:
+            if c in bad or c not in readings:
+                return None
+            st = self.devices[c]
+            q = p.production_q
+            if q in readings[c] and q in st.last_values:
+                d = readings[c][q] - st.last_values[q]
+                if d < 0:
+                    return None
+                prod += d
+            running = max(running, float(readings[c].get("running", 0.0) or 0.0))
+        return e_inc, prod, running
+
+    def _energy(self, t_ms: int, readings: dict[str, dict[str, float]], bad: set[str], events: list[AlertEvent]) -> None:
+        prev = self.last_cycle_ms
+        if prev is None:
+            return
+        dt = (t_ms - prev) / 1000.0
+        if dt <= 0:
+            return
+        produced: dict[str, tuple[float, float]] = {}
+        for name, p in self.procs.items():
+            iv = self._proc_interval(p, readings, bad)
+            ps = self.pstate[name]
+            if iv is None:
+                continue
+            e_inc, prod, running = iv
+            P = e_inc * 3600.0 / dt
+            produced[name] = (prod, running)
+            if prod > 0:
+                ps.last_prod_ms = t_ms
+            ps.prod_hist.append((t_ms, prod))
+            if self.learning:
+                ps.t.append(t_ms)
+                ps.P.append(P)
+                ps.dprod.append(prod)
+                ps.run.append(running)
+                ps.dt.append(dt)
+                continue
+            self._score(name, t_ms, dt, P, prod, running, events)
+
+    def _own_state(self, name: str, t_ms: int, window_s: float) -> tuple[int, float]:
+        src = self.pstate[name]
+        while src.prod_hist and src.prod_hist[0][0] <= t_ms - window_s * 1000:
+            src.prod_hist.popleft()
+        total = sum(x for _, x in src.prod_hist)
+        return int(total > 0), total * 3600.0 / window_s
+
+    def _state(self, name: str, t_ms: int, window_s: float) -> tuple[int, float]:
+        """(producing 0/1, production rate per hour over the cadence window) of a process, or of the plant for utilities."""
+        if self.procs[name].follows is None:
+            return self._own_state(name, t_ms, window_s)
+        producing = 0
+        for other, m in self.models.items():
+            if self.procs[other].follows is None:
+                producing |= self._own_state(other, t_ms, m.window_s)[0]
+        return producing, float(producing)
+
+    def _score(self, name: str, t_ms: int, dt: float, P: float, prod: float, running: float, events: list[AlertEvent]) -> None:
+        model = self.models.get(name)
+        if model is None:
+            return
+        ps = self.pstate[name]
+        producing, rate = self._state(name, t_ms, model.window_s)
+        run_flag = int(running > 0.5)
+        # Idle-duration rule: running with nothing produced for longer than ever seen while learning.
+        if model.uses_running and producing == 0 and run_flag == 1:
+            if ps.idle_since is None:
+                ps.idle_since = t_ms
+        else:
+            ps.idle_since = None
+        idle_limit_s = max(self.s.margin * model.idle_max_s, 2.0 * model.window_s, self.s.idle_min_minutes * 60.0)
+        grp = model.group(producing, run_flag)
+        worst = 0.0
+        if grp is not None:
+            exp = model.expected(grp, rate)
+            # Windows hold the excess of the current production state only: each state is judged
+            # against its own learned spread.
+            for (g, w), thr in model.thresholds.items():
+                if g != grp:
+                    continue
+                buf = ps.excess.setdefault((g, w), deque(maxlen=w))
+                buf.append(P - exp)
+                if len(buf) == w:
+                    worst = max(worst, float(np.mean(buf)) / thr)
+        else:
+            exp = model.standby_kw
+        if ps.idle_since is not None and (t_ms - ps.idle_since) / 1000.0 > idle_limit_s and P > model.standby_kw + max(self.s.min_excess_fraction * model.mean_kw, 0.5):
+            exp = model.standby_kw
+            worst = max(worst, 1.0 + 1e-9)
+        ex = P - exp
+        ps.last_expected, ps.last_P = exp, P
+        key = ("energy", name)
+        is_open = self.alerts.is_open(key)
+        if is_open:
+            ps.wasted_kwh += max(ex, 0.0) * dt / 3600.0
+        ps.over = ps.over + 1 if worst > 1.0 else 0
+        if worst > 1.0 and (is_open or ps.over >= self.s.confirm_polls):
+            idle = producing == 0
+            kind = "idle_running" if idle else "excess_energy"
+            frac = ex / max(exp, 1e-9)
+            sev = "critical" if frac >= 0.5 or ex >= 0.5 * model.mean_kw else ("major" if frac >= 0.15 else "minor")
+            subject = "the plant produces nothing" if self.procs[name].follows else "producing nothing"
+            normal = "with the plant stopped" if self.procs[name].follows else "stopped"
+            what = (f"{name} draws {P:,.0f} kW while {subject}; {normal}, it normally draws {exp:,.0f} kW"
+                    if idle else f"{name} draws {P:,.0f} kW where its baseline for this production state is {exp:,.0f} kW ({100 * frac:+.0f} %)")
+            if not is_open:
+                ps.wasted_kwh = max(ex, 0.0) * dt / 3600.0
+                events += self.alerts.open(t_ms, kind=kind, process=name, device=None, severity=sev, key=key, score=_score01(worst),
+                                           message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal so far.", wasted_kwh=ps.wasted_kwh)
+            else:
+                events += self.alerts.update(t_ms, key, severity=sev, score=_score01(worst), wasted_kwh=ps.wasted_kwh,
+                                             message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal since the alert opened.")
+        elif is_open and worst < 0.7:
+            for buf in ps.excess.values():
+                buf.clear()  # start afresh: a long window still holding the fault must not reopen it
+            events += self.alerts.resolve(t_ms, key, note=f"{name} is back to its baseline ({P:,.0f} kW vs {exp:,.0f} kW expected); "
+                                                          f"{ps.wasted_kwh:,.0f} kWh above normal in total", wasted_kwh=ps.wasted_kwh)
+
+    # ------------------------------------------------------------------ learning
+
+    def _fit(self) -> None:
+        self.learning = False
+        self.poll_s = float(np.median(self._dts)) if self._dts else 60.0
+        poll = self.poll_s
+        self._plant_producing: np.ndarray | None = None
+        # Lines first: utilities take the plant's production state from the lines' cadences.
+        for name, p in sorted(self.procs.items(), key=lambda kv: kv[1].follows is not None):
+            model = self._fit_process(name, p, poll)
+            if model is not None:
+                self.models[name] = model
+        for ps in self.pstate.values():  # only now: utilities read their source's learning data
+            ps.t.clear(), ps.P.clear(), ps.dprod.clear(), ps.run.clear(), ps.dt.clear()
+
+    def _fit_process(self, name: str, p: _Proc, poll: float) -> _ProcModel | None:
+        ps = self.pstate[name]
+        if len(ps.P) < 30:
+            return None
+        t = np.array(ps.t)
+        P = np.array(ps.P)
+        run = (np.array(ps.run) > 0.5).astype(int)
+        uses_running = bool(p.counters) and run.min() != run.max()
+        if p.follows is None:
+            window_s = _cadence(np.array(ps.t), np.array(ps.dprod), poll)
+            producing, rate = _producing(np.array(ps.t), np.array(ps.dprod), t, window_s)
+        else:
+            # Production state as the scorer will see it: any line producing within its cadence.
+            window_s = 3.0 * poll
+            producing = np.zeros(t.size, dtype=int)
+            for other, m in self.models.items():
+                if self.procs[other].follows is None:
+                    o = self.pstate[other]
+                    producing |= _producing(np.array(o.t), np.array(o.dprod), t, m.window_s)[0]
+            rate = producing.astype(float)
+        if not uses_running:
+            run = np.zeros_like(run)
+        groups = _fit_groups(P, producing, run, rate, min_n=max(10, int(0.01 * P.size)))
+        model = _ProcModel(window_s, groups, float(np.mean(P)), {}, uses_running)
+        used = [model.group(int(a), int(b)) for a, b in zip(producing, run, strict=True)]
+        exp = np.array([model.expected(g, float(r)) if g is not None else np.nan for g, r in zip(used, rate, strict=True)])
+        ex = P - exp
+        idle = (producing == 0) & (run == 1)
+        model.idle_max_s = _longest_run_s(t, idle)
+        stopped = (producing == 0) & (run == 0)
+        model.standby_kw = float(np.median(P[stopped])) if stopped.any() else float(np.min(P))
+        floor = max(self.s.min_excess_fraction * model.mean_kw, 0.5)
+        for g in model.groups:
+            sub = ex[np.array([u == g for u in used])]
+            sub = sub[np.isfinite(sub)]
+            if sub.size < 2:
+                continue
+            sd = float(sub.std())
+            for wmin in self.s.windows_min:
+                w = max(1, int(round(wmin * 60.0 / poll)))
+                if 4 * w > sub.size:
+                    continue  # too little of this state to know how this window behaves in it
+                # Largest excess this window showed while learning, and at least 3 standard errors
+                # of the state's spread so that a briefly seen state is not over-trusted.
+                thr = max(float(np.convolve(sub, np.ones(w) / w, mode="valid").max()), 3.0 * sd / np.sqrt(w))
+                model.thresholds[(g, w)] = max(self.s.margin * thr, floor)
+        return model if model.thresholds else None
+
+
+def _producing(src_t: np.ndarray, src_d: np.ndarray, t: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Causal production state at times ``t``: (produced within the window 0/1, rate per hour)."""
+    csum = np.concatenate([[0.0], np.cumsum(src_d)])
+    lo = np.searchsorted(src_t, t - window_s * 1000, side="right")
+    hi = np.searchsorted(src_t, t, side="right")
+    total = csum[hi] - csum[lo]
+    return (total > 0).astype(int), total * 3600.0 / window_s
+
+
+def _longest_run_s(t: np.ndarray, mask: np.ndarray) -> float:
+    """Longest stretch (seconds) over which ``mask`` holds, in a time series sampled at ``t`` (ms)."""
+    best = 0.0
+    start: int | None = None
+    for i, m in enumerate(mask.tolist()):
+        if m and start is None:
+            start = i
+        if start is not None and (not m or i == mask.size - 1):
+            end = i if m else i - 1
+            best = max(best, (t[end] - t[start]) / 1000.0)
+            start = None
+    return best
+
+
+def _cadence(t: np.ndarray, dprod: np.ndarray, poll: float) -> float:
+    """How long a producing process may go between production increments (seconds)."""
+    idx = np.flatnonzero(dprod > 0)
+    if idx.size < 3:
+        return 3.0 * poll
+    gaps = np.diff(t[idx]) / 1000.0
+    # Gaps within production runs, not the stops between shifts: the shorter 90 %.
+    g = np.sort(gaps)[: max(1, int(0.9 * gaps.size))]
+    return float(max(3.0 * poll, 1.5 * g.max()))
+
+
+def _score01(x: float) -> float:
+    return float(x / (1.0 + x))
+
+
+def _fmt_ms(t_ms: int) -> str:
+    from carbonedge.clock import iso
+
+    return iso(t_ms / 1000.0)
+
+
+# --------------------------------------------------------------------------- feeding from files
+
+
+def read_device_csvs(directory: Any, devices: list[str] | None = None) -> list[tuple[int, dict[str, dict[str, float]]]]:
+    """Poll cycles from a directory of ``<device>.csv`` files (``ts`` + one column per quantity).
+
+    Rows of all devices that share a timestamp form one cycle; cycles come in file order of the
+    timestamps as the gateway stamped them (a clock that stepped back stays visible). Empty cells
+    are missing values and are left out of the cycle.
+    """
+    import csv
+    from pathlib import Path
+
+    from carbonedge.clock import parse_time
+
+    d = Path(directory)
+    files = sorted(d.glob("*.csv"))
+    if devices is not None:
+        files = [f for f in files if f.stem in devices]
+    else:
+        files = [f for f in files if f.stem != "truth"]  # the simulators' ground truth is not a device
+    per_device: dict[str, list[tuple[int, dict[str, float]]]] = {}
+    for f in files:
+        with f.open(newline="") as fh:
+            r = csv.DictReader(fh)
+            if not r.fieldnames or "ts" not in r.fieldnames:
+                continue
+            rows = []
+            for rec in r:
+                t = int(round(parse_time(rec.pop("ts")) * 1000))
+                vals = {}
+                for q, v in rec.items():
+                    if v not in ("", None):
+                        try:
+                            vals[q] = float(v)
+                        except ValueError:
+                            continue
+                rows.append((t, vals))
+            per_device[f.stem] = rows
+    # Align rows into cycles by position, not by timestamp alone: after a clock step backwards the
+    # gateway's timestamps repeat earlier ones. The longest device list is the backbone; every other
+    # device's rows are matched to the next backbone cycle with the same timestamp (a row the
+    # backbone lacks is inserted where it falls).
+    if not per_device:
+        return []
+    names = sorted(per_device, key=lambda k: -len(per_device[k]))
+    backbone = [(t, {names[0]: vals}) for t, vals in per_device[names[0]]]
+    for dev in names[1:]:
+        i = 0
+        for t, vals in per_device[dev]:
+            k = i
+            limit = min(len(backbone), i + 1000)
+            while k < limit and backbone[k][0] != t:
+                k += 1
+            if k < limit:
+                backbone[k][1][dev] = vals
+                i = k + 1
+            else:
+                j = i
+                while j < len(backbone) and backbone[j][0] < t:
+                    j += 1
+                backbone.insert(j, (t, {dev: vals}))
+                i = j + 1
+    return backbone
