@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -104,6 +105,28 @@ def cmd_edge(a: argparse.Namespace) -> int:
     return 0
 
 
+def _file_arg(value: str | None, flag: str) -> Path | None:
+    if not value:
+        return None
+    if not Path(value).is_file():
+        raise CarbonEdgeError(f"{flag} {value}: no such file")
+    return Path(value)
+
+
+def _influx_password(a: argparse.Namespace) -> str | None:
+    """The InfluxDB password for ``--influx-user``, from ``$CARBONEDGE_INFLUX_PASSWORD`` (never the command line)."""
+    if not getattr(a, "influx_user", None):
+        return None
+    pw = os.environ.get("CARBONEDGE_INFLUX_PASSWORD")
+    if pw is None:
+        raise CarbonEdgeError(f"--influx-user {a.influx_user} needs its password in the environment variable CARBONEDGE_INFLUX_PASSWORD")
+    return pw
+
+
+def _add_influx_auth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--influx-user", help="InfluxDB user when authentication is on; its password is read from $CARBONEDGE_INFLUX_PASSWORD")
+
+
 def cmd_collect(a: argparse.Namespace) -> int:
     import signal
 
@@ -118,6 +141,10 @@ def cmd_collect(a: argparse.Namespace) -> int:
         max_past_s=a.max_past_days * 86400 if a.max_past_days else None, spool_max_bytes=int(a.spool_max_mb * 1e6),
         known_devices=load_device_registry(Path(a.known_devices)) if a.known_devices else None,
         batch_max_delay_s=a.batch_max_delay,
+        mqtt_username=a.mqtt_username or None, mqtt_password=os.environ.get("CARBONEDGE_MQTT_PASSWORD") if a.mqtt_username else None,
+        mqtt_tls_ca=_file_arg(a.mqtt_tls_ca, "--mqtt-tls-ca"), mqtt_tls_cert=_file_arg(a.mqtt_tls_cert, "--mqtt-tls-cert"),
+        mqtt_tls_key=_file_arg(a.mqtt_tls_key, "--mqtt-tls-key"),
+        influx_username=a.influx_user or None, influx_password=_influx_password(a),
     )
     c = Collector(s)
     c.writer.ensure_database()
@@ -136,7 +163,7 @@ def cmd_analyze_sec(a: argparse.Namespace) -> int:
     from analytics import InfluxReader, energy_intensity
 
     plant = json.loads(Path(a.plant).read_text())
-    figs = energy_intensity(InfluxReader(a.influx_url, a.database), plant, int(parse_time(a.start) * 1000), int(parse_time(a.end) * 1000))
+    figs = energy_intensity(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, int(parse_time(a.start) * 1000), int(parse_time(a.end) * 1000))
     if a.json:
         print(json.dumps(figs.as_dict(), indent=2))
     else:
@@ -197,13 +224,13 @@ def cmd_report(a: argparse.Namespace) -> int:
         if a.site:
             plant["site"] = a.site
         print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
-        data = from_influx(InfluxReader(a.influx_url, a.database), plant, start, end)
+        data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
     settings = load_settings(Path(a.carbon)) if a.carbon else default_settings(data.plant)
     baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
     write = None
     if not a.csv and not a.no_write_back:
         def write(acc):  # type: ignore[no-untyped-def]
-            return write_carbon(acc, a.influx_url, a.database)
+            return write_carbon(acc, a.influx_url, a.database, auth=(a.influx_user, _influx_password(a) or "") if a.influx_user else None)
     res = build_report(data, settings, Path(a.out), baseline=baseline, progress=lambda m: print(m, flush=True), influx_write=write)
     em = res.report["emissions"]
     print(f"Scope 1: {em['scope1_t']:,.1f} t CO2   scope 2 location-based: {em['scope2_location_t']:,.1f} t   market-based: "
@@ -393,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--spool-max-mb", type=float, default=10_000.0, help="disk spool limit while InfluxDB is down (default 10000 MB)")
     c.add_argument("--batch-max-delay", type=float, default=0.5, help="longest wait before a partial batch is written (s)")
     c.add_argument("--stats-file")
+    _add_influx_auth(c)
+    c.add_argument("--mqtt-username", help="MQTT user for a broker with passwords; the password is read from $CARBONEDGE_MQTT_PASSWORD")
+    c.add_argument("--mqtt-tls-ca", help="plant CA certificate: connect to the broker over TLS")
+    c.add_argument("--mqtt-tls-cert", help="this collector's client certificate (its CN is its MQTT identity)")
+    c.add_argument("--mqtt-tls-key", help="the client certificate's private key")
     c.set_defaults(func=cmd_collect)
 
     an = sub.add_parser("analyze", help="energy analytics from InfluxDB")
@@ -400,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     sec = asub.add_parser("sec", help="energy, production and SEC per process over a period")
     sec.add_argument("--plant", required=True, help="plant model JSON (as written by `carbonedge sim`)")
     sec.add_argument("--influx-url", default="http://127.0.0.1:8086")
+    _add_influx_auth(sec)
     sec.add_argument("--database", default="carbonedge")
     sec.add_argument("--start", required=True, help="period start, ISO 8601")
     sec.add_argument("--end", required=True, help="period end, ISO 8601")
@@ -452,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--baseline-to", help="end of the baseline period")
     rp.add_argument("--csv", help="read an offline export directory (plant.json + <device>.csv) instead of InfluxDB")
     rp.add_argument("--influx-url", default="http://127.0.0.1:8086")
+    _add_influx_auth(rp)
     rp.add_argument("--database", default="carbonedge")
     rp.add_argument("--no-write-back", action="store_true", help="do not write hourly CO2 to InfluxDB (measurement carbon)")
     rp.set_defaults(func=cmd_report)

@@ -83,6 +83,10 @@ class InfluxWriter:
             r = self.session.post(f"{self.url}/query", params={"q": f'CREATE DATABASE "{self.database}"'}, timeout=self.timeout_s)
         except requests.RequestException as exc:
             raise WriteError(f"InfluxDB at {self.url} is unreachable: {exc.__class__.__name__}", retryable=True) from exc
+        if r.status_code == 403:
+            # The collector user (deploy/influxdb/setup-auth.sh) may not create databases; the setup
+            # script made it. A missing database still shows up at the first write, as a clear error.
+            return
         if r.status_code != 200:
             raise WriteError(f"cannot create database {self.database}: HTTP {r.status_code} {r.text[:200]}", status=r.status_code)
 

@@ -59,6 +59,11 @@ class CollectorSettings:
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: str | None = None
+    #: TLS to the broker: the plant CA, and this collector's client certificate and key
+    #: (deploy/pki/carbonedge-pki.sh collector NAME); the certificate's CN is its MQTT identity.
+    mqtt_tls_ca: Path | None = None
+    mqtt_tls_cert: Path | None = None
+    mqtt_tls_key: Path | None = None
     influx_url: str = "http://127.0.0.1:8086"
     database: str = "carbonedge"
     influx_username: str | None = None
@@ -140,6 +145,10 @@ class Collector:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
         if settings.mqtt_username:
             c.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if settings.mqtt_tls_ca or settings.mqtt_tls_cert:
+            c.tls_set(ca_certs=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+                      certfile=str(settings.mqtt_tls_cert) if settings.mqtt_tls_cert else None,
+                      keyfile=str(settings.mqtt_tls_key) if settings.mqtt_tls_key else None)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect

@@ -83,14 +83,18 @@ def test_anonymous_requests_are_refused(influx: tuple[DeployedInfluxDB, Path]) -
     assert _query(db.url, "SHOW MEASUREMENTS", ("grafana", "wrong-password")).status_code == 401
 
 
-def test_collector_writes_but_cannot_read(influx: tuple[DeployedInfluxDB, Path]) -> None:
+def test_collector_uses_its_database_but_administers_nothing(influx: tuple[DeployedInfluxDB, Path]) -> None:
+    """The collector writes, and reads back what a replayed batch would overwrite (conflict check), but is no admin."""
     db, secrets = influx
     coll = _auth(secrets, "collector")
     assert _write(db.url, f"readings,site=auth,device=m1 active_power=5.0 {T0}", coll).status_code == 204
-    r = _query(db.url, "SELECT * FROM readings", coll)
-    assert r.status_code == 403 or "not authorized" in r.text, r.text
-    r = _query(db.url, 'CREATE DATABASE "other"', coll)
-    assert r.status_code == 403 or "error" in r.json(), r.text
+    r = _query(db.url, "SELECT active_power FROM readings WHERE site = 'auth'", coll)
+    assert r.status_code == 200 and r.json()["results"][0]["series"][0]["values"][0][1] == 5.0, r.text
+    for q in ('CREATE DATABASE "other"', "CREATE USER \"x\" WITH PASSWORD 'y'", 'DROP DATABASE "carbonedge"'):
+        r = _query(db.url, q, coll)
+        assert r.status_code == 403 or "error" in r.json()["results"][0], (q, r.text)
+    r = _query(db.url, "SELECT * FROM readings", coll, db="_internal")
+    assert r.status_code == 403 or "error" in r.text, r.text
 
 
 def test_grafana_reads_but_cannot_write(influx: tuple[DeployedInfluxDB, Path]) -> None:

@@ -34,10 +34,12 @@ def carbon_lines(acc: Accounts) -> list[str]:
     return lines
 
 
-def write_carbon(acc: Accounts, url: str, database: str, *, timeout_s: float = 60.0, batch: int = 5000) -> int:
+def write_carbon(acc: Accounts, url: str, database: str, *, timeout_s: float = 60.0, batch: int = 5000,
+                 auth: tuple[str, str] | None = None) -> int:
     """POST the accounts' hourly CO2 to InfluxDB ``/write``; returns the number of points written."""
     lines = carbon_lines(acc)
     s = requests.Session()
+    s.auth = auth
     for i in range(0, len(lines), batch):
         body = "\n".join(lines[i: i + batch])
         try:

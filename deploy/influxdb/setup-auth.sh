@@ -111,7 +111,10 @@ upsert_user() {  # upsert_user NAME PRIVILEGE
   q "GRANT $priv ON \"$DB\" TO \"$user\"" >/dev/null
   echo "user $user: $priv on $DB"
 }
-upsert_user collector WRITE
+# The collector reads as well as writes: before it writes a replayed batch (a gateway resending after
+# an outage) it reads the points already stored at those keys, so that a different value is reported
+# as a conflict instead of silently overwriting the first one (docs/collector.md).
+upsert_user collector ALL
 upsert_user grafana READ
 upsert_user analytics ALL
 echo "done; passwords are in $SECRETS_DIR (mode 0600)"
