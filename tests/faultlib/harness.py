@@ -8,6 +8,7 @@ their batches, and write the ground-truth ledger (``CARBONEDGE_LEDGER``). Everyt
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -81,6 +82,7 @@ class Pipeline:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     rss: RssSampler = field(default_factory=RssSampler)
     gateway_port: dict[str, int] = field(default_factory=dict)  # e.g. a fault proxy in front of the broker
+    _starts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -130,8 +132,24 @@ class Pipeline:
 
     def start_gateway(self, gw: str = "gw1", *extra: str, preexec: Callable[[], None] | None = None, **outbox: Any) -> subprocess.Popen[bytes]:
         cfg = self.config(gw, **outbox)
-        return self._spawn(gw, ["edge", "--config", str(cfg), "--data-dir", str(self.data_dir(gw)), "--clock", self.spec.to_arg(), *extra],
-                           env={LEDGER_ENV: str(self.ledger(gw))}, preexec=preexec)
+        self._starts[gw] = self._starts.get(gw, 0) + 1
+        stats = self.root / f"{gw}.stats.{self._starts[gw]:04d}.json"
+        return self._spawn(gw, ["edge", "--config", str(cfg), "--data-dir", str(self.data_dir(gw)), "--clock", self.spec.to_arg(),
+                                "--stats-file", str(stats), *extra], env={LEDGER_ENV: str(self.ledger(gw))}, preexec=preexec)
+
+    def gateway_counters(self, gw: str = "gw1") -> dict[str, float]:
+        """The gateway's counters summed over every run that stopped cleanly and wrote them (killed runs write none)."""
+        total: dict[str, float] = {}
+        for f in sorted(self.root.glob(f"{gw}.stats.*.json")):
+            try:
+                doc = json.loads(f.read_text())
+            except ValueError:
+                continue
+            for k, v in doc.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("pid", "wall_time", "last_seq", "acked_watermark") \
+                        and not k.startswith("outbox_"):
+                    total[k] = total.get(k, 0) + v
+        return total
 
     def stop_gateway_when_drained(self, gw: str = "gw1", plant_s: float = 600.0, timeout: float = 120.0) -> None:
         """Stop the running gateway cleanly, then run it to ``now + plant_s`` and until the collector acknowledged everything."""
