@@ -8,6 +8,7 @@ with the project's own Mosquitto and InfluxDB on free loopback ports.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -24,9 +25,17 @@ DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
 WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
 # The simulator starts plant time once every device was read (--sync-start), up to one poll after the
-# clock's start, and then freezes at the end: the gateway keeps polling for a few cycles past the end so
-# that its last readings see the final state even when one poll is slow or missed.
+# clock's start, and then freezes at the end: the gateway keeps polling for a while past the end so that
+# its last readings see the final state even when a poll is slow or missed. A meter that missed two polls
+# in a row is retried after 1 s, then 2 s, ... of wall time (the gateway's backoff), which is many polls
+# on a fast clock: the tail lasts at least TAIL_WALL_S wall seconds so that such a meter is read again.
 TAIL_POLLS = 3
+TAIL_WALL_S = 4.0
+
+
+def tail_polls(speed: float, poll_interval_s: float) -> int:
+    """Poll cycles the gateway runs past the end of plant time."""
+    return max(TAIL_POLLS, math.ceil(TAIL_WALL_S * speed / poll_interval_s))
 
 
 def _say(msg: str) -> None:
@@ -77,7 +86,8 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         d.mkdir(parents=True, exist_ok=True)
     site = f"demo-{plant}"
     duration = hours * 3600.0
-    wall_estimate = duration / speed
+    tail = tail_polls(speed, poll_interval_s)
+    wall_estimate = (duration + tail * poll_interval_s) / speed
     _say(f"carbonedge demo: {plant} plant, {hours:g} h of plant operation at {speed:g}x (about {wall_estimate + WARMUP_S + 10:.0f} s)")
 
     t0 = time.monotonic()
@@ -111,7 +121,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         procs.append(coll)
         edge_stats = run_dir / "edge-stats.json"
         edge = _Proc("edge", ["edge", "--config", str(sim_dir / "gateway.toml"), "--mqtt-port", str(services.mqtt.port),
-                              "--data-dir", str(run_dir / "edge"), "--clock", spec.to_arg(), "--until", iso(end + TAIL_POLLS * poll_interval_s),
+                              "--data-dir", str(run_dir / "edge"), "--clock", spec.to_arg(), "--until", iso(end + tail * poll_interval_s),
                               "--exit-when-drained", "--stats-file", str(edge_stats)], logs)
         procs.append(edge)
         last = 0.0
@@ -142,7 +152,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         from analytics import InfluxReader, energy_intensity
 
         plant_model = json.loads((sim_dir / "plant.json").read_text())
-        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int(start * 1000), int((end + (TAIL_POLLS + 1) * poll_interval_s) * 1000)).as_dict()
+        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int(start * 1000), int((end + (tail + 1) * poll_interval_s) * 1000)).as_dict()
         in_db = count_readings(services, site)
         published = int(gstats.get("readings", 0))
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)

@@ -216,17 +216,27 @@ def test_scenario_file_errors_are_readable(tmp_path):
 # --------------------------------------------------------------------------- faults
 
 
-def _waste_matches_counterfactual(sc_fault: Scenario, process: str) -> tuple[float, dict[str, Any]]:
+def _served(sim: Simulation, device: str) -> dict[str, float | None]:
+    """What a gateway decodes from ``device`` now: its values through the register map and back."""
+    from simulators.offline import _read
+
+    return _read(next(d for d in sim.devices if d.device == device))
+
+
+def _waste_matches_counterfactual(sc_fault: Scenario, process: str, labels_dir: Path) -> tuple[float, dict[str, Any], Simulation, Simulation]:
     faulty = run_sim(sc_fault)
     clean = run_sim(Scenario.from_dict({"scenario": {"plant": sc_fault.plant, "seed": sc_fault.seed, "start": T0,
                                                       "duration": f"{sc_fault.duration_s}s"},
                                          **({"calendar": {"shifts": sc_fault.shifts}} if sc_fault.shifts else {}),
                                          **({"plant": sc_fault.options} if sc_fault.options else {})}, source="clean"))
     delta = faulty.truth()["processes"][process]["energy_kwh"] - clean.truth()["processes"][process]["energy_kwh"]
-    label = faulty.faults[0].label()
+    # The label as the labels file has it (waste rounded to 1 Wh... 1e-6 kWh).
+    faulty.write_results(labels_dir)
+    (label,) = read_labels(labels_dir / "labels.jsonl")
+    assert label == {**faulty.faults[0].label(), "waste_kwh": round(faulty.faults[0].waste_kwh, 6)}
     # Production is untouched by an energy fault: the same plant, only costlier.
     assert faulty.truth()["plant_total"]["production"] == clean.truth()["plant_total"]["production"]
-    return delta, label
+    return delta, label, faulty, clean
 
 
 @pytest.mark.parametrize(
@@ -242,14 +252,45 @@ def _waste_matches_counterfactual(sc_fault: Scenario, process: str) -> tuple[flo
     ],
     ids=lambda v: v["kind"] if isinstance(v, dict) else None,
 )
-def test_process_fault_waste_is_the_difference_to_the_counterfactual(plant, fault, shifts):
+def test_process_fault_waste_is_the_difference_to_the_counterfactual(plant, fault, shifts, tmp_path):
     hours = {"idle_running": 22, "formation_channel_fault": 6}.get(fault["kind"], 4 if plant == "battery" else 8)
     sc = scenario(plant, hours, [fault], shifts=shifts)
-    delta, label = _waste_matches_counterfactual(sc, fault["process"])
+    delta, label, faulty, clean = _waste_matches_counterfactual(sc, fault["process"], tmp_path)
     assert label["kind"] == fault["kind"] and label["process"] == fault["process"]
     assert label["waste_kwh"] > 0
     assert label["waste_kwh"] == pytest.approx(delta, rel=1e-9, abs=1e-6)
     assert label["expected_effect"]
+    # The process's served energy counter carries the waste: what a gateway reads at the end differs from the
+    # fault-free plant by waste_kwh (register resolution: float32 kWh on the SDM630, 0.01 kWh on the ABB).
+    meter = fault["process"].replace("_", "-") + "-meter"
+    e_faulty = _served(faulty, meter)["active_energy_import"]
+    e_clean = _served(clean, meter)["active_energy_import"]
+    assert e_faulty - e_clean == pytest.approx(label["waste_kwh"], rel=1e-4, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("fault", "extra_kw"),
+    [
+        # Ramped up fully by the end of the run: the served power is higher by the documented fraction.
+        ({"kind": "dryer_heater_degradation", "process": "coating_drying", "start": "0h", "ramp_h": 1, "extra_fraction": 0.25},
+         lambda procs: 0.25 * procs["coating_drying"].heater_kw),
+        ({"kind": "dryroom_dehumidifier_degradation", "process": "dry_room", "start": "0h", "ramp_h": 1, "extra_fraction": 0.35},
+         lambda procs: 0.35 * procs["dry_room"].regen_kw),
+    ],
+    ids=lambda v: v["kind"] if isinstance(v, dict) else None,
+)
+def test_battery_degradation_raises_the_served_power_by_the_documented_fraction(fault, extra_kw):
+    faulty = run_sim(scenario("battery", 1.5, [fault]))
+    clean = run_sim(scenario("battery", 1.5))
+    meter = fault["process"].replace("_", "-") + "-meter"
+    d_kw = _served(faulty, meter)["active_power"] - _served(clean, meter)["active_power"]
+    procs = {p.name: p for p in clean.processes}
+    assert extra_kw(procs) > 10.0
+    assert d_kw == pytest.approx(extra_kw(procs), rel=1e-3)  # float32 power registers
+    # Same output, so the served production counters agree.
+    line = fault["process"].replace("_", "-") + "-line"
+    if any(d.device == line for d in clean.devices):
+        assert _served(faulty, line) == _served(clean, line)
 
 
 def test_compressed_air_leak_raises_the_served_air_flow_and_power():
@@ -305,6 +346,9 @@ def test_counter_reset_restarts_every_counter_from_zero():
     assert np.all(np.diff(e[120:]) >= 0)
     truth_e = np.array([r["ladle_furnace_energy_kwh"] for r in run.truth_rows])
     assert e[-1] - e[120] == pytest.approx(truth_e[-1] - truth_e[120], rel=1e-9)
+    (label,) = run.labels
+    assert (label["kind"], label["device"], label["process"], label["start"]) == ("counter_reset", "ladle-furnace-meter", "ladle_furnace", "2026-01-05T02:00:00Z")
+    assert label["waste_kwh"] is None and "restart from 0" in label["expected_effect"]
 
 
 def test_counter_rollover_wraps_the_32_bit_register_near_the_requested_time():
@@ -336,6 +380,70 @@ def test_comm_loss_leaves_a_gap_offline_and_the_label_covers_it():
     assert label["device"] == "filling-meter" and label["end"] == "2026-01-05T01:30:00Z" and label["waste_kwh"] is None
 
 
+def test_comm_loss_served_over_modbus_times_out_or_answers_with_an_exception(tmp_path):
+    """On the wire: a silent meter lets the request time out, or answers with exception 0x0B (gateway: no response)."""
+    import asyncio
+    import time
+
+    from carbonedge.clock import ClockSpec, VirtualClock
+    from carbonedge.errors import MeterReadError
+    from edge.drivers import ModbusTcpDriver
+    from simulators import run
+
+    start = parse_time(T0)
+    sc = scenario("steel", 0.2, [
+        {"id": "quiet", "kind": "comm_loss", "device": "caster-meter", "start": "0s", "end": "10m"},
+        {"id": "refuses", "kind": "comm_loss", "device": "ladle-furnace-meter", "start": "0s", "end": "10m", "mode": "exception"},
+    ])
+    sim = Simulation.from_scenario(sc)
+
+    async def scenario_run() -> tuple[dict[str, Any], dict[str, Any]]:
+        clock = VirtualClock(ClockSpec(start=start, speed=300.0, origin=time.time()))  # 10 min of plant time = 2 s
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(sim, clock, tmp_path, stop=stop))
+        while not (tmp_path / "ready").exists():
+            await asyncio.sleep(0.02)
+        devs = {d["id"]: d for d in json.loads((tmp_path / "devices.json").read_text())}
+
+        def driver(dev: str) -> ModbusTcpDriver:
+            d = devs[dev]
+            return ModbusTcpDriver(d["id"], profiles.get_profile(d["profile"]), d["host"], d["port"], d["unit_id"], 0.2)
+
+        async def attempt(dev: str) -> Any:
+            drv = driver(dev)
+            try:
+                return await drv.read()
+            except MeterReadError as exc:
+                return exc
+            finally:
+                drv.close()
+
+        names = ("caster-meter", "ladle-furnace-meter", "eaf-meter")
+        during = dict(zip(names, await asyncio.gather(*(attempt(n) for n in names)), strict=True))
+        assert clock.now() < start + 600, "the first reads came too late to fall inside the window"
+        while clock.now() < start + 660:  # past the window
+            await asyncio.sleep(0.05)
+        after = {dev: await attempt(dev) for dev in ("caster-meter", "ladle-furnace-meter")}
+        while not (tmp_path / "labels.jsonl").exists():  # written when the 12 min scenario ends
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        return during, after
+
+    during, after = asyncio.run(scenario_run())
+    assert isinstance(during["caster-meter"], MeterReadError) and during["caster-meter"].code == "meter.timeout"
+    assert isinstance(during["ladle-furnace-meter"], MeterReadError) and during["ladle-furnace-meter"].code == "meter.exception"
+    assert "exception 11" in str(during["ladle-furnace-meter"])  # 0x0B: gateway target device failed to respond
+    assert not isinstance(during["eaf-meter"], Exception) and during["eaf-meter"].get("active_energy_import") is not None
+    for dev in ("caster-meter", "ladle-furnace-meter"):  # both answer again after the window
+        assert not isinstance(after[dev], Exception), after[dev]
+        assert after[dev].get("active_energy_import") is not None
+    labels = {lb["id"]: lb for lb in read_labels(tmp_path / "labels.jsonl")}
+    assert labels["quiet"]["kind"] == labels["refuses"]["kind"] == "comm_loss"
+    assert labels["quiet"]["end"] == labels["refuses"]["end"] == "2026-01-05T00:10:00Z"
+    assert "time out" in labels["quiet"]["expected_effect"] and "Modbus exception" in labels["refuses"]["expected_effect"]
+
+
 def test_clock_faults_shift_gateway_timestamps_and_expose_the_gateway_clock(tmp_path):
     sc = scenario("steel", 3, [{"kind": "clock_offset", "start": "1h", "end": "2h", "offset_s": 90},
                                {"kind": "clock_step", "start": "2h30m", "step_s": -300}])
@@ -352,6 +460,12 @@ def test_clock_faults_shift_gateway_timestamps_and_expose_the_gateway_clock(tmp_
     ]
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert truth["end"] == "2026-01-05T03:00:00Z"  # truth stays in plant time
+    labels = read_labels(tmp_path / "labels.jsonl")
+    assert [(lb["kind"], lb["device"], lb["start"], lb["end"]) for lb in labels] == [
+        ("clock_offset", None, "2026-01-05T01:00:00Z", "2026-01-05T02:00:00Z"),
+        ("clock_step", None, "2026-01-05T02:30:00Z", None),
+    ]
+    assert "+90 s" in labels[0]["expected_effect"] and "-300 s" in labels[1]["expected_effect"]
 
 
 def test_offline_directory_layout_and_label_schema(tmp_path):
