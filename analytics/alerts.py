@@ -19,6 +19,7 @@ alone:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable
@@ -27,6 +28,12 @@ from typing import Any
 
 SEVERITIES = ("info", "minor", "major", "critical")
 UPDATE_EVERY_MS = 15 * 60_000
+
+
+def alert_id(site: str, kind: str, process: str, device: str | None, opened_ms: int) -> str:
+    """Deterministic id: replaying the same readings after a restart names the same alert the same way,
+    so every sink (InfluxDB point, retained MQTT topic, Grafana annotation) is overwritten, not duplicated."""
+    return hashlib.sha1(f"{site}|{kind}|{process}|{device or ''}|{opened_ms}".encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -83,7 +90,7 @@ class AlertBook:
              score: float = 1.0, wasted_kwh: float | None = None) -> list[AlertEvent]:
         if key in self.open_alerts:
             return self.update(ts, key, severity=severity, message=message, score=score, wasted_kwh=wasted_kwh)
-        a = Alert(uuid.uuid4().hex[:12], self.site, process, device, kind, severity, "open", ts, ts, message, score, wasted_kwh)
+        a = Alert(alert_id(self.site, kind, process, device, ts), self.site, process, device, kind, severity, "open", ts, ts, message, score, wasted_kwh)
         self.open_alerts[key] = a
         return self._emit(ts, a)
 

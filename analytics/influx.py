@@ -52,3 +52,26 @@ def quote_literal(s: str) -> str:
 
 def time_range(start_ms: int, end_ms: int) -> str:
     return f"time >= {start_ms}ms AND time <= {end_ms}ms"
+
+
+def write_lines(url: str, database: str, lines: list[str], *, what: str, timeout_s: float = 60.0, batch: int = 5000,
+                auth: tuple[str, str] | None = None) -> int:
+    """POST line protocol (ms precision) to InfluxDB's v1 ``/write``; returns the number of points written.
+
+    ``what`` names the data in errors ("alerts", "EnPI figures"). Rewriting a point with the same
+    measurement, tags and timestamp overwrites it, so a repeated write is harmless.
+    """
+    from carbonedge.errors import WriteError
+
+    s = requests.Session()
+    s.auth = auth
+    for i in range(0, len(lines), batch):
+        body = "\n".join(lines[i: i + batch])
+        try:
+            r = s.post(f"{url.rstrip('/')}/write", params={"db": database, "precision": "ms"}, data=body.encode(), timeout=timeout_s)
+        except requests.RequestException as exc:
+            raise WriteError(f"InfluxDB at {url} unreachable while writing {what}: {exc}", retryable=True) from exc
+        if r.status_code != 204:
+            raise WriteError(f"InfluxDB refused the {what} (HTTP {r.status_code}): {r.text[:300]}", status=r.status_code,
+                             retryable=r.status_code >= 500)
+    return len(lines)

@@ -65,6 +65,7 @@ class MonitorSettings:
     min_excess_fraction: float = 0.05  # never alert on less than 5 % of the process's mean power (meter class 0.5–1 plus load noise)
     idle_min_minutes: float = 60.0  # running without producing is normal for at least this long
     confirm_polls: int = 3  # consecutive polls over threshold before an alert opens (shift-start transients)
+    stop_settle_minutes: float = 30.0  # a line that just stopped still runs down (auxiliaries, heaters, short stops): judge standby after this
 
 
 # --------------------------------------------------------------------------- plant model
@@ -200,6 +201,7 @@ class _ProcState:
     excess: dict[tuple[tuple[int, int], int], deque[float]] = field(default_factory=dict)
     wasted_kwh: float = 0.0
     idle_since: int | None = None
+    quiet_since: int | None = None  # start of the current not-producing stretch
     over: int = 0  # consecutive polls over threshold
     last_expected: float = 0.0
     last_P: float = 0.0
@@ -230,12 +232,18 @@ class PlantMonitor:
 
     # ------------------------------------------------------------------ public
 
-    def step(self, t_ms: int, readings: dict[str, dict[str, float]]) -> list[AlertEvent]:
-        """Process one poll cycle: ``readings[device][quantity] = value`` (canonical units)."""
+    def step(self, t_ms: int, readings: dict[str, dict[str, float]], *, missing_cycles: int = 0) -> list[AlertEvent]:
+        """Process one poll cycle: ``readings[device][quantity] = value`` (canonical units).
+
+        ``missing_cycles``: how many of the gateway's cycles (by sequence number) are missing
+        before this one, when the feeder knows. Cycles missing over less time than they would
+        take were overwritten in the database by later cycles stamped with the same times: the
+        gateway clock stepped back.
+        """
         events: list[AlertEvent] = []
         if self.t0 is None:
             self.t0 = t_ms
-        clock_bad = self._check_clock(t_ms, readings, events)
+        clock_bad = self._check_clock(t_ms, readings, events, missing_cycles)
         bad_devices = self._check_devices(t_ms, readings, events, clock_bad)
         self._energy(t_ms, readings, bad_devices | ({"*"} if clock_bad else set()), events)
         for d, vals in readings.items():
@@ -250,17 +258,21 @@ class PlantMonitor:
 
     # ------------------------------------------------------------------ clock
 
-    def _check_clock(self, t_ms: int, readings: dict[str, dict[str, float]], events: list[AlertEvent]) -> bool:
+    def _check_clock(self, t_ms: int, readings: dict[str, dict[str, float]], events: list[AlertEvent], missing_cycles: int = 0) -> bool:
         prev = self.last_cycle_ms
         if prev is None:
             return False
         dt = (t_ms - prev) / 1000.0
-        if self.learning and dt > 0:
-            self._dts.append(dt)
         poll = self.poll_s or (float(np.median(self._dts)) if self._dts else None)
+        if self.learning and dt > 0 and not missing_cycles:
+            self._dts.append(dt)
         jumped = False
         detail = ""
-        if dt <= 0:
+        if missing_cycles > 0 and poll and dt < (missing_cycles + 0.5) * poll:
+            jumped = True
+            detail = (f"{missing_cycles} poll cycle(s) before this one are missing from the database although only {dt:,.0f} s passed: "
+                      "later readings were stamped with the same times and overwrote them, so the clock stepped back")
+        elif dt <= 0:
             jumped = True
             detail = f"poll timestamps went back {-dt:,.0f} s"
         elif poll and dt > 1.5 * poll:
@@ -449,9 +461,17 @@ class PlantMonitor:
         else:
             ps.idle_since = None
         idle_limit_s = max(self.s.margin * model.idle_max_s, 2.0 * model.window_s, self.s.idle_min_minutes * 60.0)
+        if producing:
+            ps.quiet_since = None
+        elif ps.quiet_since is None:
+            ps.quiet_since = t_ms
+        settling = not producing and (t_ms - (ps.quiet_since or t_ms)) < self.s.stop_settle_minutes * 60_000
         grp = model.group(producing, run_flag)
         worst = 0.0
-        if grp is not None:
+        worst_w, worst_mean = 0, 0.0
+        if grp is not None and settling:
+            exp = model.expected(grp, rate)
+        elif grp is not None:
             exp = model.expected(grp, rate)
             # Windows hold the excess of the current production state only: each state is judged
             # against its own learned spread.
@@ -461,7 +481,9 @@ class PlantMonitor:
                 buf = ps.excess.setdefault((g, w), deque(maxlen=w))
                 buf.append(P - exp)
                 if len(buf) == w:
-                    worst = max(worst, float(np.mean(buf)) / thr)
+                    r = float(np.mean(buf)) / thr
+                    if r > worst:
+                        worst, worst_w, worst_mean = r, w, float(np.mean(buf))
         else:
             exp = model.standby_kw
         if ps.idle_since is not None and (t_ms - ps.idle_since) / 1000.0 > idle_limit_s and P > model.standby_kw + max(self.s.min_excess_fraction * model.mean_kw, 0.5):
@@ -481,8 +503,16 @@ class PlantMonitor:
             sev = "critical" if frac >= 0.5 or ex >= 0.5 * model.mean_kw else ("major" if frac >= 0.15 else "minor")
             subject = "the plant produces nothing" if self.procs[name].follows else "producing nothing"
             normal = "with the plant stopped" if self.procs[name].follows else "stopped"
-            what = (f"{name} draws {P:,.0f} kW while {subject}; {normal}, it normally draws {exp:,.0f} kW"
-                    if idle else f"{name} draws {P:,.0f} kW where its baseline for this production state is {exp:,.0f} kW ({100 * frac:+.0f} %)")
+            if worst_w and worst_mean > ex:
+                # The alert comes from an averaging window: say what the window saw, not only this poll.
+                mins = worst_w * (self.poll_s or dt) / 60.0
+                span = f"{mins / 60:,.0f} h" if mins >= 90 else f"{mins:,.0f} min"
+                frac = worst_mean / max(exp, 1e-9)
+                what = (f"{name} has drawn {worst_mean:,.0f} kW ({100 * frac:+.0f} %) more than its baseline for this production state on average "
+                        f"over the last {span}" + (f" while {subject}" if idle else "") + f" (now {P:,.0f} kW, baseline {exp:,.0f} kW)")
+            else:
+                what = (f"{name} draws {P:,.0f} kW while {subject}; {normal}, it normally draws {exp:,.0f} kW"
+                        if idle else f"{name} draws {P:,.0f} kW where its baseline for this production state is {exp:,.0f} kW ({100 * frac:+.0f} %)")
             if not is_open:
                 ps.wasted_kwh = max(ex, 0.0) * dt / 3600.0
                 events += self.alerts.open(t_ms, kind=kind, process=name, device=None, severity=sev, key=key, score=_score01(worst),

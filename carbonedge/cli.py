@@ -471,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bl.set_defaults(func=cmd_analyze_baseline)
 
+    from analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
+
+    add_analyze_commands(asub)
+
     rp = sub.add_parser("report", help="carbon and optimisation report (HTML, report.json, CBAM / battery exports)",
                         description="Scope 1/2 carbon accounts per meter, process and product, product footprints, EU CBAM (steel) or EU Battery "
                         "Regulation (cells) exports validated against their schemas, calibrated process models and ranked optimisation hints. "

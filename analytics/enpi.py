@@ -1,0 +1,272 @@
+"""EnPIs and energy baselines per process, written back to InfluxDB (measurement ``enpi``).
+
+For every process of the plant model and every local hour of the period:
+
+* ``energy_kwh`` — from the process's energy counters (reset-safe increments, split across hour
+  boundaries in proportion to time, :mod:`analytics.interval`);
+* ``production`` — increase of its production counters (tonnes, pieces or kWh of cell capacity);
+  utilities have none;
+* ``sec`` — energy per unit of production, hours with production only;
+* ``baseline_kwh`` — what the process would have used under the baseline period's performance,
+  from an ISO 50006 regression energy baseline (:func:`analytics.baseline.fit_baseline`) on the
+  relevant variables of that hour: its production and the fraction of the hour its line was
+  running (operating hours are a relevant variable in ISO 50006 [M1]). Utilities without their own
+  production are regressed on the plant's output and on how much of the hour any line ran;
+* ``savings_kwh`` = baseline − actual (IPMVP [M5]) and ``cusum_kwh``, its running sum from the
+  start of the period [M7].
+
+Days and months are sums of their hours (the baseline of a day is the sum of its hours' baselines),
+so periods always add up. Each baseline's goodness of fit on the baseline period is reported per
+ASHRAE Guideline 14 (CV(RMSE), NMBE, R² on hourly data) [M2].
+
+Points carry tags ``site``, ``area``, ``process``, ``period`` and are timestamped at the period's
+start (ms); rewriting a period overwrites its point, so the job can be run again over any range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analytics.alerts import _tag
+from analytics.baseline import Baseline, BaselineError, Fit, fit_baseline, goodness_of_fit
+from analytics.influx import InfluxReader, quote_literal, time_range, write_lines
+from analytics.interval import aggregate, intervals, period_key, zone
+from carbonedge.errors import ConfigError
+
+PERIODS = ("hour", "day", "month")
+_UNIT_QUANTITY = {"t": "production_mass", "pcs": "production_count", "kWh": "production_capacity"}
+#: Readings this far either side of the period are read so that its first and last hours are whole.
+EDGE_MS = 30 * 60_000
+
+
+@dataclass
+class ProcessEnpi:
+    process: str
+    area: str
+    hours: np.ndarray  # hour start, epoch ms
+    energy_kwh: np.ndarray
+    production: np.ndarray | None
+    running: np.ndarray | None  # fraction of the hour running (nan where unknown)
+    baseline: Baseline | None = None
+    baseline_kwh: np.ndarray | None = None
+    fit_baseline_period: Fit | None = None
+    fit_reporting_period: Fit | None = None
+    note: str = ""
+
+    @property
+    def sec(self) -> np.ndarray | None:
+        if self.production is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.production > 0, self.energy_kwh / self.production, np.nan)
+
+
+@dataclass
+class EnpiResult:
+    site: str
+    tz: str
+    start_ms: int
+    end_ms: int
+    baseline_until_ms: int
+    processes: dict[str, ProcessEnpi] = field(default_factory=dict)
+
+    def lines(self, periods: tuple[str, ...] = ("hour", "day")) -> list[str]:
+        """Line protocol for the ``enpi`` measurement (``docs/influx-schema.md``)."""
+        out: list[str] = []
+        tzi = zone(self.tz)
+        for name, p in self.processes.items():
+            base = f"enpi,site={_tag(self.site)},area={_tag(p.area or 'plant')},process={_tag(name)}"
+            for period in periods:
+                if period not in PERIODS:
+                    raise ConfigError(f"unknown EnPI period {period!r}; use {', '.join(PERIODS)}")
+                keys = np.array([period_key(int(h), period, tzi)[0] for h in p.hours], dtype=np.int64) if period != "hour" else p.hours
+                cusum = 0.0
+                for k in np.unique(keys):
+                    m = keys == k
+                    e = float(p.energy_kwh[m].sum())
+                    fields = [f"energy_kwh={e!r}"]
+                    if p.production is not None:
+                        prod = float(p.production[m].sum())
+                        fields.append(f"production={prod!r}")
+                        if prod > 0:
+                            fields.append(f"sec={e / prod!r}")
+                    if p.baseline_kwh is not None:
+                        b = float(p.baseline_kwh[m].sum())
+                        cusum += b - e
+                        fields += [f"baseline_kwh={b!r}", f"savings_kwh={b - e!r}", f"cusum_kwh={cusum!r}"]
+                    out.append(f"{base},period={period} {','.join(fields)} {int(k)}")
+        return out
+
+    def table(self) -> str:
+        """Per process: energy, SEC, baseline and its ASHRAE 14 fit, savings over the reporting period."""
+        rows = [("process", "energy kWh", "SEC", "baseline", "CV(RMSE)", "NMBE", "R²", "ASHRAE 14 hourly", "savings kWh")]
+        for name, p in self.processes.items():
+            sec = p.sec
+            prod = float(np.nansum(p.production)) if p.production is not None else 0.0
+            sec_s = f"{float(p.energy_kwh.sum()) / prod:,.2f}" if prod > 0 else "—"
+            f = p.fit_baseline_period
+            rep = p.hours >= self.baseline_until_ms
+            sav = float((p.baseline_kwh[rep] - p.energy_kwh[rep]).sum()) if p.baseline_kwh is not None and rep.any() else None
+            rows.append((name, f"{float(p.energy_kwh.sum()):,.0f}", sec_s, p.baseline.equation("E") if p.baseline else (p.note or "—"),
+                         f"{100 * f.cv_rmse:.1f} %" if f else "—", f"{100 * f.nmbe:+.2f} %" if f else "—",
+                         f"{f.r2:.3f}" if f and np.isfinite(f.r2) else "—", ("meets" if f.meets("hourly") else "FAILS") if f else "—",
+                         f"{sav:,.0f}" if sav is not None else "—"))
+            del sec
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def drop_out_of_order(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop counter readings that went back only a little: readings out of order, not resets.
+
+    In time order, a gateway whose clock stepped back leaves a few readings stamped later than
+    newer ones, so the counter seems to go back by a poll's worth. A reset restarts near zero and
+    a rollover wraps to a small value; a reading still above half of the highest value so far is
+    neither, and counting it as a reset would add the whole counter to one hour.
+    """
+    keep = np.ones(v.size, dtype=bool)
+    top = -np.inf
+    for i, x in enumerate(v.tolist()):
+        if not np.isfinite(x):
+            continue
+        if x >= top:
+            top = x
+        elif x > 0.5 * top:
+            keep[i] = False
+        else:
+            top = x  # a reset or rollover: start again from here
+    return t[keep], v[keep]
+
+
+def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], tz: Any, hours: np.ndarray) -> np.ndarray | None:
+    """Sum of the devices' counter increments per hour (nan where a device has no data for the hour)."""
+    if not devices:
+        return None
+    total = np.zeros(hours.size)
+    index = {int(h): i for i, h in enumerate(hours)}
+    for d in devices:
+        have = np.zeros(hours.size, dtype=bool)
+        if d in reader_series:
+            t, v = reader_series[d]
+            for k, (_, inc, _) in aggregate(intervals(*drop_out_of_order(t, v)), "hour", tz).items():
+                i = index.get(k)
+                if i is not None:
+                    total[i] += inc
+                    have[i] = True
+        total[~have] = np.nan
+    return total
+
+
+def _running(series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], hours: np.ndarray) -> np.ndarray | None:
+    """Fraction of each hour the devices' running flag was set (readings in the hour, any device running)."""
+    have = [d for d in devices if d in series]
+    if not have:
+        return None
+    out = np.full(hours.size, np.nan)
+    t_all = np.unique(np.concatenate([series[d][0] for d in have]))
+    run = np.zeros(t_all.size)
+    for d in have:
+        t, v = series[d]
+        run = np.maximum(run, np.interp(t_all, t, v, left=0.0, right=0.0) > 0.5)
+    idx = np.searchsorted(hours, t_all, side="right") - 1
+    for i in range(hours.size):
+        m = idx == i
+        if m.any():
+            out[i] = float(run[m].mean())
+    return out
+
+
+def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end_ms: int, *, baseline_until_ms: int,
+                 tz: str = "UTC", site: str | None = None) -> EnpiResult:
+    """Hourly energy, production, SEC and baseline per process over ``[start_ms, end_ms)``.
+
+    The baseline is fitted on the hours before ``baseline_until_ms`` (which must be normal
+    operation, at least a day of it); hours after it are the reporting period.
+    """
+    site = site or plant.get("site")
+    if not site:
+        raise ConfigError("no site: pass --site or use a plant model with a 'site' entry")
+    tzi = zone(tz)
+    h0 = period_key(start_ms + 3_599_999, "hour", tzi)[0]  # first whole hour at or after start
+    h1 = period_key(end_ms, "hour", tzi)[0]  # hours end before the hour holding end
+    if h1 - h0 < 2 * 3_600_000:
+        raise ConfigError("the EnPI period must span at least two whole hours")
+    if not (h0 < baseline_until_ms <= h1):
+        raise ConfigError("the baseline period must end inside the EnPI period (--baseline-until between --start and --end)")
+    hours = np.arange(h0, h1, 3_600_000, dtype=np.int64)
+    where = f'"site" = {quote_literal(site)} AND {time_range(h0 - EDGE_MS, h1 + EDGE_MS)}'
+
+    def fetch(q: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return reader.series_by_tag(f'SELECT "{q}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+
+    eq = plant.get("energy_quantity", "active_energy_import")
+    energy = fetch(eq)
+    if not energy:
+        raise ConfigError(f"no {eq} readings for site {site!r} between the given times; check --site, --start and --end")
+    running = fetch("running")
+    prod_cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    res = EnpiResult(site, tz, int(h0), int(h1), int(baseline_until_ms))
+    procs = plant.get("processes", {})
+    for name, spec in procs.items():
+        e = _hourly(energy, list(spec.get("meters", [])), tzi, hours)
+        if e is None:
+            continue
+        prod = run = None
+        if spec.get("counters"):
+            pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
+            if pq not in prod_cache:
+                prod_cache[pq] = fetch(pq)
+            prod = _hourly(prod_cache[pq], list(spec["counters"]), tzi, hours)
+            run = _running(running, list(spec["counters"]), hours)
+        res.processes[name] = ProcessEnpi(name, spec.get("area", ""), hours, e, prod, run)
+    # Utilities: the plant's output and how much of the hour any line ran.
+    out_name = plant.get("output_process")
+    lines_running = [p.running for p in res.processes.values() if p.running is not None]
+    plant_running = np.nanmax(np.vstack(lines_running), axis=0) if lines_running else None
+    plant_output = res.processes[out_name].production if out_name in res.processes else None
+    for p in res.processes.values():
+        if p.production is not None:
+            feats = {"production": p.production, "running_h": p.running}
+        else:
+            feats = {"plant_output": plant_output, "plant_running_h": plant_running}
+        _fit(p, {k: v for k, v in feats.items() if v is not None}, baseline_until_ms)
+    return res
+
+
+def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -> None:
+    ok = np.isfinite(p.energy_kwh)
+    train = ok & (p.hours < baseline_until_ms)
+    for v in feats.values():
+        ok &= np.isfinite(v)
+    train &= ok
+    # A variable that does not vary over the baseline period cannot explain anything: leave it out.
+    names = [k for k, v in feats.items() if np.ptp(v[train]) > 0] if train.any() else []
+    X = np.column_stack([feats[k] for k in names]) if names else np.zeros((p.hours.size, 0))
+    try:
+        b = fit_baseline(X[train], p.energy_kwh[train], names)
+    except BaselineError as exc:
+        p.note = f"no baseline: {exc}"
+        p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
+        return
+    pred = b.predict(np.where(np.isfinite(X), X, 0.0))
+    p.baseline = b
+    p.fit_baseline_period = b.fit
+    rep = ok & (p.hours >= baseline_until_ms)
+    if rep.sum() > len(names) + 1 and float(p.energy_kwh[rep].mean()) != 0:
+        p.fit_reporting_period = goodness_of_fit(p.energy_kwh[rep], pred[rep], len(names) + 1)
+    # Hours without complete data get no baseline (nothing to compare) and count zero energy.
+    p.baseline_kwh = np.where(ok, pred, 0.0)
+    p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
+    if p.production is not None:
+        p.production = np.where(np.isfinite(p.production), p.production, 0.0)
+
+
+def write_enpi(res: EnpiResult, url: str, database: str, *, periods: tuple[str, ...] = ("hour", "day"),
+               auth: tuple[str, str] | None = None) -> int:
+    """Write the EnPI points; returns how many."""
+    return write_lines(url, database, res.lines(periods), what="EnPI figures", auth=auth)
