@@ -516,5 +516,17 @@ METER_PROFILES = {
 }
 #: Meter model of each formation rack when racks are metered one by one (``rack_meters = true``).
 RACK_METER_PROFILE = "eastron-sdm630"
+#: Keys a scenario's [plant] table may set for this plant (see docs/simulators.md).
+OPTIONS = {
+    "size": "plant size relative to ~1 GWh/yr of cell capacity (default 1.0)",
+    "dew_point_c": "main dry-room dew-point setpoint, degC (default -40)",
+    "energy_recovery": "formation returns discharge energy to the grid (default true)",
+    "climate": "outdoor climate { temperature_c, daily_swing_c, abs_humidity_gkg, horizon_h }",
+    "cells_per_rack": "cells per formation rack (default 256)",
+    "formation_racks": "number of formation racks (default: enough for the plant rate)",
+    "rack_meters": "one power meter per formation rack instead of one hall meter (default false)",
+    "meter_profiles": "meter model per process, e.g. { mixing = \"siemens-pac3200\" }",
+}
+CLIMATE_KEYS = ("temperature_c", "daily_swing_c", "abs_humidity_gkg", "horizon_h")
 #: Electrode-shop and assembly processes follow the shift calendar; dry rooms, formation, ageing and utilities run 24/7.
 SHIFT_PROCESSES = ("mixing", "coating_drying", "calendering", "slitting", "stacking", "filling", "eol_test")

@@ -84,6 +84,7 @@ class Simulation:
         if self.plant not in PLANTS:
             raise ConfigError(f"unknown plant {self.plant!r}; known: {', '.join(PLANTS)}")
         module = PLANTS[self.plant]
+        _check_options(self.plant, module, self.options)
         seeds = np.random.SeedSequence(self.seed).spawn(64)
         self.processes, self.output_process = module.build(np.random.default_rng(seeds[0]), self.options)
         by_name = {p.name: p for p in self.processes}
@@ -232,6 +233,28 @@ class Simulation:
         faults.write_labels(out_dir / "labels.jsonl", self.faults)
         (out_dir / "gateway-clock.json").write_text(json.dumps(faults.gateway_clock(self.faults), indent=2))
         return truth
+
+
+def _check_options(plant: str, module: Any, options: dict[str, Any]) -> None:
+    """Unknown [plant] keys, processes or meter models get a clear error instead of being ignored."""
+    known: dict[str, str] = module.OPTIONS
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listing = "; ".join(f"{k}: {v}" for k, v in known.items())
+        raise ConfigError(f"[plant] {', '.join(unknown)}: not an option of the {plant} plant. Known options: {listing}")
+    mp = options.get("meter_profiles", {})
+    if not isinstance(mp, dict):
+        raise ConfigError('[plant] meter_profiles must be a table of process = "meter model"')
+    for proc, prof in mp.items():
+        if proc not in module.METER_PROFILES:
+            raise ConfigError(f"[plant] meter_profiles: no process {proc!r} in the {plant} plant; processes: {', '.join(module.METER_PROFILES)}")
+        if str(prof) not in profiles.PROFILES or str(prof).startswith(("flow-", "plc-")):
+            models = [n for n in profiles.PROFILES if not n.startswith(("flow-", "plc-"))]
+            raise ConfigError(f"[plant] meter_profiles: {proc} = {prof!r} is not a power-meter model; models: {', '.join(models)}")
+    climate = options.get("climate", {})
+    extra = sorted(set(climate) - set(getattr(module, "CLIMATE_KEYS", ()))) if isinstance(climate, dict) else ["(not a table)"]
+    if extra:
+        raise ConfigError(f"[plant] climate: unknown key(s) {', '.join(extra)}; known: {', '.join(getattr(module, 'CLIMATE_KEYS', ()))}")
 
 
 class _ServedDevice:

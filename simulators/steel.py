@@ -373,5 +373,7 @@ METER_PROFILES = {
     "cooling_water": "eastron-sdm630",
     "auxiliaries": "abb-b-series",
 }
+#: Keys a scenario's [plant] table may set for this plant (see docs/simulators.md).
+OPTIONS = {"meter_profiles": "meter model per process, e.g. { eaf = \"siemens-pac3200\" }"}
 #: Processes that stop between shifts when the scenario has shifts (the meltshop and mill; utilities run on).
 SHIFT_PROCESSES = ("eaf", "ladle_furnace", "caster", "hot_strip_mill")

@@ -223,6 +223,24 @@ def test_scenario_file_errors_are_readable(tmp_path):
         load_scenario("no-such-scenario")
 
 
+@pytest.mark.parametrize(
+    ("plant", "options", "message"),
+    [
+        ("steel", {"size": 2.0}, r"size: not an option of the steel plant\. Known options: meter_profiles"),
+        ("battery", {"dew_point": -50}, "dew_point: not an option of the battery plant.*dew_point_c"),
+        ("battery", {"climate": {"humidity": 9}}, "climate: unknown key.*abs_humidity_gkg"),
+        ("battery", {"meter_profiles": {"mixer": "eastron-sdm630"}}, "no process 'mixer'.*mixing"),
+        ("steel", {"meter_profiles": {"eaf": "flow-gas"}}, "not a power-meter model.*siemens-pac3200"),
+    ],
+)
+def test_unknown_plant_options_get_a_clear_error(plant, options, message):
+    with pytest.raises(ConfigError, match=message):
+        Simulation.from_scenario(scenario(plant, 1, options=options))
+    # A valid meter swap works and is served with the requested model.
+    sim = Simulation.from_scenario(scenario("steel", 1, options={"meter_profiles": {"eaf": "siemens-pac3200"}}))
+    assert next(m for m in sim.meters if m.device == "eaf-meter").profile.name == "siemens-pac3200"
+
+
 # --------------------------------------------------------------------------- faults
 
 
