@@ -68,3 +68,32 @@ def test_fault_scenario_full_size(name, services, tmp_path):
     r = SCENARIOS[name](Env(services, tmp_path, scale=2))
     _check(r)
     _specific(name, r)
+
+
+def test_checker_counts_a_deleted_and_an_overwritten_reading(services, database, tmp_path):
+    """The checker is not blind: after a clean run, one deleted point is ``lost`` and one changed value ``conflicting``."""
+    import requests
+
+    from faultlib.harness import Pipeline, wait_for
+
+    site = "f-checker"
+    pl = Pipeline(tmp_path / "run", site, services.mqtt.port, services.influx.url, database, devices=2)
+    try:
+        pl.start_collector()
+        pl.start_gateway()
+        wait_for(lambda: pl.acked() >= 10, 60, "10 acknowledged batches")
+        pl.stop_gateway_when_drained(plant_s=120)
+    finally:
+        pl.close()
+    clean = pl.check(timeout=5)
+    assert (clean["lost"], clean["conflicting"], clean["unexpected"]) == (0, 0, 0), clean
+    rows = services.influx.query(f"SELECT * FROM readings WHERE site = '{site}' LIMIT 2", database)["results"][0]["series"][0]
+    a, b = (dict(zip(rows["columns"], v)) for v in rows["values"])
+    services.influx.query(f"DELETE FROM readings WHERE site = '{site}' AND device = '{a['device']}' AND time = {a['time']}ms", database)
+    line = (f"readings,area=melt,device={b['device']},gateway=gw1,process=eaf,site={site} "
+            f"active_power={b['active_power'] + 1.0!r} {b['time']}")
+    assert requests.post(f"{services.influx.url}/write", params={"db": database, "precision": "ms"}, data=line, timeout=10).status_code == 204
+    r = pl.check(timeout=0)
+    readings_a = sum(1 for c in rows["columns"] if c not in ("time", "area", "device", "gateway", "process", "site", "seq", "bad_values", "status")
+                     and a.get(c) is not None)
+    assert r["lost"] == readings_a and r["conflicting"] == 1 and r["unexpected"] == 0, r
