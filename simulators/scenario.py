@@ -125,6 +125,9 @@ class Scenario:
         extra = set(sc) - allowed
         if extra:
             raise ConfigError(f"scenario {source}: unknown key(s) in [scenario]: {', '.join(sorted(extra))}; known: {', '.join(sorted(allowed))}")
+        cal_extra = set(cal) - {"shifts", "processes", "utc_offset_h"}
+        if cal_extra:
+            raise ConfigError(f"scenario {source}: unknown key(s) in [calendar]: {', '.join(sorted(cal_extra))}; known: processes, shifts, utc_offset_h")
         shifts = cal.get("shifts")
         return cls(
             plant=str(sc["plant"]),

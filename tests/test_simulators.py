@@ -221,6 +221,9 @@ def test_scenario_file_errors_are_readable(tmp_path):
         load_scenario(bad)
     with pytest.raises(ConfigError, match="bundled: "):
         load_scenario("no-such-scenario")
+    bad.write_text('[scenario]\nplant = "steel"\n[calendar]\nshift = ["Mon-Fri 06:00-22:00"]\n')
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in \[calendar\]: shift; known: processes, shifts"):
+        load_scenario(bad)
 
 
 @pytest.mark.parametrize(
