@@ -65,6 +65,7 @@ class MonitorSettings:
     min_excess_fraction: float = 0.05  # never alert on less than 5 % of the process's mean power (meter class 0.5–1 plus load noise)
     idle_min_minutes: float = 60.0  # running without producing is normal for at least this long
     confirm_polls: int = 3  # consecutive polls over threshold before an alert opens (shift-start transients)
+    resolve_minutes: float = 30.0  # an energy alert resolves after this long back in the normal range (no flapping between heats)
     stop_settle_minutes: float = 30.0  # a line that just stopped still runs down (auxiliaries, heaters, short stops): judge standby after this
 
 
@@ -202,6 +203,7 @@ class _ProcState:
     wasted_kwh: float = 0.0
     idle_since: int | None = None
     quiet_since: int | None = None  # start of the current not-producing stretch
+    calm_since: int | None = None  # start of the current stretch below the resolve level
     over: int = 0  # consecutive polls over threshold
     last_expected: float = 0.0
     last_P: float = 0.0
@@ -469,7 +471,11 @@ class PlantMonitor:
         grp = model.group(producing, run_flag)
         worst = 0.0
         worst_w, worst_mean = 0, 0.0
-        if grp is not None and settling:
+        # Running without producing is a batch in progress, a warm-up or a changeover: its power says
+        # little (a furnace melts the first heat of a shift before anything is tapped); how long it
+        # lasts is the signal, and the idle-duration rule below judges that.
+        in_progress = model.uses_running and producing == 0 and run_flag == 1
+        if grp is not None and (settling or in_progress):
             exp = model.expected(grp, rate)
         elif grp is not None:
             exp = model.expected(grp, rate)
@@ -481,9 +487,10 @@ class PlantMonitor:
                 buf = ps.excess.setdefault((g, w), deque(maxlen=w))
                 buf.append(P - exp)
                 if len(buf) == w:
-                    r = float(np.mean(buf)) / thr
+                    m = _window_excess(np.fromiter(buf, dtype=float, count=w))
+                    r = m / thr
                     if r > worst:
-                        worst, worst_w, worst_mean = r, w, float(np.mean(buf))
+                        worst, worst_w, worst_mean = r, w, m
         else:
             exp = model.standby_kw
         if ps.idle_since is not None and (t_ms - ps.idle_since) / 1000.0 > idle_limit_s and P > model.standby_kw + max(self.s.min_excess_fraction * model.mean_kw, 0.5):
@@ -496,6 +503,10 @@ class PlantMonitor:
         if is_open:
             ps.wasted_kwh += max(ex, 0.0) * dt / 3600.0
         ps.over = ps.over + 1 if worst > 1.0 else 0
+        if worst >= 0.7:
+            ps.calm_since = None
+        elif ps.calm_since is None:
+            ps.calm_since = t_ms
         if worst > 1.0 and (is_open or ps.over >= self.s.confirm_polls):
             idle = producing == 0
             kind = "idle_running" if idle else "excess_energy"
@@ -520,10 +531,11 @@ class PlantMonitor:
             else:
                 events += self.alerts.update(t_ms, key, severity=sev, score=_score01(worst), wasted_kwh=ps.wasted_kwh,
                                              message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal since the alert opened.")
-        elif is_open and worst < 0.7:
+        elif is_open and worst < 0.7 and (t_ms - (ps.calm_since or t_ms)) >= self.s.resolve_minutes * 60_000:
+            ps.calm_since = None
             for buf in ps.excess.values():
                 buf.clear()  # start afresh: a long window still holding the fault must not reopen it
-            events += self.alerts.resolve(t_ms, key, note=f"{name} is back to its baseline ({P:,.0f} kW vs {exp:,.0f} kW expected); "
+            events += self.alerts.resolve(t_ms, key, note=f"{name} has been back within its normal range for {self.s.resolve_minutes:g} min; "
                                                           f"{ps.wasted_kwh:,.0f} kWh above normal in total", wasted_kwh=ps.wasted_kwh)
 
     # ------------------------------------------------------------------ learning
@@ -585,9 +597,26 @@ class PlantMonitor:
                     continue  # too little of this state to know how this window behaves in it
                 # Largest excess this window showed while learning, and at least 3 standard errors
                 # of the state's spread so that a briefly seen state is not over-trusted.
-                thr = max(float(np.convolve(sub, np.ones(w) / w, mode="valid").max()), 3.0 * sd / np.sqrt(w))
+                thr = max(float(_window_excess(sub, w).max()), 3.0 * sd / np.sqrt(w))
                 model.thresholds[(g, w)] = max(self.s.margin * thr, floor)
         return model if model.thresholds else None
+
+
+def _window_excess(x: np.ndarray, w: int | None = None) -> np.ndarray | float:
+    """Mean excess of a window with its largest interval left out (windows of 3 or more intervals).
+
+    One interval alone never makes an alert: a batch that ends mid-pulse puts a whole pulse into
+    one poll interval, which a plain mean would carry for the window's length. A sustained excess
+    is barely changed by leaving one interval out. With ``w``, the statistic of every window of
+    length ``w`` along ``x``; without, of ``x`` as one window.
+    """
+    if w is None:
+        n = x.size
+        return float((x.sum() - x.max()) / (n - 1)) if n >= 3 else float(x.mean())
+    if w < 3:
+        return np.convolve(x, np.ones(w) / w, mode="valid")
+    win = np.lib.stride_tricks.sliding_window_view(x, w)
+    return (win.sum(axis=1) - win.max(axis=1)) / (w - 1)
 
 
 def _producing(src_t: np.ndarray, src_d: np.ndarray, t: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:

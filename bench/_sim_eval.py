@@ -13,6 +13,7 @@ Each scenario is generated offline (``simulators.offline.generate``), fed cycle 
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import tempfile
@@ -84,26 +85,34 @@ def score_run(directory: Path, scenario: str, seed: int, labels: list[dict[str, 
 
 
 def evaluate(seeds: int = 3, hours: float | None = None, scenarios: tuple[str, ...] = SCENARIOS, verbose: bool = True,
-             settings: MonitorSettings | None = None) -> str:
-    """Run every scenario with ``seeds`` seeds; print per-fault outcomes; return the summary line."""
+             settings: MonitorSettings | None = None, keep: Path | None = None) -> str:
+    """Run every scenario with ``seeds`` seeds; print per-fault outcomes; return the summary line.
+
+    ``keep``: generate into this directory and reuse what is already there (the generator is
+    deterministic per scenario and seed), so that a second evaluation only scores.
+    """
     from simulators.offline import generate
     from simulators.scenario import load_scenario
 
     settings = settings or MonitorSettings()
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="anomaly-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="anomaly-eval-") as tmpdir:
+        tmp = keep or Path(tmpdir)
         for name in scenarios:
             base = load_scenario(name)
             for k in range(seeds):
                 sc = replace(base, seed=base.seed + k, name=f"{name}-s{base.seed + k}")
                 if hours:
                     sc = replace(sc, duration_s=hours * 3600.0)
-                out = Path(tmp) / sc.name
+                out = Path(tmp) / f"{sc.name}-{sc.duration_s:.0f}s"
                 t0 = time.perf_counter()
-                run = generate(sc, out)
+                if (out / "labels.jsonl").exists() and (out / "truth.json").exists():
+                    all_labels = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines() if line.strip()]
+                else:
+                    all_labels = generate(sc, out).labels
                 gen_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                labels = [lab for lab in run.labels if parse_time(lab["start"]) < sc.start + sc.duration_s]
+                labels = [lab for lab in all_labels if parse_time(lab["start"]) < sc.start + sc.duration_s]
                 r = score_run(out, name, sc.seed, labels, settings)
                 results.append(r)
                 if verbose:

@@ -73,7 +73,9 @@ def main() -> int:
     ap.add_argument("--skab-only", action="store_true")
     ap.add_argument("--sim-only", action="store_true")
     ap.add_argument("--seeds", type=int, default=3, help="simulator seeds per plant (default: 3)")
-    ap.add_argument("--hours", type=float, default=48.0, help="simulated hours per scenario (default: 48)")
+    ap.add_argument("--hours", type=float, default=None, help="simulated hours per scenario (default: the whole scenario, one week; "
+                    "a shorter run leaves out the faults that start later)")
+    ap.add_argument("--keep", type=Path, help="keep generated scenarios in this directory and reuse them on later runs")
     a = ap.parse_args()
     last = ""
     if not a.sim_only:
@@ -89,7 +91,7 @@ def main() -> int:
         except ImportError as exc:
             print(f"simulator scenarios skipped: {exc}")
         else:
-            last = evaluate(seeds=a.seeds, hours=a.hours)
+            last = evaluate(seeds=a.seeds, hours=a.hours, keep=a.keep)
     print(last)
     return 0
 
