@@ -49,7 +49,7 @@ class ProcessEnpi:
     hours: np.ndarray  # hour start, epoch ms
     energy_kwh: np.ndarray
     production: np.ndarray | None
-    running: np.ndarray | None  # fraction of the hour running (nan where unknown)
+    running: np.ndarray | None  # fraction of the hour running with output (nan where unknown)
     baseline: Baseline | None = None
     baseline_kwh: np.ndarray | None = None
     fit_baseline_period: Fit | None = None
@@ -162,22 +162,38 @@ def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: li
     return total
 
 
-def _running(series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], hours: np.ndarray) -> np.ndarray | None:
-    """Fraction of each hour the devices' running flag was set (readings in the hour, any device running)."""
-    have = [d for d in devices if d in series]
+def _productive(running: dict[str, tuple[np.ndarray, np.ndarray]], prod: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str],
+                hours: np.ndarray) -> np.ndarray | None:
+    """Fraction of each hour the line ran *and* made output: running, with a production increment near.
+
+    "Near" is the line's own cadence: 1.5 × the longest of the shorter 90 % of gaps between its
+    production increments (a batch's energy comes before its tap). Running with nothing produced
+    for longer — idling — is not productive time, so the baseline does not excuse idle energy.
+    """
+    have = [d for d in devices if d in running]
     if not have:
         return None
-    out = np.full(hours.size, np.nan)
-    t_all = np.unique(np.concatenate([series[d][0] for d in have]))
-    run = np.zeros(t_all.size)
+    t_all = np.unique(np.concatenate([running[d][0] for d in have]))
+    run = np.zeros(t_all.size, dtype=bool)
     for d in have:
-        t, v = series[d]
-        run = np.maximum(run, np.interp(t_all, t, v, left=0.0, right=0.0) > 0.5)
+        t, v = running[d]
+        run |= np.interp(t_all, t, v, left=0.0, right=0.0) > 0.5
+    inc_t = [prod[d][0][1:][np.diff(prod[d][1]) != 0] for d in devices if d in prod and prod[d][0].size > 1]
+    inc = np.unique(np.concatenate(inc_t)) if inc_t else np.zeros(0, dtype=np.int64)
+    if inc.size >= 3:
+        gaps = np.sort(np.diff(inc))
+        cadence = 1.5 * float(gaps[: max(1, int(0.9 * gaps.size))].max())
+        j = np.clip(np.searchsorted(inc, t_all), 1, inc.size - 1)
+        near = np.minimum(np.abs(t_all - inc[j - 1]), np.abs(inc[j] - t_all)) <= cadence
+    else:
+        near = np.zeros(t_all.size, dtype=bool)
+    ok = run & near
+    out = np.full(hours.size, np.nan)
     idx = np.searchsorted(hours, t_all, side="right") - 1
     for i in range(hours.size):
         m = idx == i
         if m.any():
-            out[i] = float(run[m].mean())
+            out[i] = float(ok[m].mean())
     return out
 
 
@@ -222,7 +238,7 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
             if pq not in prod_cache:
                 prod_cache[pq] = fetch(pq)
             prod = _hourly(prod_cache[pq], list(spec["counters"]), tzi, hours)
-            run = _running(running, list(spec["counters"]), hours)
+            run = _productive(running, prod_cache[pq], list(spec["counters"]), hours)
         res.processes[name] = ProcessEnpi(name, spec.get("area", ""), hours, e, prod, run)
     # Utilities: the plant's output and how much of the hour any line ran.
     out_name = plant.get("output_process")
@@ -231,9 +247,9 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
     plant_output = res.processes[out_name].production if out_name in res.processes else None
     for p in res.processes.values():
         if p.production is not None:
-            feats = {"production": p.production, "running_h": p.running}
+            feats = {"production": p.production, "productive_h": p.running}
         else:
-            feats = {"plant_output": plant_output, "plant_running_h": plant_running}
+            feats = {"plant_output": plant_output, "plant_productive_h": plant_running}
         _fit(p, {k: v for k, v in feats.items() if v is not None}, baseline_until_ms)
     return res
 

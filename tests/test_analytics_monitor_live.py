@@ -274,6 +274,10 @@ def test_enpi_baselines_meet_ashrae14_hourly_on_normal_operation_and_show_the_ea
     clean = (eaf.hours >= T0_MS + 24 * H) & (eaf.hours < T0_MS + 30 * H)
     assert sav[fault].sum() < -0.08 * eaf.energy_kwh[fault].sum()
     assert abs(sav[clean].sum()) < 0.05 * max(eaf.energy_kwh[clean].sum(), 1.0) + 1000.0
+    # The mill idling off shift (hours 24:30-28) is a loss, not excused as "running hours": about 3.4 MW above standby.
+    mill = res.processes["hot_strip_mill"]
+    idle = (mill.hours >= T0_MS + 25 * H) & (mill.hours < T0_MS + 28 * H)
+    assert (mill.baseline_kwh[idle] - mill.energy_kwh[idle]).sum() < -0.7 * 3 * 3400
     n = write_enpi(res, services.influx.url, steel["db"])
     assert n == len(res.processes) * (36 + 2)  # 36 whole hours and 2 local days per process
     # The process dashboard's queries.
