@@ -300,3 +300,34 @@ def test_enpi_errors_read_well(services: Any, steel: dict[str, Any]) -> None:
         compute_enpi(reader, steel["plant"], T0_MS, steel["end_ms"], baseline_until_ms=T0_MS + 48 * H)
     with pytest.raises(ConfigError, match="no active_energy_import readings for site 'nowhere'"):
         compute_enpi(reader, steel["plant"], T0_MS, steel["end_ms"], baseline_until_ms=T0_MS + 24 * H, site="nowhere")
+
+
+# --------------------------------------------------------------------------- command line and follow mode
+
+
+def test_cli_batch_then_follow_mode_continues_from_the_state_file(services: Any, steel: dict[str, Any], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from carbonedge.cli import main
+
+    state = tmp_path / "monitor.state"
+    rc = main(["analyze", "monitor", "--plant", str(steel["dir"] / "plant.json"), "--influx-url", services.influx.url, "--database", steel["db"],
+               "--once", "--start", T0, "--end", "2026-01-06T02:10:00Z", "--state", str(state), "--no-influx-alerts"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "open     critical idle_running     hot_strip_mill: hot_strip_mill" in out and "kWh above normal so far" in out
+    assert "1,571 poll cycles" in out  # 2026-01-05 00:00 … 2026-01-06 02:10, one a minute
+    summaries: list[Any] = []
+    job = MonitorJob(InfluxReader(services.influx.url, steel["db"]), steel["plant"], state_path=state)
+    job.follow(None, interval_s=0.05, lag_s=0.0, stop=lambda: len(summaries) >= 2, on_summary=summaries.append)
+    first, second = summaries
+    assert first.first_ms == _ms("2026-01-06T02:11:00Z") and first.last_ms == steel["end_ms"]
+    assert second.cycles == 0 and second.events == []
+    reopened = [e for e in first.events if e.state == "open" and e.alert.kind == "idle_running" and e.alert.process == "hot_strip_mill"]
+    resolved = [e for e in first.events if e.state == "resolved" and e.alert.process == "hot_strip_mill" and e.alert.kind == "idle_running"]
+    assert reopened == [] and len(resolved) == 1  # the alert opened before the restart is resolved after it, not raised again
+    rc = main(["analyze", "monitor", "--plant", str(steel["dir"] / "plant.json"), "--influx-url", services.influx.url, "--database", steel["db"]])
+    assert rc == 2 and "follow mode needs --state" in capsys.readouterr().err
+
+
+def _ms(text: str) -> int:
+    return int(parse_time(text) * 1000)
