@@ -331,3 +331,11 @@ def test_cli_batch_then_follow_mode_continues_from_the_state_file(services: Any,
 
 def _ms(text: str) -> int:
     return int(parse_time(text) * 1000)
+
+
+def test_enpi_battery_baselines_meet_ashrae14_hourly(services: Any, battery: dict[str, Any]) -> None:
+    res = compute_enpi(InfluxReader(services.influx.url, battery["db"]), battery["plant"], T0_MS, battery["end_ms"],
+                       baseline_until_ms=T0_MS + 24 * H, tz="Europe/Berlin")
+    assert set(res.processes) == set(battery["plant"]["processes"])
+    fits = {name: p.fit_baseline_period for name, p in res.processes.items()}
+    assert all(f is not None and f.meets("hourly") for f in fits.values()), fits
