@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from carbonedge import integrity, profiles, quantities, wire
@@ -236,22 +237,49 @@ class Agent:
         n_good = sum(1 for r in readings for v in r.values.values() if v.v is not None)
         n_bad = sum(1 for r in readings for v in r.values.values() if v.v is None)
 
-        def build(seq: int) -> tuple[bytes, int, int]:
-            batch = wire.Batch(site=g.site, gateway=g.id, boot_id=self.boot_id, seq=seq, created=created, devices=list(readings), events=events)
+        limit = self.publisher.max_payload_bytes()
+        head0 = self.signer.head if self.signer is not None else None
+        n_parts = 1
+
+        def make(seq: int, devices: list[wire.DeviceReadings], evs: list[wire.Event]) -> bytes:
+            batch = wire.Batch(site=g.site, gateway=g.id, boot_id=self.boot_id, seq=seq, created=created, devices=devices, events=evs)
             if self.signer is not None:
                 batch = self.signer.sign(batch)
-            payload = batch.to_json()
+            return batch.to_json()
+
+        def unsigned(devices: list[wire.DeviceReadings], evs: list[wire.Event]) -> bytes:
+            return wire.Batch(site=g.site, gateway=g.id, boot_id=self.boot_id, seq=2**53, created=created, devices=devices, events=evs).to_json()
+
+        def build(seq: int) -> tuple[bytes, int, int] | list[tuple[bytes, int, int]]:
+            nonlocal n_parts
+            payload = make(seq, list(readings), events)
+            if len(payload) <= limit:
+                parts = [(payload, created, n_good)]
+            else:
+                # Too big for one MQTT message: store the cycle as consecutive batches, each device whole.
+                parts = []
+                for i, (devs, evs) in enumerate(split_cycle(list(readings), events, limit, unsigned)):
+                    if self.signer is not None and parts:
+                        self.signer.committed(seq + i - 1)  # chain the next part to this one
+                    good = sum(1 for r in devs for v in r.values.values() if v.v is not None)
+                    parts.append((make(seq + i, devs, evs), created, good))
+                self.counters["split_cycles"] += 1
+            n_parts = len(parts)
             if self.ledger is not None:
-                self.ledger.record(payload)
-            return payload, created, n_good
+                for part in parts:
+                    self.ledger.record(part[0])
+            return parts[0] if len(parts) == 1 else parts
 
         counter_rows = self.tracker.take_dirty()
         seq = await asyncio.to_thread(self.outbox.append, build, counter_rows)
         if self.signer is not None:  # the chain head moves only with what the outbox really committed
             if seq is None:
+                self.signer.head = head0  # type: ignore[assignment]
                 self.signer.abandoned()
             else:
                 self.signer.committed(seq)
+        if seq is not None and n_parts > 1:
+            self.counters["batches"] += n_parts - 1
         self._poll_ms.append((time.perf_counter() - t0) * 1000.0)
         if seq is None:
             # drop_newest: nothing stored. Counter state moved on in memory; the next stored cycle
@@ -327,7 +355,19 @@ class Agent:
         if now >= self._health_due:
             self._health_due = now + self.clock.wall_seconds(self.cfg.gateway.health_interval_s)
             try:
-                self.publisher.publish_health(self.health().to_json())
+                h = self.health()
+                payload = h.to_json()
+                limit = self.publisher.max_payload_bytes(self.publisher.health_topic)
+                if len(payload) > limit:
+                    # Very many devices: report those that are not fine, as many as fit, and count the rest.
+                    devs = {k: v for k, v in h.devices.items() if v.state != "ok"}
+                    while True:
+                        metrics = {**h.metrics, "devices_not_listed": float(len(h.devices) - len(devs))}
+                        payload = h.model_copy(update={"devices": devs, "metrics": metrics}).to_json()
+                        if len(payload) <= limit or not devs:
+                            break
+                        devs = dict(list(devs.items())[: len(devs) // 2])
+                self.publisher.publish_health(payload)
             except Exception:  # health must never stop polling
                 log.exception("could not build the health report")
 
@@ -388,6 +428,44 @@ class Agent:
             "wall_time": time.time(),
             "pid": os.getpid(),
         }
+
+
+def split_cycle(readings: list[wire.DeviceReadings], events: list[wire.Event], limit: int,
+                serialise: Callable[[list[wire.DeviceReadings], list[wire.Event]], bytes]) -> list[tuple[list[wire.DeviceReadings], list[wire.Event]]]:
+    """Split one poll cycle into parts whose serialised batch is at most ``limit`` bytes.
+
+    Devices stay whole and in order; the cycle's events go with the first part. Parts are
+    packed greedily by each device's own JSON size, then checked with ``serialise`` (the
+    batch encoding without a signature; 512 bytes are kept free for one, whose integrity
+    field takes about 350) and halved again if one still does not fit. A single
+    device larger than ``limit`` (impossible with the configured minimum of 64 KiB and
+    profiles of at most 500 points) is kept as a part of its own; the publisher then holds
+    it with an error rather than send it.
+    """
+    envelope = len(serialise([], events)) + 2
+    budget = max(1, limit - envelope - 512)  # 512: room for a signature and the seq's digits
+    groups: list[list[wire.DeviceReadings]] = []
+    cur: list[wire.DeviceReadings] = []
+    used = 0
+    for r in readings:
+        size = len(r.model_dump_json(by_alias=True, exclude_none=True)) + 1
+        if cur and used + size > budget:
+            groups.append(cur)
+            cur, used = [], 0
+        cur.append(r)
+        used += size
+    if cur or not groups:
+        groups.append(cur)
+    parts: list[tuple[list[wire.DeviceReadings], list[wire.Event]]] = []
+    todo = [(grp, events if i == 0 else []) for i, grp in enumerate(groups)]
+    while todo:
+        devs, evs = todo.pop(0)
+        if len(devs) > 1 and len(serialise(devs, evs)) > limit - 512:
+            half = len(devs) // 2
+            todo[:0] = [(devs[:half], evs), (devs[half:], [])]
+            continue
+        parts.append((devs, evs))
+    return parts
 
 
 def write_stats(path: Path, stats: dict[str, Any]) -> None:

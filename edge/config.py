@@ -109,6 +109,12 @@ class MqttSection(_Model):
     resend_after_s: float = Field(default=30.0, gt=0)
     #: Reconnect attempts back off from 1 s to this.
     reconnect_max_s: float = Field(default=30.0, ge=1, le=3600)
+    #: Largest MQTT message the gateway sends, in KiB (topic and headers included). Keep it at or
+    #: below the broker's ``max_packet_size`` (4096 KiB in deploy/mosquitto/carbonedge.conf):
+    #: Mosquitto disconnects a client that sends more. A poll cycle that does not fit is stored
+    #: as several consecutive batches (each device whole, in one of them). When the broker
+    #: announces a smaller limit on connect, the smaller one applies.
+    max_message_kb: int = Field(default=4096, ge=64, le=262144)
 
     @model_validator(mode="after")
     def _password(self) -> MqttSection:

@@ -49,7 +49,10 @@ CREATE TABLE IF NOT EXISTS counters (
 _META_DEFAULTS = {"next_seq": "1", "watermark": "0", "bytes": "0", "boot_id": "", "state": "new",
                   "last_created": "0", "dropped_batches": "0", "dropped_readings": "0"}
 
-BuildFn = Callable[[int], tuple[bytes, int, int]]
+Part = tuple[bytes, int, int]  # payload, created_ms, readings
+#: ``build(seq)`` returns one part, or a list of parts stored as ``seq``, ``seq + 1``, ... in the same
+#: transaction (a poll cycle split to fit the broker's maximum message size).
+BuildFn = Callable[[int], Part | list[Part]]
 
 
 @dataclass(frozen=True)
@@ -131,32 +134,39 @@ class Outbox:
     def append(self, build: BuildFn, counter_rows: Iterable[tuple[str, str, float, float, int]] = (), *, size_hint: int = 0) -> int | None:
         """Allocate the next seq and store ``build(seq) -> (payload, created_ms, readings)`` with the counter state.
 
-        Returns the seq, or ``None`` when the outbox is full and the policy is ``drop_newest``
-        (nothing was stored; the caller reports the cycle in an ``overflow`` event).
+        ``build`` may return a list of parts: they get consecutive seqs and are committed together
+        (all or none). Returns the last seq stored, or ``None`` when the outbox is full and the
+        policy is ``drop_newest`` (nothing was stored; the caller reports the cycle in an
+        ``overflow`` event).
         """
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
             seq = self._meta("next_seq", c)
-            payload, created_ms, readings = build(seq)
-            size = len(payload)
+            built = build(seq)
+            parts = built if isinstance(built, list) else [built]
+            if not parts:
+                raise ValueError("build() returned no batch to store")
+            size = sum(len(p[0]) for p in parts)
             used = self._meta("bytes", c)
             if used + size > self.max_bytes:
                 if self.overflow == "drop_newest":
                     c.execute("COMMIT")
                     return None
                 used = self._drop_oldest(c, used + size - self.max_bytes, used)
-            c.execute("INSERT INTO batches (seq, created_ms, readings, payload, boot_id) VALUES (?,?,?,?,?)",
-                      (seq, created_ms, readings, payload, self._boot_id(c)))
+            boot_id = self._boot_id(c)
+            c.executemany("INSERT INTO batches (seq, created_ms, readings, payload, boot_id) VALUES (?,?,?,?,?)",
+                          [(seq + i, created_ms, readings, payload, boot_id) for i, (payload, created_ms, readings) in enumerate(parts)])
             c.executemany("INSERT OR REPLACE INTO counters VALUES (?,?,?,?,?)", list(counter_rows))
-            self._set(c, "next_seq", seq + 1)
+            last = seq + len(parts) - 1
+            self._set(c, "next_seq", last + 1)
             self._set(c, "bytes", used + size)
-            self._set(c, "last_created", created_ms)
+            self._set(c, "last_created", parts[-1][1])
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        return seq
+        return last
 
     def _boot_id(self, c: sqlite3.Connection) -> str:
         return str(c.execute("SELECT value FROM meta WHERE key='boot_id'").fetchone()[0])

@@ -54,6 +54,8 @@ class Publisher(threading.Thread):
         self._live_sent: set[int] = set()  # seqs sent ahead of the backlog on this connection
         self._last_progress = time.monotonic()
         self._acked_watermark = outbox.watermark
+        self._broker_max: int | None = None  # Maximum Packet Size the broker announced in CONNACK
+        self._held: set[int] = set()  # seqs too large for the broker, reported once each
 
         m = cfg.mqtt
         c = mqtt.Client(
@@ -90,6 +92,11 @@ class Publisher(threading.Thread):
             log.warning("broker refused connection: %s", rc)
             return
         g = self.cfg.gateway
+        announced = getattr(props, "MaximumPacketSize", None)
+        self._broker_max = int(announced) if announced else None
+        if self._broker_max is not None and self._broker_max < self.cfg.mqtt.max_message_kb * 1024:
+            log.warning("the broker accepts messages of at most %d kB (mqtt.max_message_kb is %d): poll cycles are split to fit",
+                        self._broker_max // 1024, self.cfg.mqtt.max_message_kb)
         client.subscribe(self.ack_topic, qos=1)
         client.publish(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="online", boot_id=self.boot_id, ts=int(time.time() * 1000)).to_json(), qos=1, retain=True)
         with self._lock:
@@ -189,7 +196,28 @@ class Publisher(threading.Thread):
         with self._lock:
             self._live_sent = {s for s in self._live_sent if s > self._sent_upto}
 
+    def max_payload_bytes(self, topic: str | None = None) -> int:
+        """Largest payload that fits one MQTT message on ``topic`` (telemetry by default).
+
+        The smaller of ``mqtt.max_message_kb`` and the broker's announced Maximum Packet Size,
+        less the topic and the PUBLISH packet's own header (at most 5 + 2 + 2 + 4 bytes, rounded up).
+        """
+        limit = self.cfg.mqtt.max_message_kb * 1024
+        if self._broker_max is not None:
+            limit = min(limit, self._broker_max)
+        return limit - len((topic or self.topic).encode()) - 32
+
     def _publish(self, seq: int, payload: bytes, *, ahead: bool = False) -> bool:
+        if len(payload) > self.max_payload_bytes():
+            # Mosquitto disconnects a client that sends a packet over its limit, so sending would
+            # only loop (reconnect, resend, disconnect). The batch stays on disk, unsent, and says so.
+            if seq not in self._held:
+                self._held.add(seq)
+                self.counters["oversize_held"] += 1
+                log.error("batch seq %d is %d kB, more than the broker accepts in one message (%d kB): it stays in the "
+                          "outbox and is not sent. Raise max_packet_size on the broker to at least %d kB; later batches wait behind it",
+                          seq, len(payload) // 1024, self.max_payload_bytes() // 1024, len(payload) // 1024 + 1)
+            return False
         info = self.client.publish(self.topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.counters["publish_errors"] += 1
@@ -204,6 +232,9 @@ class Publisher(threading.Thread):
     def publish_health(self, payload: bytes) -> None:
         """Self-health goes out at QoS 1 when connected; it is not stored (the next report supersedes it)."""
         if self._connected:
+            if len(payload) > self.max_payload_bytes(self.health_topic):
+                self.counters["health_too_large"] += 1
+                return
             self.client.publish(self.health_topic, payload, qos=1)
             self.counters["health_reports"] += 1
 
