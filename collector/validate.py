@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from pydantic import ValidationError
 
 from carbonedge import quantities, wire
@@ -189,7 +190,9 @@ class Validator:
     def _fast(self, site: str, gateway: str, payload: bytes) -> Validated:
         """Accept a plain batch (no events, no signature) or raise :class:`_Undecided`."""
         try:
-            d = json.loads(payload)
+            # orjson parses ~3x faster than json; it refuses NaN/Infinity literals and integers beyond
+            # 64 bits, which then take the model path and are rejected there with their reason.
+            d = orjson.loads(payload)
         except (ValueError, RecursionError) as exc:
             raise _Undecided from exc
         if type(d) is not dict or not d.keys() <= _BATCH_KEYS or d.get("events") or d.get("schema", wire.BATCH_SCHEMA) != wire.BATCH_SCHEMA:
