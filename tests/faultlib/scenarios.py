@@ -113,7 +113,7 @@ def broker_outage(env: Env) -> dict[str, Any]:
         drain = time.monotonic() - t0
         return _finish(pl, "broker_outage", {"faults": 1, "outage_plant_h": hours, "backlog_batches": backlog,
                                             "backlog_drain_s": round(drain, 2),
-                                            "backlog_drain_plant_h": round(drain * pl.speed / 3600, 2)})
+                                            "backlog_drain_batches_per_s": round(backlog / max(drain, 1e-3), 1)})
     finally:
         pl.close()
         broker.stop()
