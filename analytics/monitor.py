@@ -496,6 +496,9 @@ class PlantMonitor:
         if ps.idle_since is not None and (t_ms - ps.idle_since) / 1000.0 > idle_limit_s and P > model.standby_kw + max(self.s.min_excess_fraction * model.mean_kw, 0.5):
             exp = model.standby_kw
             worst = max(worst, 1.0 + 1e-9)
+            idle_for_s = (t_ms - ps.idle_since) / 1000.0
+        else:
+            idle_for_s = 0.0
         ex = P - exp
         ps.last_expected, ps.last_P = exp, P
         key = ("energy", name)
@@ -510,8 +513,10 @@ class PlantMonitor:
         if worst > 1.0 and (is_open or ps.over >= self.s.confirm_polls):
             idle = producing == 0
             kind = "idle_running" if idle else "excess_energy"
-            frac = ex / max(exp, 1e-9)
-            sev = "critical" if frac >= 0.5 or ex >= 0.5 * model.mean_kw else ("major" if frac >= 0.15 else "minor")
+            # The excess that raised the alert: the triggering window's average when it exceeds this poll's.
+            exc = worst_mean if worst_w and worst_mean > ex else ex
+            frac = exc / max(exp, 1e-9)
+            sev = "critical" if frac >= 0.5 or exc >= 0.5 * model.mean_kw else ("major" if frac >= 0.15 else "minor")
             subject = "the plant produces nothing" if self.procs[name].follows else "producing nothing"
             normal = "with the plant stopped" if self.procs[name].follows else "stopped"
             if worst_w and worst_mean > ex:
@@ -525,12 +530,15 @@ class PlantMonitor:
                 what = (f"{name} draws {P:,.0f} kW while {subject}; {normal}, it normally draws {exp:,.0f} kW"
                         if idle else f"{name} draws {P:,.0f} kW where its baseline for this production state is {exp:,.0f} kW ({100 * frac:+.0f} %)")
             if not is_open:
-                ps.wasted_kwh = max(ex, 0.0) * dt / 3600.0
+                # Energy above normal over the stretch that raised the alert (the window, or this poll).
+                # For idling, the whole idle stretch: the power now stood for all of it.
+                span_s = worst_w * (self.poll_s or dt) if exc is not ex else max(dt, idle_for_s)
+                ps.wasted_kwh = max(exc, 0.0) * span_s / 3600.0
                 events += self.alerts.open(t_ms, kind=kind, process=name, device=None, severity=sev, key=key, score=_score01(worst),
                                            message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal so far.", wasted_kwh=ps.wasted_kwh)
             else:
                 events += self.alerts.update(t_ms, key, severity=sev, score=_score01(worst), wasted_kwh=ps.wasted_kwh,
-                                             message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal since the alert opened.")
+                                             message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal so far.")
         elif is_open and worst < 0.7 and (t_ms - (ps.calm_since or t_ms)) >= self.s.resolve_minutes * 60_000:
             ps.calm_since = None
             for buf in ps.excess.values():
