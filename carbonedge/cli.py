@@ -376,9 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", help="plant start time, ISO 8601 (default: the scenario's, else now; ignored with --clock)")
     s.add_argument("--clock", help="virtual clock: start=ISO,speed=N[,origin=EPOCH] (default: the scenario's speed, else the wall clock)")
     s.add_argument("--site", help="site name in gateway.toml and plant.json (default: the scenario's, else demo-<plant>)")
-    s.add_argument("--gateway", default="gw1")
+    s.add_argument("--gateway", default="gw1", help="gateway id written into gateway.toml (default: gw1)")
     s.add_argument("--poll-interval", type=float, help="poll interval written into gateway.toml, plant seconds (default: the scenario's, else 60)")
-    s.add_argument("--sync-start", action="store_true", help="hold the initial state until every device was read once (exact ground-truth windows)")
+    s.add_argument("--sync-start", action="store_true", help="hold the initial state until every device was read three times (exact ground-truth windows)")
     s.add_argument("--out", default="sim-out", help="directory for devices.json, gateway.toml, plant.json, then truth.json and labels.jsonl")
     s.set_defaults(func=cmd_sim)
 

@@ -24,8 +24,8 @@ from carbonedge.services import Services
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
 WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
-# The simulator starts plant time once every device was read (--sync-start), up to one poll after the
-# clock's start, and then freezes at the end: the gateway keeps polling for a while past the end so that
+# The simulator starts plant time once every device was read three times (--sync-start), a few polls
+# after the clock's start, and then freezes at the end: the gateway keeps polling for a while past the end so that
 # its last readings see the final state even when a poll is slow or missed. A meter that missed two polls
 # in a row is retried after 1 s, then 2 s, ... of wall time (the gateway's backoff), which is many polls
 # on a fast clock: the tail lasts at least TAIL_WALL_S wall seconds so that such a meter is read again.

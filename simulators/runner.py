@@ -265,6 +265,10 @@ class _ServedDevice:
         self.source = source
         self.reads = 0
         self.first_read_wall: float | None = None
+        #: Requests of one full read (the gateway's coalesced read plan), and those served since ``count_from`` (wall).
+        self.blocks = max(1, len(profiles.read_plan(profile)))
+        self.count_from = 0.0
+        self.sync_requests = 0
 
     def simdata(self) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         from pymodbus.simulator import DataType, SimData
@@ -302,13 +306,18 @@ class _ServedDevice:
             off = p.address - start
             registers[off : off + p.width] = words
         self.reads += 1
+        now = time.time()
         if self.first_read_wall is None:
-            self.first_read_wall = time.time()
+            self.first_read_wall = now
+        if now >= self.count_from:
+            self.sync_requests += 1
         return None
 
 
 #: Wall seconds a silent device keeps a request hanging (longer than any sane gateway timeout).
 COMM_LOSS_HANG_S = 3.0
+#: Full reads of every device before a synchronised start lets plant time run (see :func:`run`).
+SYNC_READS = 3
 
 
 def _layout(sim: Simulation) -> list[list[Device]]:
@@ -350,9 +359,12 @@ async def run(
     """Serve ``sim`` until ``stop`` is set (or SIGTERM); returns the truth at the end.
 
     With ``sync_start`` the plant holds its initial state until every device has been
-    read once after the clock's origin (the gateway's first poll), and then runs with
-    that small offset: the first and the last readings then bracket exactly the
-    simulated period, so ground truth and metered totals cover the same interval.
+    read ``SYNC_READS`` times after the clock's origin (the gateway's first polls), and
+    then runs with that small offset: the first and the last readings then bracket
+    exactly the simulated period, so ground truth and metered totals cover the same
+    interval. One read is not enough: the simulator cannot see whether its answer
+    reached the gateway in time, and a first answer that arrives after the gateway's
+    timeout would leave the gateway's first good reading after the plant had started.
     """
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import SimDevice
@@ -397,20 +409,17 @@ async def run(
     if sync_start:
         for sd in served_all:
             sd.first_read_wall = None
+            sd.count_from = origin
+            sd.sync_requests = 0
     try:
         while not stop.is_set():
             now = clock.now()
             if offset is None:
                 # A device that is silent by scenario (comm_loss at the start) cannot hold the plant back.
-                firsts = [sd.first_read_wall for sd in served_all if not sd.source.silent]
-                if all(f is not None and f >= origin for f in firsts):
+                if all(sd.sync_requests >= SYNC_READS * sd.blocks for sd in served_all if not sd.source.silent):
                     offset = max(0.0, now - sim.start)
-                    log.info("every device was read once; plant time starts (offset %.1f s)", offset)
+                    log.info("every device was read %d times; plant time starts (offset %.1f s)", SYNC_READS, offset)
                 else:
-                    if any(f is not None and f < origin for f in firsts):
-                        for sd in served_all:
-                            if sd.first_read_wall is not None and sd.first_read_wall < origin:
-                                sd.first_read_wall = None
                     now = sim.start
             target = now - (offset or 0.0)
             while sim.t + sim.dt <= min(target, sim.end) + 1e-9:

@@ -475,6 +475,48 @@ def test_comm_loss_served_over_modbus_times_out_or_answers_with_an_exception(tmp
     assert "time out" in labels["quiet"]["expected_effect"] and "Modbus exception" in labels["refuses"]["expected_effect"]
 
 
+def test_synchronised_start_holds_the_plant_until_every_device_was_read_three_times(tmp_path):
+    """A first answer may reach the gateway after its timeout: plant time waits for three full reads of every device."""
+    import asyncio
+    import time
+
+    from carbonedge.clock import ClockSpec, VirtualClock
+    from edge.drivers import ModbusTcpDriver
+    from simulators import run
+    from simulators.runner import SYNC_READS
+
+    assert SYNC_READS == 3
+    start = parse_time(T0)
+    sim = Simulation.from_scenario(scenario("steel", 1))
+
+    async def scenario_run() -> tuple[list[float], float]:
+        clock = VirtualClock(ClockSpec(start=start, speed=600.0, origin=time.time()))
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(sim, clock, tmp_path, stop=stop, sync_start=True))
+        while not (tmp_path / "ready").exists():
+            await asyncio.sleep(0.02)
+        drivers = [ModbusTcpDriver(d["id"], profiles.get_profile(d["profile"]), d["host"], d["port"], d["unit_id"], 1.0)
+                   for d in json.loads((tmp_path / "devices.json").read_text())]
+        held = []
+        for _ in range(SYNC_READS):
+            await asyncio.sleep(0.3)  # three minutes of clock time between polls
+            held.append(sim.t)
+            for drv in drivers:
+                await drv.read()
+        await asyncio.sleep(0.3)
+        running = sim.t
+        for drv in drivers:
+            drv.close()
+        stop.set()
+        await task
+        return held, running
+
+    held, running = asyncio.run(scenario_run())
+    assert held == [start] * SYNC_READS  # held through the first polls, although the clock ran on
+    assert running > start + 60  # runs once every device was read three times
+    assert (tmp_path / "truth.csv").read_text().splitlines()[1].startswith("2026-01-05T00:00:00Z,0.000000")
+
+
 def test_clock_faults_shift_gateway_timestamps_and_expose_the_gateway_clock(tmp_path):
     sc = scenario("steel", 3, [{"kind": "clock_offset", "start": "1h", "end": "2h", "offset_s": 90},
                                {"kind": "clock_step", "start": "2h30m", "step_s": -300}])
