@@ -63,7 +63,8 @@ def cmd_sim(a: argparse.Namespace) -> int:
         sc = replace(sc, start=parse_time(a.start))
     if a.clock:
         spec = ClockSpec.parse(a.clock)
-        sc = replace(sc, start=spec.start)
+        if not a.start:
+            sc = replace(sc, start=spec.start)
         clock: Any = VirtualClock(spec)
     elif sc.speed != 1.0:
         clock = VirtualClock(ClockSpec(start=sc.start, speed=sc.speed, origin=time.time()))
@@ -373,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plant", choices=["steel", "battery"], help="which plant (default: the scenario's, else steel)")
     s.add_argument("--seed", type=int, help="random seed (default: the scenario's, else 7)")
     s.add_argument("--duration", type=_duration, help="plant time to simulate, e.g. 24h (default: the scenario's, else 24h)")
-    s.add_argument("--start", help="plant start time, ISO 8601 (default: the scenario's, else now; ignored with --clock)")
+    s.add_argument("--start", help="plant start time, ISO 8601 (default: the clock's start with --clock, else the scenario's, else now)")
     s.add_argument("--clock", help="virtual clock: start=ISO,speed=N[,origin=EPOCH] (default: the scenario's speed, else the wall clock)")
     s.add_argument("--site", help="site name in gateway.toml and plant.json (default: the scenario's, else demo-<plant>)")
     s.add_argument("--gateway", default="gw1", help="gateway id written into gateway.toml (default: gw1)")

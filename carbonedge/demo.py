@@ -24,13 +24,17 @@ from carbonedge.services import Services
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
 WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
-# The simulator starts plant time once every device was read three times (--sync-start), a few polls
-# after the clock's start, and then freezes at the end: the gateway keeps polling for a while past the end so that
+# The simulator starts plant time once every device was read three times (--sync-start) and the clock has
+# reached the start, and then freezes at the end: the gateway keeps polling for a while past the end so that
 # its last readings see the final state even when a poll is slow or missed. A meter that missed two polls
 # in a row is retried after 1 s, then 2 s, ... of wall time (the gateway's backoff), which is many polls
 # on a fast clock: the tail lasts at least TAIL_WALL_S wall seconds so that such a meter is read again.
 TAIL_POLLS = 3
 TAIL_WALL_S = 4.0
+# The gateway starts polling LEAD_POLLS cycles before plant time starts: its first readings of every
+# device are taken (and held by the simulator until each device was read three times) before the plant
+# moves, so a slow first answer costs nothing and plant time equals gateway time.
+LEAD_POLLS = 10
 
 
 def tail_polls(speed: float, poll_interval_s: float) -> int:
@@ -87,7 +91,8 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
     site = f"demo-{plant}"
     duration = hours * 3600.0
     tail = tail_polls(speed, poll_interval_s)
-    wall_estimate = (duration + tail * poll_interval_s) / speed
+    lead_s = LEAD_POLLS * poll_interval_s
+    wall_estimate = (lead_s + duration + tail * poll_interval_s) / speed
     _say(f"carbonedge demo: {plant} plant, {hours:g} h of plant operation at {speed:g}x (about {wall_estimate + WARMUP_S + 10:.0f} s)")
 
     t0 = time.monotonic()
@@ -98,11 +103,11 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         _say(f"      Mosquitto 127.0.0.1:{services.mqtt.port}, InfluxDB {services.influx.url}")
         start = parse_time(DEMO_START)
         end = start + duration
-        spec = ClockSpec(start=start, speed=speed, origin=time.time() + WARMUP_S)
+        spec = ClockSpec(start=start - lead_s, speed=speed, origin=time.time() + WARMUP_S)
 
         _say(f"[2/5] Starting the {plant} plant simulator (seed {seed}) ...")
         sim_dir = run_dir / "sim"
-        sim = _Proc("sim", ["sim", "--plant", plant, "--seed", str(seed), "--clock", spec.to_arg(), "--duration", str(duration),
+        sim = _Proc("sim", ["sim", "--plant", plant, "--seed", str(seed), "--clock", spec.to_arg(), "--start", iso(start), "--duration", str(duration),
                             "--site", site, "--out", str(sim_dir), "--poll-interval", str(poll_interval_s), "--sync-start"], logs)
         procs.append(sim)
         while not (sim_dir / "ready").exists():
@@ -131,7 +136,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
             now = time.time()
             if now - last >= 5.0:
                 last = now
-                plant_t = min(max(start + (now - spec.origin) * speed, start), end)
+                plant_t = min(max(spec.start + (now - spec.origin) * speed, start), end)
                 pct = 100.0 * (plant_t - start) / duration
                 stored = count_readings(services, site)
                 _say(f"      plant time {iso(plant_t)[:16].replace('T', ' ')}  {pct:5.1f} %   readings in InfluxDB: {stored:,}")
@@ -152,7 +157,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         from analytics import InfluxReader, energy_intensity
 
         plant_model = json.loads((sim_dir / "plant.json").read_text())
-        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int(start * 1000), int((end + (tail + 1) * poll_interval_s) * 1000)).as_dict()
+        figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int((start - lead_s) * 1000), int((end + (tail + 1) * poll_interval_s) * 1000)).as_dict()
         in_db = count_readings(services, site)
         published = int(gstats.get("readings", 0))
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
