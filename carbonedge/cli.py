@@ -351,7 +351,10 @@ def cmd_grafana_check(a: argparse.Namespace) -> int:
     return 0 if bad == 0 else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; ``lean`` leaves out the analytics sub-commands whose import loads numpy
+    (~23 MB), so that the long-running ``edge`` and ``collect`` processes stay small (a gateway on a
+    Raspberry Pi has a 100 MB budget, docs/benchmarks.md)."""
     p = argparse.ArgumentParser(prog="carbonedge", description="Energy and carbon monitoring for steel and battery-cell plants.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -472,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bl.set_defaults(func=cmd_analyze_baseline)
 
-    from analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
+    if not lean:
+        from analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
 
-    add_analyze_commands(asub)
+        add_analyze_commands(asub)
 
     rp = sub.add_parser("report", help="carbon and optimisation report (HTML, report.json, CBAM / battery exports)",
                         description="Scope 1/2 carbon accounts per meter, process and product, product footprints, EU CBAM (steel) or EU Battery "
@@ -559,7 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    args = sys.argv[1:] if argv is None else argv
+    command = next((x for x in args if not x.startswith("-")), None)
+    parser = build_parser(lean=command in ("edge", "collect"))
     a = parser.parse_args(argv)
     _setup_logging(a.verbose)
     try:
