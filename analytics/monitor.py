@@ -199,7 +199,7 @@ class _ProcState:
     # Scoring state.
     last_prod_ms: int | None = None
     prod_hist: deque[tuple[int, float]] = field(default_factory=deque)
-    excess: dict[tuple[tuple[int, int], int], deque[float]] = field(default_factory=dict)
+    excess: dict[tuple[tuple[int, int], int], deque[tuple[int, float]]] = field(default_factory=dict)
     wasted_kwh: float = 0.0
     idle_since: int | None = None
     quiet_since: int | None = None  # start of the current not-producing stretch
@@ -449,6 +449,13 @@ class PlantMonitor:
                 producing |= self._own_state(other, t_ms, m.window_s)[0]
         return producing, float(producing)
 
+    def _plant_producing_without(self, name: str, t_ms: int) -> bool:
+        """Is any other production line producing now (within its own cadence)?"""
+        for other, m in self.models.items():
+            if other != name and self.procs[other].follows is None and self._own_state(other, t_ms, m.window_s)[0]:
+                return True
+        return False
+
     def _score(self, name: str, t_ms: int, dt: float, P: float, prod: float, running: float, events: list[AlertEvent]) -> None:
         model = self.models.get(name)
         if model is None:
@@ -475,7 +482,11 @@ class PlantMonitor:
         # little (a furnace melts the first heat of a shift before anything is tapped); how long it
         # lasts is the signal, and the idle-duration rule below judges that.
         in_progress = model.uses_running and producing == 0 and run_flag == 1
-        if grp is not None and (settling or in_progress):
+        # A line stopped while the rest of the plant produces (breakdown, starved, blocked) keeps its
+        # auxiliaries ready to restart: the standby learned mostly with the plant down does not apply.
+        # Running like that is still judged by the idle-duration rule.
+        waiting = producing == 0 and self.procs[name].follows is None and self._plant_producing_without(name, t_ms)
+        if grp is not None and (settling or in_progress or waiting):
             exp = model.expected(grp, rate)
         elif grp is not None:
             exp = model.expected(grp, rate)
@@ -485,9 +496,11 @@ class PlantMonitor:
                 if g != grp:
                     continue
                 buf = ps.excess.setdefault((g, w), deque(maxlen=w))
-                buf.append(P - exp)
-                if len(buf) == w:
-                    m = _window_excess(np.fromiter(buf, dtype=float, count=w))
+                buf.append((t_ms, P - exp))
+                # A window is judged only when its intervals are recent: an hour of standby last
+                # night says nothing about the standby that started five minutes ago.
+                if len(buf) == w and t_ms - buf[0][0] <= 1.5 * w * (self.poll_s or dt) * 1000:
+                    m = _window_excess(np.fromiter((x for _, x in buf), dtype=float, count=w))
                     r = m / thr
                     if r > worst:
                         worst, worst_w, worst_mean = r, w, m
@@ -532,7 +545,7 @@ class PlantMonitor:
             if not is_open:
                 # Energy above normal over the stretch that raised the alert (the window, or this poll).
                 # For idling, the whole idle stretch: the power now stood for all of it.
-                span_s = worst_w * (self.poll_s or dt) if exc is not ex else max(dt, idle_for_s)
+                span_s = worst_w * (self.poll_s or dt) if worst_w else max(dt, idle_for_s)
                 ps.wasted_kwh = max(exc, 0.0) * span_s / 3600.0
                 events += self.alerts.open(t_ms, kind=kind, process=name, device=None, severity=sev, key=key, score=_score01(worst),
                                            message=f"{what}. About {ps.wasted_kwh:,.0f} kWh above normal so far.", wasted_kwh=ps.wasted_kwh)
