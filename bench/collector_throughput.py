@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -95,6 +96,34 @@ def _publisher(site: str, port: int, gateways: int, cycles: int, ready: mp.Event
     c.loop_stop()
 
 
+class CpuMeter:
+    """CPU seconds used by named processes between :meth:`start` and :meth:`stop` (user + system)."""
+
+    def __init__(self, procs: dict[str, list[int]]) -> None:
+        self.procs = {name: [psutil.Process(pid) for pid in pids if pid] for name, pids in procs.items()}
+        self.t0: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _now(self, name: str) -> float:
+        total = 0.0
+        for p in self.procs[name]:
+            try:
+                ct = p.cpu_times()
+                total += ct.user + ct.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def start(self) -> None:
+        self.t0 = {n: self._now(n) for n in self.procs}
+
+    def stop(self) -> None:
+        self.used = {n: self._now(n) - self.t0[n] for n in self.procs}
+
+    def report(self, wall: float) -> str:
+        return ", ".join(f"{n} {v:.1f} s ({100 * v / wall:.0f} % of a core)" for n, v in self.used.items())
+
+
 class Publisher:
     def __init__(self, site: str, port: int, gateways: int, cycles: int) -> None:
         ctx = mp.get_context("spawn")
@@ -148,11 +177,15 @@ def ceiling(svc: Services, gateways: int, cycles: int) -> tuple[float, int]:
             lines.extend(batch_lines(b))
     bodies = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
     s = requests.Session()
+    cpu = CpuMeter({"influxd": [svc.influx.pid or 0], "writer": [os.getpid()]})
+    cpu.start()
     t0 = time.perf_counter()
     for body in bodies:
         r = s.post(f"{svc.influx.url}/write", params={"db": db, "precision": "ms"}, data=body, timeout=120)
         assert r.status_code == 204, r.text
     dt = time.perf_counter() - t0
+    cpu.stop()
+    print(f"    CPU during the ceiling run ({dt:.1f} s, load average {os.getloadavg()[0]:.1f}): {cpu.report(dt)}", flush=True)
     got = count_readings(svc.influx.url, db)
     assert got == readings, f"ceiling run: {got} of {readings} readings landed"
     return readings / dt, readings
@@ -211,13 +244,19 @@ def collector_run(svc: Services, work: Path, gateways: int, cycles: int, process
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         for i, p in enumerate(procs):
             out = Path(__file__).resolve().parent / f"profile-collector-{processes}-{i}.txt"
-            spies.append(subprocess.Popen([spy, "record", "--pid", str(p.pid), "-f", "raw", "-r", "100", "-o", str(out)],
+            spies.append(subprocess.Popen([spy, "record", "--pid", str(p.pid), "--threads", "-f", "raw", "-r", "100", "-o", str(out)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
     site = f"{SITE}-{processes}"
     pub = Publisher(site, svc.mqtt.port, gateways, cycles)
+    cpu = CpuMeter({"collector": [p.pid for p in procs], "influxd": [svc.influx.pid or 0], "mosquitto": [svc.mqtt.pid or 0],
+                    "publisher": [pub.p.pid or 0]})
+    cpu.start()
     t_start = pub.start()
     t_end = wait_acks(site, svc.mqtt.port, gateways, cycles, timeout=1800)
+    cpu.stop()
+    print(f"    CPU during the run ({t_end - t_start:.1f} s, load average {os.getloadavg()[0]:.1f}): {cpu.report(t_end - t_start)}; "
+          f"collector {1e6 * cpu.used['collector'] / expected:.2f} CPU-µs per reading", flush=True)
     pub.finish()
     for spy_p in spies:
         spy_p.send_signal(signal.SIGINT)
@@ -278,19 +317,21 @@ def nodered_run(svc: Services, work: Path, gateways: int, cycles: int, expected_
   externalModules: {{ autoInstall: false, palette: {{ allowInstall: false }} }}, editorTheme: {{ projects: {{ enabled: false }} }},
   logging: {{ console: {{ level: "info", metrics: false, audit: false }} }} }};""")
     influx_port = int(svc.influx.url.rsplit(":", 1)[1])
+    # Node ids must not equal any node's type or property value (Node-RED 4 then reports a
+    # "circular config node dependency" and starts nothing): hence the cb- prefix.
     flow = [
-        {"id": "tab", "type": "tab", "label": "bench"},
-        {"id": "broker", "type": "mqtt-broker", "broker": "127.0.0.1", "port": str(svc.mqtt.port), "clientid": "nodered-bench",
+        {"id": "cb-tab", "type": "tab", "label": "bench"},
+        {"id": "cb-broker", "type": "mqtt-broker", "broker": "127.0.0.1", "port": str(svc.mqtt.port), "clientid": "nodered-bench",
          "protocolVersion": "4", "keepalive": "60", "cleansession": True},
-        {"id": "influx", "type": "influxdb", "hostname": "127.0.0.1", "port": str(influx_port), "protocol": "http", "database": db,
+        {"id": "cb-influx", "type": "influxdb", "hostname": "127.0.0.1", "port": str(influx_port), "protocol": "http", "database": db,
          "name": "", "usetls": False, "influxdbVersion": "1.x"},
-        {"id": "in", "type": "mqtt in", "z": "tab", "topic": "carbonedge/v1/+/+/telemetry", "qos": "1", "datatype": "json",
-         "broker": "broker", "nl": False, "rap": True, "inputs": 0, "wires": [["fn"]]},
-        {"id": "fn", "type": "function", "z": "tab", "func": FLOW_FN, "outputs": 1, "wires": [["join"]]},
-        {"id": "join", "type": "join", "z": "tab", "mode": "custom", "build": "array", "property": "payload", "propertyType": "msg",
-         "count": "50", "timeout": "0.5", "joiner": "\\n", "joinerType": "str", "accumulate": False, "wires": [["flat"]]},
-        {"id": "flat", "type": "function", "z": "tab", "func": FLATTEN_FN, "outputs": 1, "wires": [["out"]]},
-        {"id": "out", "type": "influxdb batch", "z": "tab", "influxdb": "influx", "precision": "ms", "retentionPolicy": "", "name": "",
+        {"id": "cb-in", "type": "mqtt in", "z": "cb-tab", "topic": "carbonedge/v1/+/+/telemetry", "qos": "1", "datatype": "json",
+         "broker": "cb-broker", "nl": False, "rap": True, "inputs": 0, "wires": [["cb-fn"]]},
+        {"id": "cb-fn", "type": "function", "z": "cb-tab", "func": FLOW_FN, "outputs": 1, "wires": [["cb-join"]]},
+        {"id": "cb-join", "type": "join", "z": "cb-tab", "mode": "custom", "build": "array", "property": "payload", "propertyType": "msg",
+         "count": "50", "timeout": "0.5", "joiner": "\\n", "joinerType": "str", "accumulate": False, "wires": [["cb-flat"]]},
+        {"id": "cb-flat", "type": "function", "z": "cb-tab", "func": FLATTEN_FN, "outputs": 1, "wires": [["cb-out"]]},
+        {"id": "cb-out", "type": "influxdb batch", "z": "cb-tab", "influxdb": "cb-influx", "precision": "ms", "retentionPolicy": "", "name": "",
          "wires": []},
     ]
     (user / "flows.json").write_text(json.dumps(flow))

@@ -13,7 +13,7 @@ Each device has 30 float32 registers (one coalesced 60-register read): 21 gauges
 cumulative counters that grow every second (the counter tracker runs on them).
 
 Last line: ``tags_per_s=… cpu_pct=… rss_mb=…`` where tags/s counts good values committed
-to the outbox during the measured window, cpu_pct is the gateway process's CPU time over
+to the outbox during the measured window, over the span of those cycles' commit times, cpu_pct is the gateway process's CPU time over
 that window as a percentage of one core, and rss_mb its peak resident set.
 
 Usage: ``.venv/bin/python bench/edge_scale.py [--devices 500] [--seconds 60] [--profile]``
@@ -124,10 +124,12 @@ class Acker:
     """Acknowledges every batch it sees (highest contiguous seq), reading only the seq from the payload."""
 
     SEQ = re.compile(rb'"seq":(\d+)')
+    CREATED = re.compile(rb'"created":(\d+)')
 
     def __init__(self, port: int) -> None:
         self.seen: set[int] = set()
         self.good: dict[int, int] = {}  # seq -> good values in it
+        self.created: dict[int, int] = {}  # seq -> when the gateway committed it (ms)
         self.watermark = 0
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acker", protocol=mqtt.MQTTv5)
         c.on_connect = lambda client, *a: client.subscribe(wire.telemetry_topic("bench", "gw1"), qos=1)
@@ -143,6 +145,9 @@ class Acker:
             return
         seq = int(m.group(1))
         self.good[seq] = msg.payload.count(b'"q":"good"')
+        c = self.CREATED.search(msg.payload, 0, 400)
+        if c is not None:
+            self.created[seq] = int(c.group(1))
         self.seen.add(seq)
         while self.watermark + 1 in self.seen:
             self.watermark += 1
@@ -231,9 +236,12 @@ def main() -> int:
         cycles = seq1 - seq0
         good = sum(acker.good.get(s, 0) for s in range(seq0 + 1, seq1 + 1))
         per_cycle = good / max(1, cycles)
-        tags_per_s = good / elapsed
+        # The rate over the cycles' own commit times: the window's edges fall between 1 s cycles, so
+        # dividing by the sampling window would count 60 or 61 cycles in "60.4 s" by chance.
+        span_s = (acker.created[seq1] - acker.created[seq0]) / 1000.0 if seq0 in acker.created and seq1 in acker.created else elapsed
+        tags_per_s = good / span_s
         cpu_pct = 100.0 * (c1.user + c1.system - c0.user - c0.system) / elapsed
-        print(f"cycles committed in the window: {cycles} in {elapsed:.1f} s; good values per cycle {per_cycle:.0f}; "
+        print(f"cycles committed in the window: {cycles} in {elapsed:.1f} s (commit times span {span_s:.1f} s); good values per cycle {per_cycle:.0f}; "
               f"read errors {stats.get('read_errors', 0)}; skipped cycles {stats.get('skipped_cycles', 0)}; "
               f"published {stats.get('mqtt.published', 0)}; acked up to {acker.watermark} of {stats['last_seq']}")
         if a.profile and (work / "profile.txt").exists():

@@ -84,6 +84,7 @@ _BOOT_ID = re.compile(r"[0-9a-f]{8,32}").fullmatch
 _BATCH_KEYS = frozenset({"schema", "site", "gateway", "boot_id", "seq", "created", "devices", "events"})
 _DEVICE_KEYS = frozenset({"device", "ts", "status", "error", "tags", "values"})
 _VALUE_KEYS = frozenset({"v", "u", "q"})
+_MISSING = object()
 _STATUSES = frozenset({"ok", "partial", "timeout", "error"})
 _QUALITIES = frozenset({"good", "uncertain", "bad"})
 _UNITS = {name: q.unit for name, q in quantities.QUANTITIES.items()}
@@ -219,9 +220,19 @@ class Validator:
                 if type(v) is not str or not _TAG_KEY(k) or not _TAG_VALUE(v) or k in wire.RESERVED_TAGS:
                     raise _Undecided
             parts: list[str] = []
+            add = parts.append
             bad = 0
             for q, val in values.items():
-                if type(val) is not dict or not val.keys() <= _VALUE_KEYS or val.get("u") != units.get(q) or val.get("q", "good") not in _QUALITIES:
+                if type(val) is not dict:
+                    raise _Undecided
+                # The common case first: exactly {v, u, q}, good, a float, the quantity's unit
+                # (orjson never yields NaN or infinity, so a float here is finite).
+                if len(val) == 3 and val.get("q") == "good":
+                    v = val.get("v", _MISSING)
+                    if type(v) is float and val.get("u") == units.get(q, _MISSING):
+                        add(f"{q}={v!r}")
+                        continue
+                if not val.keys() <= _VALUE_KEYS or val.get("u") != units.get(q) or val.get("q", "good") not in _QUALITIES:
                     raise _Undecided
                 v = val.get("v")
                 if type(v) is float:
