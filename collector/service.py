@@ -103,8 +103,8 @@ class _Archive(Archive):
     """The integrity archive (:class:`carbonedge.integrity.Archive`), its lines encoded with orjson.
 
     Same records, same JSON values, read back by the same verifier; orjson encodes the raw payload
-    (a JSON text inside a JSON string: every quote escaped) about ten times faster than ``json``,
-    which was a fifth of the collector's CPU time at 150,000 readings/s (bench/collector_throughput.py).
+    (a JSON text inside a JSON string: every quote escaped) much faster than ``json``, which took
+    about 7 % of the collector's CPU samples (py-spy, bench/collector_throughput.py --profile).
     """
 
     def append(self, records: Iterable[tuple[str, str, int, bytes]]) -> int:
