@@ -103,7 +103,7 @@ class _Archive(Archive):
     """The integrity archive (:class:`carbonedge.integrity.Archive`), its lines encoded with orjson.
 
     Same records, same JSON values, read back by the same verifier; orjson encodes the raw payload
-    (a JSON text inside a JSON string: every quote escaped) much faster than ``json``, which took
+    (a JSON text inside a JSON string: every quote escaped) 1.2-2x faster than ``json``, which took
     about 7 % of the collector's CPU samples (py-spy, bench/collector_throughput.py --profile).
     """
 
