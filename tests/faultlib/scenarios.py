@@ -206,6 +206,7 @@ def gateway_power_cut(env: Env) -> dict[str, Any]:
     pl = Pipeline(env.root / "gateway_power_cut", "f-power", env.services.mqtt.port, env.services.influx.url, env.services.database)
     cuts = int(_sizes(env, 3, 50))
     dropped = torn_tx = 0
+    cut_ms: list[int] = []
     try:
         pl.start_collector()
         pl.start_gateway()
@@ -213,13 +214,21 @@ def gateway_power_cut(env: Env) -> dict[str, Any]:
         for _ in range(cuts):
             time.sleep(rng.uniform(0.02, 0.4))
             pl.kill("gw1")
+            cut_ms.append(int(pl.now() * 1000))
             n = drop_unsynced_wal_tail(pl.data_dir("gw1") / "outbox.sqlite", rng)
             dropped += n
             torn_tx += n > 0
             time.sleep(rng.uniform(0.1, 0.4))  # down for 2-8 poll cycles of plant time
             pl.start_gateway()
             _streaming(pl, 2)
-        return _finish(pl, "gateway_power_cut", {"faults": cuts, "cuts_inside_a_transaction": torn_tx, "wal_bytes_dropped": dropped})
+        r = _finish(pl, "gateway_power_cut", {"faults": cuts, "cuts_inside_a_transaction": torn_tx, "wal_bytes_dropped": dropped})
+        # Every cut must lie inside the span of a committed gap record (a cut before the restarted gateway's first
+        # commit is covered by the next boot's record, which spans both).
+        spans = [(int(e.detail.get("from_ms") or 0), int(e.detail.get("to_ms") or 0))
+                 for b in read_ledger(pl.ledger("gw1"))[0].values() for e in b.events if e.kind == "gap"]
+        r["gap_records"] = len(spans)
+        r["cuts_without_gap_record"] = sum(1 for t in cut_ms if not any(a <= t <= b for a, b in spans))
+        return r
     finally:
         pl.close()
 
