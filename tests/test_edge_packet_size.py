@@ -169,3 +169,33 @@ def test_split_cycle_keeps_devices_whole_and_events_first():
     assert [d.device for devs, _ in parts for d in devs] == [f"d{i}" for i in range(400)]
     assert parts[0][1] == events and all(evs == [] for _, evs in parts[1:])
     assert all(len(ser(devs, evs)) <= 4096 - 512 for devs, evs in parts)
+
+
+def test_split_parts_of_a_signed_cycle_chain_like_any_other_batches(tmp_path):
+    """Each part is signed and chained to the one before; the chain continues across cycles."""
+    from carbonedge import integrity
+
+    key_path = tmp_path / "gw.key"
+    key = integrity.generate_key(key_path)
+    cfg = GatewayConfig.model_validate({
+        **_config("signed", 1883, tmp_path / "edge", max_message_kb=64).model_dump(mode="json", exclude={"gateway"}),
+        "gateway": {"site": "signed", "id": "gw1", "poll_interval_s": 60, "data_dir": str(tmp_path / "edge"), "signing_key": str(key_path)},
+    })
+    clock = VirtualClock(ClockSpec(start=START, speed=1.0, origin=time.time()))
+    agent = Agent(cfg, clock=clock)  # never started: poll_once commits to the outbox, nothing is sent
+
+    async def three_cycles() -> None:
+        for _ in range(3):
+            await agent.poll_once()
+
+    asyncio.run(three_cycles())
+    batches = [wire.Batch.model_validate_json(p) for _, p in agent.outbox.pending(0, 100)]
+    assert len(batches) >= 9 and agent.counters["split_cycles"] == 3  # three cycles of >= 3 parts
+    trusted = [integrity.TrustedKey(key.public_key(), integrity.key_id(key.public_key()))]
+    prev = None
+    for b in batches:
+        check = integrity.check_batch(b, trusted)
+        assert check.status == "ok", (b.seq, check.status)
+        assert b.integrity is not None and (prev is None or b.integrity.prev == prev), f"chain broken at seq {b.seq}"
+        prev = check.link
+    agent.outbox.close()

@@ -102,6 +102,7 @@ def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_ti
         task = asyncio.create_task(agent.run(stop=stop))
         await asyncio.to_thread(_wait, lambda: acker.watermark >= 10 and acker.health, 30, "first batches and a health report")
         outage["from"] = clock.now()
+        outage["last_before"] = agent.outbox.last_seq
         await asyncio.to_thread(broker.stop)
         await asyncio.sleep(6.0)  # 2 h of plant time without a broker
         outage["to"] = clock.now()
@@ -122,14 +123,24 @@ def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_ti
     last = agent.outbox.last_seq
     assert sorted(acker.batches) == list(range(1, last + 1))  # every committed cycle arrived, none lost
     # In order: apart from the live cycles sent ahead of the backlog, arrivals are strictly increasing.
+    # Cycles the broker had accepted but not yet delivered when it was stopped (it keeps no state
+    # here) arrive again from the outbox later, so the cycles just before the outage may also show
+    # up as "ahead" of them.
     ahead = {s for i, s in enumerate(acker.order) if any(t < s for t in acker.order[i + 1:])}
     rest = [s for s in acker.order if s not in ahead]
     assert rest == sorted(rest)
-    assert 1 <= len(ahead) <= agent.publisher.counters["sent_ahead"]
-    # Original timestamps: one batch per 60 s of plant time straight through the outage, all devices present.
+    sent_ahead = {s for s in ahead if s > outage["last_before"] + cfg.mqtt.max_inflight}
+    assert 1 <= len(sent_ahead) <= agent.publisher.counters["sent_ahead"]
+    # Original timestamps: one batch per 60 s of plant time straight through the outage, all devices
+    # present. A cycle the gateway skipped because it fell behind (a loaded test machine at 1200x)
+    # must be explained by a gap event in the next batch.
     ts = [min(d.ts for d in acker.batches[s].devices) for s in range(1, last + 1)]
-    steps = {round((b - a) / 60_000) for a, b in zip(ts, ts[1:])}
-    assert steps == {1}, steps
+    for s, (a, b) in enumerate(zip(ts, ts[1:]), start=2):
+        step = round((b - a) / 60_000)
+        if step != 1:
+            gaps = [e.detail for e in acker.batches[s].events if e.kind == "gap"]
+            assert step > 1 and any(g["missed_cycles"] == step - 1 for g in gaps), (s, step, gaps)
+    assert agent.counters["skipped_cycles"] <= 5, "the gateway fell far behind its schedule"
     during = [s for s in range(1, last + 1) if outage["from"] * 1000 < ts[s - 1] < outage["to"] * 1000]
     assert len(during) >= 60  # about two plant hours of cycles were polled while the broker was down
     for s in during:
