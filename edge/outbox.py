@@ -1,5 +1,8 @@
 """Durable outbox on the gateway's disk: one SQLite (WAL) row per committed poll cycle.
 
+(A cycle too large for one MQTT message is stored as several rows with consecutive seqs, in the
+same transaction: see ``mqtt.max_message_kb`` in docs/edge.md.)
+
 Guarantees, each one tested:
 
 - **Group commit, atomic state.** One transaction per poll cycle stores the batch,
