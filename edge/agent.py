@@ -29,7 +29,7 @@ from carbonedge.errors import MeterReadError
 from edge.config import DeviceConfig, GatewayConfig
 from edge.counters import CounterTracker
 from edge.drivers import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine, SimulatedDriver
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxWriteError
 from edge.publisher import Publisher
 
 log = logging.getLogger("carbonedge.edge")
@@ -80,7 +80,7 @@ class Agent:
         self.counters: Counter[str] = Counter()
         self._cycle = 0
         self._pending_events: list[wire.Event] = []
-        self._dropped_run: dict[str, int] = {}  # drop_newest: cycles refused since the last stored batch
+        self._dropped_run: dict[str, Any] = {}  # drop_newest: cycles refused since the last stored batch
         self._poll_ms: list[float] = []
         self._health_due = 0.0
         self._gap_checked = False
@@ -233,7 +233,7 @@ class Agent:
                 "policy": "drop_newest", "discarded_cycles": self._dropped_run["cycles"],
                 "discarded_readings": self._dropped_run["readings"], "from_ms": self._dropped_run["from_ms"],
                 "to_ms": self._dropped_run["to_ms"],
-                "reason": "gateway outbox full; new poll cycles were not stored"}))
+                "reason": self._dropped_run.get("reason", "gateway outbox full; new poll cycles were not stored")}))
         n_good = sum(1 for r in readings for v in r.values.values() if v.v is not None)
         n_bad = sum(1 for r in readings for v in r.values.values() if v.v is None)
 
@@ -271,7 +271,11 @@ class Agent:
             return parts[0] if len(parts) == 1 else parts
 
         counter_rows = self.tracker.take_dirty()
-        seq = await asyncio.to_thread(self.outbox.append, build, counter_rows)
+        refused = ""
+        try:
+            seq = await asyncio.to_thread(self.outbox.append, build, counter_rows)
+        except OutboxWriteError as exc:  # disk full: keep running (the backlog still drains), count the cycle
+            seq, refused = None, str(exc)
         if self.signer is not None:  # the chain head moves only with what the outbox really committed
             if seq is None:
                 self.signer.head = head0  # type: ignore[assignment]
@@ -291,9 +295,16 @@ class Agent:
             self._dropped_run = run
             self.counters["dropped_cycles"] += 1
             self.counters["dropped_readings"] += n_good
+            if refused:
+                run["reason"] = "the gateway's disk refused the write (full?); poll cycles were not stored"
+                self.counters["disk_refused_cycles"] += 1
             if run["cycles"] in (1, 100) or run["cycles"] % 3600 == 0:
-                log.error("outbox full (%.0f MB unconfirmed): poll cycles are not being stored (%d so far); is the collector reachable?",
-                          self.cfg.outbox.max_mb, run["cycles"])
+                if refused:
+                    log.error("cannot store poll cycles on the gateway's disk (%s): %d not stored so far; free space there",
+                              refused, run["cycles"])
+                else:
+                    log.error("outbox full (%.0f MB unconfirmed): poll cycles are not being stored (%d so far); is the collector reachable?",
+                              self.cfg.outbox.max_mb, run["cycles"])
             # Keep the counter rows for the next commit.
             self.tracker.dirty.update((d, q) for d, q, *_ in counter_rows)
             return None

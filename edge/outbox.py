@@ -25,6 +25,7 @@ Guarantees, each one tested:
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -56,6 +57,17 @@ Part = tuple[bytes, int, int]  # payload, created_ms, readings
 #: ``build(seq)`` returns one part, or a list of parts stored as ``seq``, ``seq + 1``, ... in the same
 #: transaction (a poll cycle split to fit the broker's maximum message size).
 BuildFn = Callable[[int], Part | list[Part]]
+
+
+class OutboxWriteError(Exception):
+    """The gateway's disk refused the cycle (full, over its size limit, or an I/O error): nothing was stored."""
+
+
+def _refused_by_disk(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO):
+        return True
+    # SQLite reports ENOSPC as SQLITE_FULL and EFBIG (a file size limit) as SQLITE_IOERR.
+    return isinstance(exc, sqlite3.OperationalError) and any(m in str(exc) for m in ("disk is full", "disk I/O error"))
 
 
 @dataclass(frozen=True)
@@ -166,8 +178,11 @@ class Outbox:
             self._set(c, "bytes", used + size)
             self._set(c, "last_created", parts[-1][1])
             c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
+        except BaseException as exc:
+            if c.in_transaction:  # SQLite has already rolled back after a full disk or an I/O error
+                c.execute("ROLLBACK")
+            if _refused_by_disk(exc):
+                raise OutboxWriteError(f"{self.path.parent}: {exc}") from exc
             raise
         return last
 

@@ -43,7 +43,9 @@ def _specific(name: str, r: dict[str, Any]) -> None:
         assert r["cuts_without_gap_record"] == 0 and r["gap_records"] >= 1, show  # every cut lies in a gap record's span
         assert r["gaps"] >= r["gap_records"], show  # and the records reached InfluxDB as events
     elif name == "gateway_disk_full":
-        assert r["gateway_exits_on_disk_full"] == 0 or r["gaps"] >= 1, show
+        assert r["gateway_exits_on_disk_full"] == 0 and r["gateway_alive_when_full"], show  # no crash on a full disk
+        assert r["gateway_counters"].get("disk_refused_cycles", 0) > 0, show  # every cycle not stored is counted
+        assert r["overflow_events_disk"] >= 1, show  # and on record in the data
     elif name == "clock_faults":
         assert r["step_back_inside_stored_range"], show
         assert r["dlq_by_reason"].get("future_ts", 0) > 0, show  # a day ahead: dead-lettered, not stored

@@ -283,6 +283,9 @@ def gateway_disk_full(env: Env) -> dict[str, Any]:
                                               "gateway_exits_on_disk_full": restarts, "gateway_alive_when_full": gw_alive})
         c = pl.gateway_counters("gw1")
         r["gateway_counters"] = {k: v for k, v in c.items() if "drop" in k or "disk" in k or "gap" in k}
+        over = [e.detail for b in read_ledger(pl.ledger("gw1"))[0].values() for e in b.events if e.kind == "overflow"]
+        r["overflow_events_disk"] = sum(1 for d in over if "disk" in str(d.get("reason", "")))
+        r["cycles_not_stored"] = sum(int(d.get("discarded_cycles") or 0) for d in over)
         return r
     finally:
         pl.close()
