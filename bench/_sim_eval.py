@@ -133,4 +133,10 @@ def evaluate(seeds: int = 3, hours: float | None = None, scenarios: tuple[str, .
     recall = n_hit / n_labels if n_labels else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     med = statistics.median(delays) if delays else float("nan")
+    if verbose:
+        for family, kinds in (("process (energy) faults", None), ("meter and clock faults", DEVICE_KINDS | CLOCK_KINDS)):
+            labs = [(r, lab) for r in results for lab in r.labels if (lab["kind"] in kinds if kinds else lab["kind"] not in DEVICE_KINDS | CLOCK_KINDS)]
+            d = [r.matched[lab["id"]] for r, lab in labs if lab["id"] in r.matched]
+            print(f"{family}: {len(d)}/{len(labs)} caught, median delay {statistics.median(d) if d else float('nan'):.1f} min")
+        print(f"alerts: {n_alerts}, of which {n_alerts - n_true} match no fault")
     return f"precision={precision:.3f} recall={recall:.3f} f1={f1:.3f} median_delay_min={med:.1f}"
