@@ -25,7 +25,6 @@ import logging
 import os
 import pickle
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
