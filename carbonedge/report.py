@@ -23,7 +23,10 @@ def sec_table(figs: dict[str, Any], truth: dict[str, Any] | None = None) -> str:
             t = truth["processes"].get(name, {})
             row += [_fmt(t.get("truth_sec"), 2), _pct(p["sec"], t.get("truth_sec"))]
         rows.append(row)
-    plant = ["PLANT", _fmt(figs["plant_energy_kwh"], 0), f"{_fmt(figs['plant_production'])} t" if figs.get("plant_production") else "—", _fmt(figs["plant_sec"], 2)]
+    # The plant's output unit is what its SEC is per: "kWh/t" -> "t", "kWh/kWh_cell" -> "kWh_cell".
+    out_unit = unit.split("/", 1)[1] if "/" in unit else ""
+    plant = ["PLANT", _fmt(figs["plant_energy_kwh"], 0), f"{_fmt(figs['plant_production'])} {out_unit}".rstrip() if figs.get("plant_production") else "—",
+             _fmt(figs["plant_sec"], 2)]
     if truth:
         plant += [_fmt(truth.get("plant_truth_sec"), 2), _pct(figs["plant_sec"], truth.get("plant_truth_sec"))]
     rows.append(plant)

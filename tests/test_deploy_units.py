@@ -36,7 +36,9 @@ def test_collector_unit_passes_options_the_cli_accepts() -> None:
     a = build_parser().parse_args(argv[1:])
     assert a.cmd == "collect" and a.client_id == "collector-2" and a.share_group == "carbonedge"
     assert a.state_dir == "/var/lib/carbonedge/collector-2"
-    assert a.mqtt_port == 1883 and a.influx_url == "http://127.0.0.1:8086"
+    assert a.mqtt_port == 8883 and a.influx_url == "http://127.0.0.1:8086"
+    # The shipped broker is TLS only with client certificates, and InfluxDB has auth on.
+    assert a.mqtt_tls_ca and a.mqtt_tls_cert and a.mqtt_tls_key and a.influx_user == "collector"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
