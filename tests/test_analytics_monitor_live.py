@@ -31,6 +31,8 @@ from analytics.monitor import read_device_csvs
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
 from simulators import Scenario, generate
+from test_grafana_client import TOKEN as GRAFANA_TOKEN
+from test_grafana_client import grafana  # noqa: F401  (fixture: loopback stand-in for Grafana's HTTP API)
 
 T0 = "2026-01-05T00:00:00Z"  # a Monday
 T0_MS = int(parse_time(T0) * 1000)
@@ -339,3 +341,21 @@ def test_enpi_battery_baselines_meet_ashrae14_hourly(services: Any, battery: dic
     assert set(res.processes) == set(battery["plant"]["processes"])
     fits = {name: p.fit_baseline_period for name, p in res.processes.items()}
     assert all(f is not None and f.meets("hourly") for f in fits.values()), fits
+
+
+def test_alerts_as_grafana_annotations_one_per_alert_closed_on_resolve(steel_run: dict[str, Any], grafana: tuple[str, Any]) -> None:
+    """Through the loopback stand-in for Grafana's HTTP API of tests/test_grafana_client.py."""
+    from analytics.grafana import GrafanaClient
+
+    url, fake = grafana
+    events = steel_run["summary"].events
+    sinks = Sinks(grafana=GrafanaClient(url, GRAFANA_TOKEN))
+    sinks.deliver(events)
+    ids = {e.alert.alert_id for e in events}
+    assert len(fake.annotations) == len(ids) and sinks.counts["grafana"] == len(events)
+    resolved = {e.alert.alert_id: e.ts_ms for e in events if e.state == "resolved"}
+    for a in fake.annotations.values():
+        aid = next(t for t in a["tags"] if t.startswith("alert:"))[6:]
+        assert a.get("timeEnd") == resolved.get(aid), aid  # closed exactly when resolved, open otherwise
+    sinks.deliver(events)  # a replay after a restart edits, never adds
+    assert len(fake.annotations) == len(ids)
