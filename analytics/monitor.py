@@ -67,6 +67,11 @@ class MonitorSettings:
     confirm_polls: int = 3  # consecutive polls over threshold before an alert opens (shift-start transients)
     resolve_minutes: float = 30.0  # an energy alert resolves after this long back in the normal range (no flapping between heats)
     stop_settle_minutes: float = 30.0  # a line that just stopped still runs down (auxiliaries, heaters, short stops): judge standby after this
+    #: Forward clock jumps shorter than this are not reported. 0 on real plants; an accelerated
+    #: simulation (demo at 1440x) sets it, because a simulator that falls a few wall milliseconds behind
+    #: its clock under load serves values up to a minute or two of plant time old, which looks exactly
+    #: like a gateway clock jumping forward.
+    clock_jump_min_s: float = 0.0
 
 
 # --------------------------------------------------------------------------- plant model
@@ -292,7 +297,7 @@ class PlantMonitor:
                 num += inc
                 den += p * dt / 3600.0
             # Outage: ratio ≈ 1. Jump: ratio ≈ poll/dt. Decide by which it is nearer to.
-            if den > 0 and num / den < 0.5 * (1.0 + poll / dt):
+            if den > 0 and num / den < 0.5 * (1.0 + poll / dt) and dt - poll >= self.s.clock_jump_min_s:
                 jumped = True
                 detail = f"poll timestamps jumped {dt - poll:,.0f} s forward while the meters advanced by about one poll interval"
         if jumped:

@@ -148,12 +148,13 @@ def test_grafana_interval() -> None:
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Three plant hours of the steel demo through the real pipeline; InfluxDB restarted on its data."""
+    """Twelve plant hours of the steel demo through the real pipeline (long enough for the demo's EnPI
+    baselines, fitted on the first half, and the alert monitor's learning); InfluxDB restarted on its data."""
     out = tmp_path_factory.mktemp("grafana-demo")
-    summary = run_demo(plant="steel", hours=3, speed=1440, seed=5, out=out, poll_interval_s=60)
+    summary = run_demo(plant="steel", hours=12, speed=2880, seed=5, out=out, poll_interval_s=60)
     db = InfluxDB("influxd", free_port(), out / "run" / "services").start()
     start = int(parse_time(DEMO_START) * 1000)
-    yield db, summary, start, start + 3 * 3_600_000 + 120_000
+    yield db, summary, start, start + 12 * 3_600_000 + 120_000
     db.stop()
 
 
