@@ -251,7 +251,16 @@ def cmd_config_check(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from carbonedge.demo import run_demo
 
-    summary = run_demo(plant=a.plant, hours=a.hours, speed=a.speed, seed=a.seed, out=Path(a.out), poll_interval_s=a.poll_interval)
+    plant, seed = a.plant, a.seed
+    if a.scenario:
+        from simulators import load_scenario
+
+        sc = load_scenario(a.scenario)
+        if a.plant and a.plant != sc.plant:
+            raise CarbonEdgeError(f"--plant {a.plant} contradicts scenario {a.scenario}, which is a {sc.plant} plant")
+        plant, seed = sc.plant, a.seed if a.seed is not None else sc.seed
+    summary = run_demo(plant=plant or "steel", hours=a.hours, speed=a.speed, seed=7 if seed is None else seed, out=Path(a.out),
+                       poll_interval_s=a.poll_interval, scenario=a.scenario)
     ok = summary["lost"] == 0 and summary["readings_in_influxdb"] == summary["readings_published"]
     return 0 if ok else 1
 
@@ -362,10 +371,13 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole pipeline on a simulated plant and print energy intensity",
                        description="Simulated plant -> edge gateway -> MQTT -> collector -> InfluxDB -> analytics, with the project's "
                        "own Mosquitto and InfluxDB on free loopback ports. Writes summary.json into --out.")
-    d.add_argument("--plant", default="steel", choices=["steel", "battery"], help="which plant to simulate (default: steel)")
+    d.add_argument("--plant", choices=["steel", "battery"], help="which plant to simulate (default: steel, or the scenario's)")
+    d.add_argument("--scenario", help="run a scenario instead of the plant's default: a bundled name (e.g. steel-week-faults, with "
+                   "labelled faults the alert monitor and the report's hints should find) or a TOML file; its start, duration and "
+                   "speed are replaced by the demo's, its faults keep their offsets from the start")
     d.add_argument("--hours", type=float, default=24.0, help="hours of plant operation to simulate (default: 24)")
     d.add_argument("--speed", type=float, default=1440.0, help="plant seconds per wall second (default: 1440, a day per minute)")
-    d.add_argument("--seed", type=int, default=7, help="random seed of the plant (default: 7)")
+    d.add_argument("--seed", type=int, help="random seed of the plant (default: 7, or the scenario's)")
     d.add_argument("--poll-interval", type=float, default=60.0, help="gateway poll interval in plant seconds (default: 60)")
     d.add_argument("--out", default="demo-out", help="output directory (default: ./demo-out)")
     d.set_defaults(func=cmd_demo)

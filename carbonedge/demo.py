@@ -80,7 +80,8 @@ def count_readings(services: Services, site: str) -> int:
     return total
 
 
-def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0, seed: int = 7, out: Path = Path("demo-out"), poll_interval_s: float = 60.0) -> dict[str, Any]:
+def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0, seed: int = 7, out: Path = Path("demo-out"), poll_interval_s: float = 60.0,
+             scenario: str | None = None) -> dict[str, Any]:
     out = out.resolve()
     run_dir = out / "run"
     if run_dir.exists():
@@ -107,7 +108,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
 
         _say(f"[2/5] Starting the {plant} plant simulator (seed {seed}) ...")
         sim_dir = run_dir / "sim"
-        sim = _Proc("sim", ["sim", "--plant", plant, "--seed", str(seed), "--clock", spec.to_arg(), "--start", iso(start), "--duration", str(duration),
+        sim = _Proc("sim", ["sim", *(["--scenario", scenario] if scenario else []), "--plant", plant, "--seed", str(seed), "--clock", spec.to_arg(), "--start", iso(start), "--duration", str(duration),
                             "--site", site, "--out", str(sim_dir), "--poll-interval", str(poll_interval_s), "--sync-start"], logs)
         procs.append(sim)
         while not (sim_dir / "ready").exists():

@@ -17,3 +17,10 @@ def test_plant_row_states_the_plants_own_output_unit() -> None:
     assert cells.startswith("PLANT") and "4.0 kWh_cell" in cells and " t " not in cells + " "
     truth = {"processes": {"p1": {"truth_sec": 250.0}}, "plant_truth_sec": 251.0}
     assert sec_table(_figs("kWh/t", "t"), truth).splitlines()[-1].endswith("-0.398 %")
+
+
+def test_demo_refuses_a_plant_that_contradicts_its_scenario(capsys) -> None:  # type: ignore[no-untyped-def]
+    from carbonedge.cli import main
+
+    assert main(["demo", "--scenario", "battery-week-faults", "--plant", "steel"]) != 0
+    assert "contradicts scenario battery-week-faults, which is a battery plant" in capsys.readouterr().err
