@@ -84,6 +84,7 @@ class Agent:
         self._poll_ms: list[float] = []
         self._health_due = 0.0
         self._gap_checked = False
+        self._stored_a_cycle = False  # until then, a previous crash is not on record yet
 
     # ------------------------------------------------------------------ setup
     def _signer(self) -> integrity.BatchSigner | None:
@@ -311,6 +312,7 @@ class Agent:
             self.tracker.dirty.update((d, q) for d, q, *_ in counter_rows)
             return None
         self._pending_events.clear()
+        self._stored_a_cycle = True
         self._dropped_run = {}
         self.counters["batches"] += 1
         self.counters["readings"] += n_good
@@ -420,7 +422,13 @@ class Agent:
             self.publisher.stop()
             for drv in self.drivers.values():
                 drv.close()
-            self.outbox.mark_stopped()
+            if self._stored_a_cycle or self.previous.state != "running":
+                self.outbox.mark_stopped()
+            else:
+                # Stopped before the first cycle was stored: the previous run's crash is not on record yet.
+                self.outbox.reopen_boot(self.previous)
+                log.warning("stopped before storing a poll cycle: the next start reports the gap since the previous "
+                            "run %s, which did not stop cleanly", (self.previous.boot_id or "?")[:8])
         return self.stats()
 
     def stats(self) -> dict[str, Any]:

@@ -140,6 +140,12 @@ class Outbox:
             raise
         return prev
 
+    def reopen_boot(self, prev: PreviousBoot) -> None:
+        """This boot stored nothing: hand the outbox back to the previous boot's record, so the next start
+        reports that boot's end (a crash stays a crash) and the whole gap since its last cycle."""
+        c = self._conn()
+        c.executemany("UPDATE meta SET value=? WHERE key=?", [(prev.boot_id, "boot_id"), (prev.state, "state")])
+
     def mark_stopped(self) -> None:
         """A clean stop: the next boot reports its downtime as a planned stop, not a crash."""
         c = self._conn()

@@ -60,7 +60,9 @@ def _finish(pl: Pipeline, name: str, extra: dict[str, Any] | None = None, drain_
 
 
 def _streaming(pl: Pipeline, batches: int, timeout: float = 90.0) -> None:
-    target = pl.acked() + batches
+    """Wait until ``batches`` cycles stored from now on are acknowledged (acks still arriving for a killed
+    gateway's earlier batches do not count: a restarted gateway must have polled and stored its own)."""
+    target = max(pl.acked(), pl.committed_seq()) + batches
     wait_for(lambda: pl.acked() >= target, timeout, f"{batches} more acknowledged batches")
 
 
