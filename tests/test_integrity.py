@@ -33,6 +33,7 @@ from carbonedge.integrity import (
 )
 from carbonedge.verify import verify
 from faultlib.harness import Pipeline, wait_for
+from faultlib.tamper import mutate_archive
 
 T0 = 1_767_571_200_000
 
@@ -123,59 +124,6 @@ def test_key_files_are_private_and_the_trust_file_round_trips(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- archive mutations
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
-
-
-def _write(path: Path, recs: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-
-
-def _mutate_archive(path: Path, kind: str, rng: random.Random, last: int) -> set[int]:
-    """Apply one tampering of ``kind``; return the seqs it touched."""
-    recs = _lines(path)
-    raw = [json.loads(r["raw"]) for r in recs]
-    seqs = sorted({b["seq"] for b in raw})
-    if kind == "edited":
-        i = rng.randrange(len(recs))
-        b = raw[i]
-        d = rng.choice(b["devices"])
-        q = rng.choice([k for k, v in d["values"].items() if v.get("v") is not None])
-        d["values"][q]["v"] = d["values"][q]["v"] * 1.001 + 0.001
-        recs[i]["raw"] = json.dumps(b)
-        touched = {b["seq"]}
-    elif kind == "deleted":
-        s = rng.choice(seqs)
-        recs = [r for r, b in zip(recs, raw) if b["seq"] != s]
-        touched = {s}
-    elif kind == "inserted":
-        b = dict(rng.choice(raw))
-        b["seq"] = last + 1 + rng.randrange(3) if rng.random() < 0.5 else rng.choice(seqs)
-        if rng.random() < 0.5:
-            b.pop("integrity")  # unsigned
-        else:  # signed, with a key the gateway does not have
-            b["integrity"] = {**b["integrity"], "sig": Ed25519PrivateKey.generate().sign(b"forged").hex()}
-        recs.append({**recs[0], "raw": json.dumps(b), "seq": b["seq"]})
-        touched = {b["seq"]}
-    elif kind == "reordered":
-        s = rng.choice(seqs[:-1])
-        for r, b in zip(recs, raw):
-            if b["seq"] in (s, s + 1):
-                b["seq"] = s + 1 if b["seq"] == s else s
-                r["raw"] = json.dumps(b)
-        touched = {s, s + 1}
-    elif kind == "replayed":
-        b = dict(rng.choice(raw))
-        b["seq"] = last + 1 + rng.randrange(3)
-        b["created"] += 3_600_000
-        recs.append({**recs[0], "raw": json.dumps(b), "seq": b["seq"]})
-        touched = {b["seq"]}
-    else:
-        raise ValueError(kind)
-    _write(path, recs)
-    return touched
-
-
 def _point_line(site: str, gw: str, dev: str, ts: int, seq: int, vals: dict[str, float]) -> str:
     fields = ",".join(f"{k}={float(v)!r}" for k, v in sorted(vals.items()))
     return f"readings,area=melt,device={dev},gateway={gw},process=eaf,site={site} {fields},seq={seq}i {ts}"
@@ -210,7 +158,7 @@ def test_verifier_reports_every_injected_tampering_and_nothing_on_a_clean_run(se
             work = tmp_path / "work"
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(state, work)
-            touched = _mutate_archive(work / "archive" / site / "gw1.jsonl", kind, rng, last)
+            touched = mutate_archive(work / "archive" / site / "gw1.jsonl", kind, rng, last)
             r = verify([work], trust)
             trials += 1
             got = {(f.kind, f.seq) for f in r.findings}

@@ -4,7 +4,7 @@ in the collector's archive and in InfluxDB, and count what ``carbonedge.verify``
 A trial is *detected* when the verifier reports a finding of the injected kind, *located* when every
 finding names only the ``seq``s the mutation touched. The clean run before any mutation, and the
 state after each InfluxDB trial is undone, must verify with no finding (false positives).
-``tests/test_integrity.py`` runs the same kinds of mutations per commit.
+``tests/test_integrity.py`` runs the same mutations (:func:`mutate_archive`) per commit.
 """
 
 from __future__ import annotations
