@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -396,8 +397,9 @@ class Archive:
         for site, gw, seq, raw in records:
             line = {"schema": ARCHIVE_SCHEMA, "rx": rx, "by": self.collector_id, "seq": seq,
                     "raw": raw.decode("utf-8", "backslashreplace")}
-            f = self._file(site, gw)
-            f.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+            # orjson: the raw payload is JSON inside a JSON string (every quote escaped), which json
+            # encodes 1.2-2x slower; it took about 7 % of the collector's CPU (docs/collector.md).
+            self._file(site, gw).write(orjson.dumps(line) + b"\n")
             touched.add((site, gw))
             n += 1
         for key in touched:

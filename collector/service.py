@@ -25,17 +25,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from carbonedge import wire
 from carbonedge.errors import QueryError, WriteError
-from carbonedge.integrity import ARCHIVE_SCHEMA, Archive
+from carbonedge.integrity import Archive
 from collector.conflicts import ConflictIndex, find_conflicts_in_db
 from collector.influx import Backoff, InfluxWriter, Refused
 from collector.lineprotocol import Point, event_line, health_lines
@@ -99,30 +97,6 @@ class CollectorSettings:
     pipeline_depth: int = 2
 
 
-class _Archive(Archive):
-    """The integrity archive (:class:`carbonedge.integrity.Archive`), its lines encoded with orjson.
-
-    Same records, same JSON values, read back by the same verifier; orjson encodes the raw payload
-    (a JSON text inside a JSON string: every quote escaped) 1.2-2x faster than ``json``, which took
-    about 7 % of the collector's CPU samples (py-spy, bench/collector_throughput.py --profile).
-    """
-
-    def append(self, records: Iterable[tuple[str, str, int, bytes]]) -> int:
-        rx = int(time.time() * 1000)
-        touched = set()
-        n = 0
-        for site, gw, seq, raw in records:
-            line = {"schema": ARCHIVE_SCHEMA, "rx": rx, "by": self.collector_id, "seq": seq, "raw": raw.decode("utf-8", "backslashreplace")}
-            self._file(site, gw).write(orjson.dumps(line) + b"\n")
-            touched.add((site, gw))
-            n += 1
-        for key in touched:
-            f = self._files[key]
-            f.flush()
-            os.fsync(f.fileno())
-        return n
-
-
 @dataclass
 class _Unit:
     """One flush: what to write, what to dead-letter, what it proves durable, and which messages to ack."""
@@ -164,7 +138,7 @@ class Collector:
         self._writer_done = threading.Event()
         self._dlq = (settings.state_dir / "deadletter.jsonl").open("a")
         # Evidence of record for `carbonedge verify`: the raw (signed) batches, fsynced before InfluxDB sees them.
-        self.archive = _Archive(settings.state_dir / "archive", settings.client_id)
+        self.archive = Archive(settings.state_dir / "archive", settings.client_id)
         self._group = settings.share_group or settings.client_id
         self.connected = threading.Event()
         self._last_lag_s = 0.0

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import requests
-
 from analytics.carbon.accounts import Accounts
-from carbonedge.errors import WriteError
+from analytics.influx import write_lines
 
 
 def _tag(v: str) -> str:
@@ -37,16 +35,4 @@ def carbon_lines(acc: Accounts) -> list[str]:
 def write_carbon(acc: Accounts, url: str, database: str, *, timeout_s: float = 60.0, batch: int = 5000,
                  auth: tuple[str, str] | None = None) -> int:
     """POST the accounts' hourly CO2 to InfluxDB ``/write``; returns the number of points written."""
-    lines = carbon_lines(acc)
-    s = requests.Session()
-    s.auth = auth
-    for i in range(0, len(lines), batch):
-        body = "\n".join(lines[i: i + batch])
-        try:
-            r = s.post(f"{url.rstrip('/')}/write", params={"db": database, "precision": "ms"}, data=body.encode(), timeout=timeout_s)
-        except requests.RequestException as exc:
-            raise WriteError(f"InfluxDB at {url} unreachable while writing carbon figures: {exc}", retryable=True) from exc
-        if r.status_code != 204:
-            raise WriteError(f"InfluxDB refused the carbon figures (HTTP {r.status_code}): {r.text[:300]}", status=r.status_code,
-                             retryable=r.status_code >= 500)
-    return len(lines)
+    return write_lines(url, database, carbon_lines(acc), what="carbon figures", timeout_s=timeout_s, batch=batch, auth=auth)
