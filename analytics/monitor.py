@@ -93,7 +93,6 @@ class _Proc:
 
 def _procs(plant: dict[str, Any]) -> dict[str, _Proc]:
     out: dict[str, _Proc] = {}
-    output = plant.get("output_process")
     for name, spec in plant.get("processes", {}).items():
         pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
         flows = [f["device"] if isinstance(f, dict) else str(f) for f in spec.get("flow_meters", [])]

@@ -68,7 +68,6 @@ def main() -> int:
         base_end = first if first and first - start >= 86400 else None
         res, data = _hints(faulty, base_end)
         res_clean, _ = _hints(clean, base_end)
-        plant_kwh = 0.0
         for lab in waste_labels:
             total += 1
             want = FAULT_TO_HINT[lab["kind"]]

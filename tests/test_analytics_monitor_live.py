@@ -283,8 +283,8 @@ def test_enpi_baselines_meet_ashrae14_hourly_on_normal_operation_and_show_the_ea
     n = write_enpi(res, services.influx.url, steel["db"])
     assert n == len(res.processes) * (36 + 2)  # 36 whole hours and 2 local days per process
     # The process dashboard's queries.
-    q = (f"SELECT sum(\"energy_kwh\"), sum(\"baseline_kwh\"), last(\"cusum_kwh\"), sum(\"savings_kwh\"), mean(\"sec\") FROM \"enpi\" "
-         f"WHERE \"site\" = 'mon-steel' AND \"process\" = 'eaf' AND \"period\" = 'hour'")
+    q = ("SELECT sum(\"energy_kwh\"), sum(\"baseline_kwh\"), last(\"cusum_kwh\"), sum(\"savings_kwh\"), mean(\"sec\") FROM \"enpi\" "
+         "WHERE \"site\" = 'mon-steel' AND \"process\" = 'eaf' AND \"period\" = 'hour'")
     row = services.influx.query(q, db=steel["db"])["results"][0]["series"][0]["values"][0]
     assert row[1] == pytest.approx(float(eaf.energy_kwh.sum()), rel=1e-9)
     assert row[3] == pytest.approx(row[2] - row[1], rel=1e-6) and row[4] == pytest.approx(row[3], rel=1e-6)

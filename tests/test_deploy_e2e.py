@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from carbonedge.clock import ClockSpec, VirtualClock, iso, parse_time
+from carbonedge.clock import ClockSpec, VirtualClock, parse_time
 from carbonedge.services import Mosquitto, free_port
 from edge import Agent
 from edge.config import GatewayConfig

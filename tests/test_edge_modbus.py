@@ -10,7 +10,6 @@ import os
 import pty
 import select
 import threading
-import time
 from typing import Any
 
 import pytest

@@ -11,12 +11,15 @@ from __future__ import annotations
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class _Model(BaseModel):
