@@ -22,7 +22,7 @@ from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 
 #: Counter quantities read for accounts and models, and gauges read for power-quality hints.
-COUNTERS = ("active_energy_import", "reactive_energy_import", "gas_volume", "production_mass", "production_count", "production_capacity")
+COUNTERS = ("active_energy_import", "active_energy_export", "reactive_energy_import", "gas_volume", "production_mass", "production_count", "production_capacity")
 GAUGES = ("active_power", "power_factor", "demand_active_power", "running")
 FIELDS = COUNTERS + GAUGES
 

@@ -27,6 +27,7 @@ from analytics.carbon.data import PlantData, bin_counter, bin_gauge, edges_for
 from analytics.carbon.factors import Factor
 from analytics.carbon.settings import Settings
 from analytics.twin.model import Observations, ProcessModel, calibrate, observations
+from analytics.twin.peers import PeerResult, RackOutlier, compare_racks
 from carbonedge.clock import iso
 
 HOURS_PER_YEAR = 8760.0
@@ -135,6 +136,12 @@ def analyse(data: PlantData, settings: Settings, grid: Factor, *, baseline: tupl
             h = _waste_hint(data, name, obs[name], m, settings, grid, z, min_excess_pct, obs)
             if h:
                 hints.append(h)
+        for name in obs:
+            if role(data.plant, name) == "formation":
+                pr = compare_racks(data, name, base, z=z)
+                if pr is not None:
+                    notes += pr.notes
+                    hints += [_rack_hint(data, name, pr, o, settings, grid, base) for o in pr.outliers]
     hints += _tou_hints(data, obs, settings, grid)
     peak = _peak_hint(data, settings)
     if peak:
@@ -265,6 +272,37 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
             "formation_channel": ["domain-reference §8 hint 11", "[B20]"]}.get(kind, [])
     return Hint(kind=kind, title=title, action=action, evidence=f"{waste:,.0f} kWh ({pct:.1f} %) above the {base_txt} {span}.",
                 sources=srcs + ["[M7]"], **common)
+
+
+def _rack_hint(data: PlantData, name: str, pr: PeerResult, o: RackOutlier, settings: Settings, grid: Factor,
+               base: tuple[float, float]) -> Hint:
+    """A formation rack whose net energy rose above its peers': channels losing energy recovery or efficiency."""
+    hours = (o.end - o.start) / 3600.0
+    eval_h = (data.end - max(base[1], data.start)) / 3600.0
+    kw = o.waste_kwh / hours if hours else 0.0
+    kwh_y = (kw if o.ongoing else o.waste_kwh / max(eval_h, hours)) * HOURS_PER_YEAR
+    price = float(np.mean(settings.tariff.prices(np.arange(o.start, o.end, 900.0) + 450.0)))
+    pct = 100.0 * o.waste_kwh / o.expected_kwh if o.expected_kwh > 0 else math.inf
+    c = settings.tariff.currency
+    span = f"from {iso(o.start)[:16]} to {iso(o.end)[:16]} UTC ({hours:.0f} h, {o.details['cycles']} cycles of {o.cycle_h:.1f} h)"
+    conf = "high" if o.z >= 8 and o.peers >= 8 else ("medium" if o.z >= 6 else "low")
+    return Hint(
+        kind="formation_channel", title=f"{name}: rack {o.device} uses more energy than its peers — channel fault",
+        process=name,
+        action=(f"Check the channels of rack {o.device} in the cycler logs for abnormal charge/discharge efficiency or discharge "
+                f"energy that is burnt instead of recovered (40–60 % of it is recoverable [B20]), and repair them; excess {kw:,.2f} kW. "
+                f"First rule out a change of cell count or recipe on that rack, which raises its energy legitimately."),
+        kwh_per_year=kwh_y, cost_per_year=kwh_y * price, tco2_per_year=kwh_y * grid.kg_per_kwh / 1000.0,
+        evidence=(f"{o.device} drew {o.waste_kwh:,.1f} kWh ({pct:.1f} %) more net energy (import − export) than its own baseline level "
+                  f"({o.reference_kwh_per_cycle:,.1f} kWh per cycle) scaled as its {o.peers} working peer racks ran, {span}; "
+                  f"the rise is {o.z:.0f}× the racks' usual scatter against their peers ({100 * pr.scatter:.2f} %)."),
+        confidence=conf, waste_kwh=o.waste_kwh, start=iso(o.start), end=iso(o.end),
+        sources=["domain-reference §8 hint 11", "[B20]"],
+        details={"device": o.device, "excess_kw": kw, "z": o.z, "excess_pct": pct, "hours": hours, "cycle_h": o.cycle_h,
+                 "reference_kwh_per_cycle": o.reference_kwh_per_cycle, "peers": o.peers, "racks": len(pr.devices), "scatter": pr.scatter,
+                 "expected_kwh": o.expected_kwh, "price_per_kwh": price, "currency": c, "ongoing_at_end": o.ongoing,
+                 "annualisation": "rate while it lasts (still going at the end of the data)" if o.ongoing
+                 else f"one such episode per {eval_h:.0f} h evaluated", "method": "peer comparison of rack meters"})
 
 
 def _tou_hints(data: PlantData, obs: dict[str, Observations], settings: Settings, grid: Factor, shift_share: float = 0.2) -> list[Hint]:
