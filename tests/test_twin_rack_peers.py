@@ -3,6 +3,8 @@ sizes the waste against ground truth, and leaves alone racks that are idle, smal
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -91,6 +93,7 @@ def test_rack_hint_names_the_rack_with_cost_and_sources() -> None:
     assert h.process == "formation" and h.details["device"] == bad and bad in h.title
     assert h.waste_kwh == pytest.approx(waste, rel=0.2)
     assert h.kwh_per_year > 0 and h.cost_per_year > 0 and h.tco2_per_year > 0 and "[B20]" in h.sources
+    json.dumps(h.as_dict())  # goes into report.json as it is
 
 
 def test_too_few_rack_meters_are_not_compared() -> None:

@@ -199,7 +199,7 @@ def compare_racks(data: PlantData, process: str, baseline: tuple[float, float], 
             if o is None or o.waste_kwh <= 0:
                 continue
             o.z, o.cycle_h = zm, cycle_h
-            o.ongoing = j >= win.shape[1] - 1
+            o.ongoing = bool(j >= win.shape[1] - 1)
             outliers.append(o)
     return PeerResult(devices, cycle_h, scatter, outliers, notes)
 
@@ -241,5 +241,5 @@ def _waste(devices: list[str], k: int, e: np.ndarray, working: np.ndarray, level
         expected *= adj
     return RackOutlier(device=devices[k], start=float(edges[b0]), end=float(edges[b1]), waste_kwh=own - expected,
                        expected_kwh=expected, z=math.nan, reference_kwh_per_cycle=float(level[k]), peers=len(peers), cycle_h=math.nan,
-                       ongoing=False, details={"own_kwh": own, "cycles": (b1 - b0) // cyc, "level_adjustment": adj,
+                       ongoing=False, details={"own_kwh": own, "cycles": int((b1 - b0) // cyc), "level_adjustment": adj,
                                                "rise_from": float(t_end[i] - cyc * bin_s), "rise_to": float(t_end[j - 1])})
