@@ -277,14 +277,17 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
 def _rack_hint(data: PlantData, name: str, pr: PeerResult, o: RackOutlier, settings: Settings, grid: Factor,
                base: tuple[float, float]) -> Hint:
     """A formation rack whose net energy rose above its peers': channels losing energy recovery or efficiency."""
-    hours = (o.end - o.start) / 3600.0
+    # Where the rise shows (first and last cycle window above its peers); the waste is counted over whole cycles around it.
+    t0, t1 = o.details["rise_from"], o.details["rise_to"]
+    hours = (t1 - t0) / 3600.0
     eval_h = (data.end - max(base[1], data.start)) / 3600.0
     kw = o.waste_kwh / hours if hours else 0.0
     kwh_y = (kw if o.ongoing else o.waste_kwh / max(eval_h, hours)) * HOURS_PER_YEAR
-    price = float(np.mean(settings.tariff.prices(np.arange(o.start, o.end, 900.0) + 450.0)))
+    price = float(np.mean(settings.tariff.prices(np.arange(t0, t1, 900.0) + 450.0)))
     pct = 100.0 * o.waste_kwh / o.expected_kwh if o.expected_kwh > 0 else math.inf
     c = settings.tariff.currency
-    span = f"from {iso(o.start)[:16]} to {iso(o.end)[:16]} UTC ({hours:.0f} h, {o.details['cycles']} cycles of {o.cycle_h:.1f} h)"
+    span = (f"from {iso(t0)[:16]} to {iso(t1)[:16]} UTC ({hours:.0f} h; counted over {o.details['cycles']} whole cycles of {o.cycle_h:.1f} h, "
+            f"{iso(o.start)[:16]} to {iso(o.end)[:16]})")
     conf = "high" if o.z >= 8 and o.peers >= 8 else ("medium" if o.z >= 6 else "low")
     return Hint(
         kind="formation_channel", title=f"{name}: rack {o.device} uses more energy than its peers — channel fault",
@@ -296,11 +299,11 @@ def _rack_hint(data: PlantData, name: str, pr: PeerResult, o: RackOutlier, setti
         evidence=(f"{o.device} drew {o.waste_kwh:,.1f} kWh ({pct:.1f} %) more net energy (import − export) than its own baseline level "
                   f"({o.reference_kwh_per_cycle:,.1f} kWh per cycle) scaled as its {o.peers} working peer racks ran, {span}; "
                   f"the rise is {o.z:.0f}× the racks' usual scatter against their peers ({100 * pr.scatter:.2f} %)."),
-        confidence=conf, waste_kwh=o.waste_kwh, start=iso(o.start), end=iso(o.end),
+        confidence=conf, waste_kwh=o.waste_kwh, start=iso(t0), end=iso(t1),
         sources=["domain-reference §8 hint 11", "[B20]"],
         details={"device": o.device, "excess_kw": kw, "z": o.z, "excess_pct": pct, "hours": hours, "cycle_h": o.cycle_h,
                  "reference_kwh_per_cycle": o.reference_kwh_per_cycle, "peers": o.peers, "racks": len(pr.devices), "scatter": pr.scatter,
-                 "expected_kwh": o.expected_kwh, "price_per_kwh": price, "currency": c, "ongoing_at_end": o.ongoing,
+                 "expected_kwh": o.expected_kwh, "counted_from": iso(o.start), "counted_to": iso(o.end), "price_per_kwh": price, "currency": c, "ongoing_at_end": o.ongoing,
                  "annualisation": "rate while it lasts (still going at the end of the data)" if o.ongoing
                  else f"one such episode per {eval_h:.0f} h evaluated", "method": "peer comparison of rack meters"})
 

@@ -229,6 +229,10 @@ def _waste(devices: list[str], k: int, e: np.ndarray, working: np.ndarray, level
     if len(peers) < MIN_RACKS - 1:
         return None
     own = float(e[k, b0:b1].sum())
+    # The excess entered the first window above its peers in its last bin, and had left the last such
+    # window but for its first bin (unless that window ends with the data: still going).
+    rise_from = float(t_end[i] - bin_s)
+    rise_to = float(t_end[-1]) if j >= t_end.size else max(rise_from + bin_s, float(t_end[j - 1] - (cyc - 1) * bin_s))
     # The rack's own level times the cycles' worth its peers ran over the span (each on its own level).
     expected = float(level[k] * np.median(e[peers, b0:b1].sum(axis=1) / level[peers]))
     # The baseline may hold only a cycle or two: where the rack ran outside the span (before it and,
@@ -242,4 +246,4 @@ def _waste(devices: list[str], k: int, e: np.ndarray, working: np.ndarray, level
     return RackOutlier(device=devices[k], start=float(edges[b0]), end=float(edges[b1]), waste_kwh=own - expected,
                        expected_kwh=expected, z=math.nan, reference_kwh_per_cycle=float(level[k]), peers=len(peers), cycle_h=math.nan,
                        ongoing=False, details={"own_kwh": own, "cycles": int((b1 - b0) // cyc), "level_adjustment": adj,
-                                               "rise_from": float(t_end[i] - cyc * bin_s), "rise_to": float(t_end[j - 1])})
+                                               "rise_from": rise_from, "rise_to": rise_to})
