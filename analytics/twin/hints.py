@@ -7,7 +7,9 @@ Two families (domain reference §8):
   sits says what it is: in idle hours of a producing process, equipment left running
   off-shift (hint 6); on a compressed-air system, leaks (hint 1 [H1, H3]); on an EAF,
   abnormal energy per heat; on dryers, dry rooms and formation, degradation of
-  heaters, dehumidifiers or cycler channels (hints 10, 11 [B3, B15, B20]).
+  heaters, dehumidifiers or cycler channels (hints 10, 11 [B3, B15, B20]). A channel fault is far
+  below a hall meter's resolution; where formation racks are metered one by one, each rack is
+  compared with its peers instead (``analytics.twin.peers``) and the hint names the rack.
 - **Opportunities in how energy is bought**: time-of-use shifting of shiftable loads
   (hint 4), demand-peak shaving (hint 3 [S36, D17]), power-factor correction (hint 5).
 
