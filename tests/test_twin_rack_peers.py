@@ -20,22 +20,24 @@ PROTOCOL = ((1.0, 0.0, 0), (8.0, 10.0, 1), (2.0, 0.0, 0), (4.0, 6.0, -1), (2.0, 
 AUX_KW, ETA_CHARGE, RECOVERY = 1.0, 0.9, 0.5
 
 
-def _hall(fault: bool, seed: int = 10, racks: int = 12, days: float = 6.0) -> tuple[PlantData, str, float]:
+def _hall(fault: bool, seed: int = 10, racks: int = 12, days: float = 6.0, long_recipe: float = 1.0) -> tuple[PlantData, str, float]:
     """Synthetic formation hall: racks of different sizes started at random times, one idle for maintenance,
     one loaded with fewer cells from day 3, and (with ``fault``) one rack burning half of its discharge energy (half its channels lost recovery)
-    from day 2.5 to day 5. Returns the data, the faulty rack's device and its true waste (kWh)."""
+    from day 2.5 to day 5; every third rack (the faulty one among them) runs a recipe ``long_recipe`` times longer.
+    Returns the data, the faulty rack's device and its true waste (kWh)."""
     rng = np.random.default_rng(seed)
     dt = 60.0
     t = T0 + np.arange(0.0, days * DAY + dt, dt)
-    bounds = np.cumsum([0.0] + [p[0] * 3600 for p in PROTOCOL])
-    cycle = bounds[-1]
+    steps = np.cumsum([0.0] + [p[0] * 3600 for p in PROTOCOL])
     dc = np.array([p[1] for p in PROTOCOL])
     sign = np.array([p[2] for p in PROTOCOL])
     size = rng.uniform(0.7, 1.3, racks)  # cell count and format differ from rack to rack
-    phase = rng.uniform(0, cycle, racks)
+    phase = rng.uniform(0, steps[-1], racks)
     bad, idle, smaller = 9, 5, 7
     devices, waste = {}, 0.0
     for k in range(racks):
+        bounds = steps * (long_recipe if k % 3 == 0 else 1.0)
+        cycle = bounds[-1]
         age = (t - T0 + phase[k]) % cycle
         if k == idle:  # maintenance on day 2.5-3.5, then restarted at a new point of its protocol
             age = np.where(t - T0 >= 3.5 * DAY, (t - T0 + phase[k] + 0.37 * cycle) % cycle, age)
@@ -84,6 +86,20 @@ def test_idle_smaller_and_less_loaded_racks_are_not_faults() -> None:
     data, _, _ = _hall(fault=False)
     pr = compare_racks(data, "formation", BASELINE)
     assert pr is not None and pr.outliers == [], [(o.device, o.waste_kwh, o.z) for o in pr.outliers]
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_racks_on_different_recipes_are_judged_on_their_own_cycle(seed: int) -> None:
+    # A third of the racks on a 1.25x longer recipe (22.5 h), the faulty rack among them.
+    data, bad, waste = _hall(fault=True, seed=seed, long_recipe=1.25)
+    pr = compare_racks(data, "formation", BASELINE)
+    assert pr is not None and [o.device for o in pr.outliers] == [bad], [(o.device, o.waste_kwh, o.z) for o in pr.outliers]
+    assert pr.outliers[0].cycle_h == pytest.approx(22.5, abs=0.25)
+    # Peers on another cycle are not whole cycles over the rack's span: sizing is coarser than on a uniform hall
+    # (within 50 % over seeds 1-10 here, 20 % on a uniform hall).
+    assert pr.outliers[0].waste_kwh == pytest.approx(waste, rel=0.5)
+    clean, _, _ = _hall(fault=False, seed=seed, long_recipe=1.25)
+    assert compare_racks(clean, "formation", BASELINE).outliers == []  # type: ignore[union-attr]
 
 
 def test_rack_hint_names_the_rack_with_cost_and_sources() -> None:

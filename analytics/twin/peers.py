@@ -10,10 +10,11 @@ How a rack is judged:
 
 1. **Net energy per rack**: import minus export (a rack that recovers its discharge energy
    exports it), in 15-min bins.
-2. **Cycle length**: the lag at which the racks' power repeats (mean autocorrelation over the
-   racks, 2 h to 48 h). Energy over a window of one cycle does not depend on where in its
-   protocol a rack is, so racks that started at different times compare like for like. Without
-   a clear cycle the window is one day.
+2. **Cycle length** of each rack: the lag at which its power repeats (autocorrelation, 2 h to
+   48 h; the hall's, from the mean over the racks, where a rack shows none, and a day where the
+   hall shows none either). Energy over a window of one cycle does not depend on where in its
+   protocol a rack is, so racks started at different times or on recipes of different length
+   compare like for like.
 3. **Own level**: each rack's median energy per cycle while working in the baseline period, so a
    rack with fewer cells, another cell format or another recipe is judged against itself. A rack
    is working when its window energy is at least half of its usual working level (the 90th
@@ -134,7 +135,7 @@ def compare_racks(data: PlantData, process: str, baseline: tuple[float, float], 
     if len(edges) < 3:
         return None
     e = _net_energy(data, devices, edges)
-    nb = e.shape[1]
+    nk, nb = e.shape
     cyc = cycle_bins(e, bin_s)
     if cyc is None:
         cyc = int(round(86400 / bin_s))
@@ -143,31 +144,37 @@ def compare_racks(data: PlantData, process: str, baseline: tuple[float, float], 
     if nb < 2 * cyc:
         notes.append(f"{process}: {nb * bin_s / 3600:.0f} h of rack data is less than two {cycle_h:.1f} h cycles; racks not compared.")
         return PeerResult(devices, cycle_h, math.nan, [], notes)
-    # Window sums over one cycle, ending at bin edge w + cyc (w = 0 .. nb - cyc).
-    c = np.concatenate([np.zeros((len(devices), 1)), np.cumsum(e, axis=1)], axis=1)
-    win = c[:, cyc:] - c[:, :-cyc]
-    t_end = edges[cyc:]
-    usual = np.percentile(win, 90, axis=1)
-    working = (win >= WORKING_SHARE * usual[:, None]) & (usual[:, None] > 0)
-    in_base = (t_end - cyc * bin_s >= baseline[0] - 1e-6) & (t_end <= baseline[1] + 1e-6)
+    # Each rack on its own cycle (recipes differ from rack to rack); the hall's where a rack shows none.
+    cycles = np.array([cycle_bins(e[k:k + 1], bin_s) or cyc for k in range(nk)])
+    # Window sums over the rack's cycle, by window end: win[k, m] covers bins [m - cycles[k], m).
+    c = np.concatenate([np.zeros((nk, 1)), np.cumsum(e, axis=1)], axis=1)
+    win = np.full((nk, nb + 1), np.nan)
+    for k in range(nk):
+        win[k, cycles[k]:] = c[k, cycles[k]:] - c[k, :nb + 1 - cycles[k]]
+    t_end = edges
+    with np.errstate(invalid="ignore"):
+        usual = np.nanpercentile(win, 90, axis=1)
+        working = (win >= WORKING_SHARE * usual[:, None]) & (usual[:, None] > 0)
+    start_of = t_end[None, :] - cycles[:, None] * bin_s
+    in_base = np.isfinite(win) & (start_of >= baseline[0] - 1e-6) & (t_end[None, :] <= baseline[1] + 1e-6)
     if not in_base.any():
         notes.append(f"{process}: the baseline period is shorter than one {cycle_h:.1f} h formation cycle; racks not compared.")
         return PeerResult(devices, cycle_h, math.nan, [], notes)
     # Each rack's own level: its median energy per cycle while working in the baseline period.
-    level = np.full(len(devices), np.nan)
-    for k in range(len(devices)):
-        wb = win[k, in_base & working[k]]
+    level = np.full(nk, np.nan)
+    for k in range(nk):
+        wb = win[k, in_base[k] & working[k]]
         if wb.size:
             level[k] = float(np.median(wb))
-    unjudged = [devices[k] for k in range(len(devices)) if not np.isfinite(level[k])]
+    unjudged = [devices[k] for k in range(nk) if not np.isfinite(level[k])]
     if unjudged:
-        notes.append(f"{process}: {len(unjudged)} rack(s) not working in the baseline period, so without a reference and not judged: "
-                     + ", ".join(unjudged[:5]) + (" …" if len(unjudged) > 5 else "") + ".")
+        notes.append(f"{process}: {len(unjudged)} rack(s) not working in a whole cycle of the baseline period, so without a reference "
+                     "and not judged: " + ", ".join(unjudged[:5]) + (" …" if len(unjudged) > 5 else "") + ".")
     with np.errstate(all="ignore"):
         norm = np.where(working & np.isfinite(level)[:, None], win / level[:, None], np.nan)
     # What moves the whole hall at each window end: the median of the other working racks, each on its own level.
     common = np.full(win.shape, np.nan)
-    for k in range(len(devices)):
+    for k in range(nk):
         others = np.delete(norm, k, axis=0)
         ok = np.isfinite(others).sum(axis=0) >= MIN_RACKS - 1
         if ok.any():
@@ -184,22 +191,22 @@ def compare_racks(data: PlantData, process: str, baseline: tuple[float, float], 
     scatter = max(scatter, SCATTER_FLOOR)
     outliers = []
     after = t_end > baseline[1]
-    for k in range(len(devices)):
+    for k in range(nk):
         if not np.isfinite(level[k]):
             continue
-        zk = d[k] / scatter
-        hit = np.isfinite(zk) & (zk >= z / 2) & after
+        with np.errstate(invalid="ignore"):
+            zk = d[k] / scatter
+            hit = np.isfinite(zk) & (zk >= z / 2) & after
         for i, j in _runs(hit):
-            if j - i < cyc:  # a persistent fault shows in every window for at least one cycle
+            if j - i < cycles[k]:  # a persistent fault shows in every window for at least one cycle
                 continue
             zm = float(np.nanmean(zk[i:j]))
             if zm < z:
                 continue
-            o = _waste(devices, k, e, working, level, d[k], edges, t_end, i, j, cyc, bin_s)
+            o = _waste(devices, k, e, working, level, cycles, d[k], edges, int(i), int(j), bin_s)
             if o is None or o.waste_kwh <= 0:
                 continue
-            o.z, o.cycle_h = zm, cycle_h
-            o.ongoing = bool(j >= win.shape[1] - 1)
+            o.z = zm
             outliers.append(o)
     return PeerResult(devices, cycle_h, scatter, outliers, notes)
 
@@ -211,11 +218,12 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
 
 
-def _waste(devices: list[str], k: int, e: np.ndarray, working: np.ndarray, level: np.ndarray, dk: np.ndarray,
-           edges: np.ndarray, t_end: np.ndarray, i: int, j: int, cyc: int, bin_s: float) -> RackOutlier | None:
-    """Excess of rack ``k`` over the bins behind windows i..j-1, widened to whole cycles."""
+def _waste(devices: list[str], k: int, e: np.ndarray, working: np.ndarray, level: np.ndarray, cycles: np.ndarray,
+           dk: np.ndarray, edges: np.ndarray, i: int, j: int, bin_s: float) -> RackOutlier | None:
+    """Excess of rack ``k`` over the bins behind its windows ending at edges i .. j-1, widened to its whole cycles."""
     nb = e.shape[1]
-    b0, b1 = i, j - 1 + cyc  # bins [b0, b1) feed windows i .. j-1
+    cyc = int(cycles[k])
+    b0, b1 = max(0, i - cyc), j - 1  # bins [b0, b1) feed the windows ending at i .. j-1
     n = b1 - b0
     pad = (-n) % cyc
     b0 = max(0, b0 - pad // 2)
@@ -223,27 +231,33 @@ def _waste(devices: list[str], k: int, e: np.ndarray, working: np.ndarray, level
     b0 = max(0, b1 - n - pad)
     if (b1 - b0) % cyc:  # the data ends too soon on both sides: drop the part cycle at the start
         b0 = b0 + (b1 - b0) % cyc
-    # Peers working in every window of the span count; their energy over whole cycles is phase-free too.
-    w_lo, w_hi = b0, b1 - cyc + 1
-    peers = [p for p in range(len(devices)) if p != k and np.isfinite(level[p]) and working[p, w_lo:w_hi].all()]
+    if b1 <= b0:
+        return None
+    # Peers working in every window that lies within the span.
+    peers = [p for p in range(len(devices)) if p != k and np.isfinite(level[p])
+             and working[p, min(b0 + int(cycles[p]), b1):b1 + 1].all()]
     if len(peers) < MIN_RACKS - 1:
         return None
     own = float(e[k, b0:b1].sum())
     # The excess entered the first window above its peers in its last bin, and had left the last such
     # window but for its first bin (unless that window ends with the data: still going).
-    rise_from = float(t_end[i] - bin_s)
-    rise_to = float(t_end[-1]) if j >= t_end.size else max(rise_from + bin_s, float(t_end[j - 1] - (cyc - 1) * bin_s))
-    # The rack's own level times the cycles' worth its peers ran over the span (each on its own level).
-    expected = float(level[k] * np.median(e[peers, b0:b1].sum(axis=1) / level[peers]))
+    ongoing = j >= len(edges) - 1
+    rise_from = float(edges[i] - bin_s)
+    rise_to = float(edges[-1]) if ongoing else max(rise_from + bin_s, float(edges[j - 1] - (cyc - 1) * bin_s))
+    # The rack's own rate (level per cycle) times how its peers ran over the span against their own rates.
+    rate = level / cycles
+    run = np.median(e[peers, b0:b1].sum(axis=1) / (rate[peers] * (b1 - b0)))
+    expected = float(rate[k] * (b1 - b0) * run)
     # The baseline may hold only a cycle or two: where the rack ran outside the span (before it and,
     # for an episode that ended, after it), its usual deviation from its peers refines its level.
     ends = np.arange(dk.size)
-    outside = np.isfinite(dk) & ((ends + cyc <= b0) | (ends >= b1))
+    outside = np.isfinite(dk) & ((ends <= b0) | (ends - cyc >= b1))
     adj = 1.0
     if outside.sum() >= cyc // 2:
         adj = 1.0 + float(np.median(dk[outside]))
         expected *= adj
     return RackOutlier(device=devices[k], start=float(edges[b0]), end=float(edges[b1]), waste_kwh=own - expected,
-                       expected_kwh=expected, z=math.nan, reference_kwh_per_cycle=float(level[k]), peers=len(peers), cycle_h=math.nan,
-                       ongoing=False, details={"own_kwh": own, "cycles": int((b1 - b0) // cyc), "level_adjustment": adj,
-                                               "rise_from": rise_from, "rise_to": rise_to})
+                       expected_kwh=expected, z=math.nan, reference_kwh_per_cycle=float(level[k]), peers=len(peers),
+                       cycle_h=cyc * bin_s / 3600.0, ongoing=bool(ongoing),
+                       details={"own_kwh": own, "cycles": int((b1 - b0) // cyc), "level_adjustment": adj,
+                                "rise_from": rise_from, "rise_to": rise_to})
