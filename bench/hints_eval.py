@@ -1,6 +1,7 @@
 """Score the optimisation hints against the simulators' fault scenarios (ground-truth waste) and clean twins.
 
-For each scenario (default: steel-week-faults, battery-week-faults) the offline generator writes
+For each scenario (default: steel-week-faults, battery-week-faults and battery-week-faults-racks,
+the battery week with one meter per formation rack) the offline generator writes
 the faulty week and the same week without faults. The hints run on both, with the process models
 calibrated on the known-good stretch before the first process fault (at least 24 h), as an energy
 engineer would choose a baseline period. A waste fault counts as found when a hint of the matching
@@ -51,7 +52,7 @@ def _hints(d: Path, baseline_end: float | None):  # type: ignore[no-untyped-def]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scenarios", nargs="*", default=["steel-week-faults", "battery-week-faults"])
+    ap.add_argument("scenarios", nargs="*", default=["steel-week-faults", "battery-week-faults", "battery-week-faults-racks"])
     ap.add_argument("--cache", default="bench/.cache/hints", help="where generated scenario data is kept between runs")
     a = ap.parse_args()
     cache = Path(a.cache)
@@ -86,11 +87,11 @@ def main() -> int:
             FAULT_TO_HINT.get(x["kind"]) == h.kind and x["process"] == h.process for x in waste_labels)]
         if extra:
             print("  unmatched waste hints on the faulty week: " + ", ".join(f"{h.kind}({h.process})" for h in extra))
-    print(f"{'scenario':22} {'fault':14} {'kind':34} {'process':16} {'true kWh':>10} {'hint kWh':>10} {'error':>8} {'% of plant':>10}")
+    print(f"{'scenario':26} {'fault':14} {'kind':34} {'process':16} {'true kWh':>10} {'hint kWh':>10} {'error':>8} {'% of plant':>10}")
     for r in rows:
         est = f"{r[5]:,.0f}" if r[5] is not None else "missed"
         err = f"{r[6]:+.1f} %" if r[6] is not None else "—"
-        print(f"{r[0]:22} {r[1]:14} {r[2]:34} {r[3]:16} {r[4]:>10,.0f} {est:>10} {err:>8} {r[7]:>9.3f}%")
+        print(f"{r[0]:26} {r[1]:14} {r[2]:34} {r[3]:16} {r[4]:>10,.0f} {est:>10} {err:>8} {r[7]:>9.3f}%")
     print(f"faults_found={found}/{total} within_20pct={within}/{total} false_waste_hints_clean={false_clean}")
     return 0
 

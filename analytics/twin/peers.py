@@ -57,10 +57,10 @@ class RackOutlier:
     """One rack whose net energy rose above its peers (relative to its own reference) over a sustained stretch."""
 
     device: str
-    start: float  # first bin holding the excess (epoch s)
+    start: float  # the whole cycles of the rack the waste is counted over (epoch s); the rise itself is in details
     end: float
     waste_kwh: float
-    expected_kwh: float  # what the rack would have used at its reference share of its peers over the same span
+    expected_kwh: float  # what the rack would have used on its own level, running as its peers did over the same span
     z: float  # mean rise over the stretch in units of the comparison's scatter
     reference_kwh_per_cycle: float  # the rack's own net energy per cycle in the baseline period
     peers: int
