@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from analytics.baseline import ASHRAE14_LIMITS, R2_MIN, Baseline, Fit, cusum, fit_baseline, goodness_of_fit
+from analytics.baseline import ASHRAE14_LIMITS, R2_MIN, Baseline, Fit, Hinge, cusum, fit_baseline, goodness_of_fit
 from analytics.detect import DetectorSettings, StreamingDetector
 from analytics.interval import period_key, zone
 from carbonedge.errors import CarbonEdgeError
@@ -253,13 +253,16 @@ def baseline_csv(
     aggregate: str | None = None,
     tz: str = "UTC",
     out: Path | str | None = None,
+    change_point: bool = True,
 ) -> BaselineReport:
     """Fit a regression baseline of ``target`` on ``features`` over rows before ``train_until``.
 
     With ``aggregate`` (``hour``, ``day``, ``week``, ``month``) rows are first summed per local
     period (target and ``features``) or averaged (``mean_features``, for intensive variables such as
-    temperature). Prints nothing; returns the fit on the training rows and on the rest, and writes
-    per-row ``expected``, ``residual`` and ``cusum`` to ``out`` when given.
+    temperature). ``mean_features`` may enter as change-point (degree-day) terms when that fits
+    better (:func:`analytics.baseline.fit_baseline`; ``change_point=False``: straight lines only).
+    Prints nothing; returns the fit on the training rows and on the rest, and writes per-row
+    ``expected``, ``residual`` and ``cusum`` to ``out`` when given.
     """
     path = Path(path)
     mean_features = list(mean_features or [])
@@ -286,10 +289,10 @@ def baseline_csv(
     if train.sum() == 0:
         raise InputError(f"{path}: no rows before the end of the training period; check --train-until")
     y, X = Y[:, 0], Y[:, 1:]
-    b = fit_baseline(X[train], y[train], all_feats)
+    b = fit_baseline(X[train], y[train], all_feats, change_point=mean_features if change_point else ())
     test = ~train
     notes = stats.notes()
-    p = len(all_feats) + 1
+    p = b.fit.p
     ok_test = test & np.isfinite(y) & np.all(np.isfinite(X), axis=1)
     test_fit: Fit | None = None
     savings: float | None = None
@@ -321,7 +324,12 @@ def format_baseline(rep: BaselineReport, target: str) -> str:
     cv_max, nmbe_max = ASHRAE14_LIMITS[rep.limits]
     buf = io.StringIO()
     p = buf.write
-    p(f"Baseline ({rep.interval} data, ISO 50006 regression):  {rep.baseline.equation(target)}\n\n")
+    p(f"Baseline ({rep.interval} data, ISO 50006 regression):  {rep.baseline.equation(target)}\n")
+    for t in rep.baseline.terms:
+        if isinstance(t, Hinge):
+            side = "below" if t.kind == "heating" else "above"
+            p(f"  change point ({t.kind} side): this term counts only {t.feature} {side} {t.balance:.4g}\n")
+    p("\n")
     p(f"{'period':<10} {'rows':>7} {'CV(RMSE)':>9} {'NMBE':>8} {'R²':>6}   ASHRAE 14 {rep.limits} (CV ≤ {cv_max:.0%}, |NMBE| ≤ {nmbe_max:.0%})\n")
     for name, fit in (("training", rep.train), ("reporting", rep.test)):
         if fit is None:

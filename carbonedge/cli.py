@@ -197,6 +197,7 @@ def cmd_analyze_baseline(a: argparse.Namespace) -> int:
     rep = baseline_csv(
         Path(a.csv), time_col=a.time_col, target=a.target, features=a.feature, mean_features=a.mean_feature,
         train_until=parse_time(a.train_until), aggregate=a.aggregate, tz=a.tz, out=Path(a.out) if a.out else None,
+        change_point=not a.linear,
     )
     if a.json:
         print(json.dumps(rep.as_dict(), indent=2))
@@ -474,12 +475,15 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
 
     bl = asub.add_parser("baseline", help="ISO 50006 regression baseline with ASHRAE 14 fit for a CSV export",
                          description="Fit an energy baseline (linear regression of --target on the --feature variables) over the rows "
-                         "before --train-until, and print CV(RMSE), NMBE and R² on the training rows and on the rest (ASHRAE Guideline 14).")
+                         "before --train-until, and print CV(RMSE), NMBE and R² on the training rows and on the rest (ASHRAE Guideline 14). "
+                         "A --mean-feature such as outdoor temperature may enter as a change-point (degree-day) term, "
+                         "max(0, Tb - T) and/or max(0, T - Tb), when that fits clearly better than a straight line (lowest BIC).")
     bl.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
     bl.add_argument("--time-col", required=True)
     bl.add_argument("--target", required=True, help="energy column (per-interval consumption, not a cumulative counter)")
     bl.add_argument("--feature", action="append", default=[], help="relevant variable summed per period, e.g. production (repeat)")
-    bl.add_argument("--mean-feature", action="append", default=[], help="relevant variable averaged per period, e.g. outdoor temperature")
+    bl.add_argument("--mean-feature", action="append", default=[], help="relevant variable averaged per period, e.g. outdoor temperature (repeat)")
+    bl.add_argument("--linear", action="store_true", help="straight lines only: no change-point terms for the --mean-feature variables")
     bl.add_argument("--train-until", required=True, help="end of the baseline period (ISO 8601); later rows are the reporting period")
     bl.add_argument("--aggregate", choices=["hour", "day", "week", "month"], help="sum rows into local periods before fitting")
     bl.add_argument("--tz", default="UTC", help="plant time zone for naive times and period boundaries (default: UTC)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.baseline import BaselineError, compare_periods, cusum, fit_baseline, goodness_of_fit
+from analytics.baseline import BaselineError, Hinge, compare_periods, cusum, fit_baseline, goodness_of_fit
 from analytics.detect import DetectorSettings, StreamingDetector
 from analytics.interval import GAP, RESET, ROLLOVER, aggregate, intervals, parse_shifts, period_key, zone
 from analytics.media import factors
@@ -262,3 +262,29 @@ def test_media_factors_and_overrides() -> None:
     assert g["gas_volume"].to_kwh(100) == pytest.approx(977) and g["gas_volume"].source == "supplier certificate 2026-02"
     with pytest.raises(ConfigError, match="'source' is required"):
         factors({"gas_volume": {"kwh_per_unit": 9.77}})
+
+
+def test_change_point_baseline_finds_the_balance_point_and_keeps_lines_straight() -> None:
+    """Heating below a balance point (ASHRAE 14 inverse models): the fit finds the kink; a linear load stays linear."""
+    rng = np.random.default_rng(11)
+    n = 365
+    temp = 10 + 12 * np.sin(np.arange(n) / 365 * 2 * np.pi) + rng.normal(0, 3, n)  # daily mean outdoor temperature
+    prod = rng.uniform(80, 120, n)
+    heat = 400 + 9.0 * prod + 55.0 * np.maximum(0.0, 15.0 - temp) + 30.0 * np.maximum(0.0, temp - 21.0) + rng.normal(0, 25, n)
+    X = np.column_stack([prod, temp])
+    b = fit_baseline(X[:270], heat[:270], ["production_t", "temp_c"], change_point=["temp_c"])
+    hinges = {t.kind: t for t in b.terms if isinstance(t, Hinge)}
+    assert set(hinges) == {"heating", "cooling"}, b.equation()
+    assert abs(hinges["heating"].balance - 15.0) < 1.5 and abs(hinges["cooling"].balance - 21.0) < 2.5, b.equation()
+    assert b.fit.p == 1 + 1 + 2 + 2  # intercept, production, two hinge slopes, two balance points
+    line = fit_baseline(X[:270], heat[:270], ["production_t", "temp_c"])
+    assert b.fit.cv_rmse < 0.6 * line.fit.cv_rmse
+    # Out of sample, on the reporting rows, the change-point model predicts as well as it fits.
+    resid = heat[270:] - b.predict(X[270:])
+    assert np.sqrt((resid**2).mean()) < 35
+    # A load that is linear in temperature keeps its straight line.
+    lin = 300 + 8.0 * prod - 12.0 * temp + rng.normal(0, 20, n)
+    b2 = fit_baseline(X, lin, ["production_t", "temp_c"], change_point=["temp_c"])
+    assert b2.terms == ["production_t", "temp_c"], b2.equation()
+    with pytest.raises(BaselineError, match="not among"):
+        fit_baseline(X, lin, ["production_t", "temp_c"], change_point=["humidity"])
