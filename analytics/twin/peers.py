@@ -102,7 +102,7 @@ def _net_energy(data: PlantData, devices: list[str], edges: np.ndarray) -> np.nd
 def cycle_bins(e: np.ndarray, bin_s: float = BIN_S, lo_h: float = 2.0, hi_h: float = 48.0) -> int | None:
     """Bins per cycle: the lag where the racks' energy repeats best (mean autocorrelation), or None."""
     n = e.shape[1]
-    lo, hi = int(round(lo_h * 3600 / bin_s)), min(int(round(hi_h * 3600 / bin_s)), n // 2)
+    lo, hi = round(lo_h * 3600 / bin_s), min(round(hi_h * 3600 / bin_s), n // 2)
     if hi <= lo:
         return None
     x = e - e.mean(axis=1, keepdims=True)
@@ -138,7 +138,7 @@ def compare_racks(data: PlantData, process: str, baseline: tuple[float, float], 
     nk, nb = e.shape
     cyc = cycle_bins(e, bin_s)
     if cyc is None:
-        cyc = int(round(86400 / bin_s))
+        cyc = round(86400 / bin_s)
         notes.append(f"{process}: no common cycle found in the rack meters; racks compared over daily windows.")
     cycle_h = cyc * bin_s / 3600.0
     if nb < 2 * cyc:
