@@ -224,8 +224,10 @@ def effect_text(f: Fault) -> str:
         return (f"dehumidifier regeneration power rises up to {100 * float(p.get('extra_fraction', 0.35)):.0f} % at the same dew point "
                 "and outdoor humidity; dry-room base load rises around the clock")
     if k == "formation_channel_fault":
-        return (f"{p.get('channels', 8)} channels of formation rack {p.get('rack', 0)} lose energy recovery and burn their discharge "
-                "energy; the formation meter's net energy rises during discharge steps with the same cell output")
+        r = int(p.get("rack", 0))
+        return (f"{p.get('channels', 8)} channels of formation rack {r} (counted from 0; formation-rack-{r + 1:03d}-meter when racks "
+                "are metered one by one) lose energy recovery and burn their discharge energy; the formation meter's net energy "
+                "rises during discharge steps with the same cell output")
     if k == "stuck_meter":
         return "every register of the device holds its value from the fault start (power, energy counter frozen); values move again at the end, the counter jumps to its true value"
     if k == "counter_reset":
