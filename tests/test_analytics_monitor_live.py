@@ -8,6 +8,8 @@ learns for 24 h (a Monday with two shifts) and then carries its faults, packed i
 Every fault kind of the simulators is here except ``formation_channel_fault``: it adds about 0.2 %
 to the formation hall's energy (a few kWh over hours, below the accuracy of the hall's meter),
 which no check on that meter can tell from noise; docs/analytics.md and docs/benchmarks.md say so.
+With one meter per formation rack the rack peer comparison finds it (tests/test_twin_rack_peers.py,
+and on the simulator's rack-metered week in tests/test_carbon_hints.py).
 """
 
 from __future__ import annotations
