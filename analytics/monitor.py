@@ -55,6 +55,8 @@ class MonitorSettings:
     excess-power check. ``margin``: threshold as a multiple of the largest learning-period excess.
     ``stuck_polls``: polls a counter must stand still, with its power/flow frozen, to call it stuck.
     ``comm_loss_polls``: missed polls before a silent device is reported.
+    ``comm_loss_group_min``: this many devices falling silent in the same poll are one alert (the
+    gateway, its network or a shared bus, not that many meter faults).
     """
 
     learn_hours: float = 24.0
@@ -62,6 +64,7 @@ class MonitorSettings:
     margin: float = 1.5
     stuck_polls: int = 3
     comm_loss_polls: float = 2.5
+    comm_loss_group_min: int = 3
     min_excess_fraction: float = 0.05  # never alert on less than 5 % of the process's mean power (meter class 0.5–1 plus load noise)
     idle_min_minutes: float = 60.0  # running without producing is normal for at least this long
     confirm_polls: int = 3  # consecutive polls over threshold before an alert opens (shift-start transients)
@@ -136,6 +139,7 @@ class _DeviceState:
     counters: dict[str, _CounterState] = field(default_factory=dict)
     silent: bool = False
     catch_up: bool = False  # next interval spans a stuck or silent stretch
+    group: Any = None  # key of the alert for the devices that fell silent together with this one
 
 
 # --------------------------------------------------------------------------- energy model
@@ -235,6 +239,12 @@ class PlantMonitor:
         self._dts: list[float] = []
         self.learning = True
         self.clock_events = 0
+        self._silent_groups: dict[Any, set[str]] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # State files written before silent devices were grouped.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_silent_groups", {})
 
     # ------------------------------------------------------------------ public
 
@@ -307,25 +317,62 @@ class PlantMonitor:
 
     # ------------------------------------------------------------------ devices
 
+    def _open_comm_loss(self, t_ms: int, d: str, events: list[AlertEvent]) -> None:
+        since = self.devices[d].last_seen_ms
+        events += self.alerts.open(t_ms, kind="comm_loss", process=self.proc_of_device.get(d, "plant"), device=d, severity="major",
+                                   message=f"{d} has not answered since {_fmt_ms(since) if since else '?'}; its consumption in the gap is "
+                                   "recovered from its counters when it answers again.", key=("comm_loss", d))
+
     def _check_devices(self, t_ms: int, readings: dict[str, dict[str, float]], events: list[AlertEvent], clock_bad: bool) -> set[str]:
         bad: set[str] = set()
         poll = self.poll_s or (float(np.median(self._dts)) if self._dts else None)
         # Silent devices: known, but absent from cycles where others answer.
+        newly: list[str] = []
         for d, st in self.devices.items():
             if d in readings or st.last_seen_ms is None or poll is None:
                 continue
             if not st.silent and (t_ms - st.last_seen_ms) / 1000.0 > self.s.comm_loss_polls * poll:
                 st.silent = True
                 st.catch_up = True
-                events += self.alerts.open(t_ms, kind="comm_loss", process=self.proc_of_device.get(d, "plant"), device=d, severity="major",
-                                           message=f"{d} has not answered since {_fmt_ms(st.last_seen_ms)}; its consumption in the gap is recovered from its counters when it answers again.",
-                                           key=("comm_loss", d))
-        for d, vals in readings.items():
+                newly.append(d)
+        newly.sort()
+        if len(newly) >= max(2, self.s.comm_loss_group_min):
+            key = ("comm_loss_group", t_ms)
+            self._silent_groups[key] = set(newly)
+            for d in newly:
+                self.devices[d].group = key
+            since = min(self.devices[d].last_seen_ms or t_ms for d in newly)
+            events += self.alerts.open(t_ms, kind="comm_loss", process="plant", device=None, severity="major", key=key,
+                                       message=f"{len(newly)} devices stopped answering together since {_fmt_ms(since)} ({_names(newly)}): "
+                                       "check the gateway, its network and the meters' shared bus first. Their consumption in the gap "
+                                       "is recovered from their counters when they answer again.")
+        else:
+            for d in newly:
+                self._open_comm_loss(t_ms, d, events)
+        back: set[Any] = set()
+        for d in readings:
             st = self.devices.setdefault(d, _DeviceState())
-            proc = self.proc_of_device.get(d, "plant")
             if st.silent:
                 st.silent = False
-                events += self.alerts.resolve(t_ms, ("comm_loss", d), note=f"{d} answers again")
+                if st.group is None:
+                    events += self.alerts.resolve(t_ms, ("comm_loss", d), note=f"{d} answers again")
+                else:
+                    self._silent_groups.get(st.group, set()).discard(d)
+                    back.add(st.group)
+                    st.group = None
+        for key in back:
+            left = self._silent_groups.get(key, set())
+            if len(left) >= max(2, self.s.comm_loss_group_min):
+                continue
+            # Most are back: close the group's alert; whoever is still silent gets an alert of its own.
+            self._silent_groups.pop(key, None)
+            events += self.alerts.resolve(t_ms, key, note="all answer again" if not left else f"answering again except {_names(sorted(left))}")
+            for d in sorted(left):
+                self.devices[d].group = None
+                self._open_comm_loss(t_ms, d, events)
+        for d, vals in readings.items():
+            st = self.devices[d]
+            proc = self.proc_of_device.get(d, "plant")
             if st.catch_up:
                 bad.add(d)
                 st.catch_up = False
@@ -752,3 +799,9 @@ def read_device_csvs(directory: Any, devices: list[str] | None = None) -> list[t
                 backbone.insert(j, (t, {dev: vals}))
                 i = j + 1
     return backbone
+
+
+def _names(devices: list[str], most: int = 6) -> str:
+    """``a, b, c and 4 more``: a readable list of device names."""
+    shown = ", ".join(devices[:most])
+    return shown if len(devices) <= most else f"{shown} and {len(devices) - most} more"
