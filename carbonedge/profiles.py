@@ -416,9 +416,24 @@ PLC_LINE_COUNTER = Profile(
     ),
 )
 
+GENERIC_WEATHER_TH = Profile(
+    name="generic-weather-th",
+    manufacturer="generic",
+    model="Outdoor temperature / humidity transmitter (weather station on the gateway)",
+    table="input",
+    source="carbonedge generic map in the style of common Modbus temperature/humidity transmitters: int16 in 0.1 units "
+    "(negative temperatures two's complement), FC04: temperature °C at 0, relative humidity % at 1, dew point °C at 2.",
+    points=(
+        P("outdoor_temperature", 0, "int16", 0.1),
+        P("outdoor_humidity", 1, "int16", 0.1),
+        P("outdoor_dew_point", 2, "int16", 0.1),
+    ),
+    notes="Dew point is over water (Magnus formula, WMO-No. 8 Annex 4.B coefficients), as transmitters compute it from T and RH.",
+)
+
 PROFILES: dict[str, Profile] = {
     p.name: p for p in (EASTRON_SDM630, SIEMENS_PAC3200, SCHNEIDER_PM5000, JANITZA_UMG96RME, ABB_B_SERIES, PLC_LINE_COUNTER,
-                        GENERIC_EM_U32, FLOW_GAS, FLOW_OXYGEN, FLOW_STEAM, FLOW_WATER, FLOW_AIR)
+                        GENERIC_EM_U32, FLOW_GAS, FLOW_OXYGEN, FLOW_STEAM, FLOW_WATER, FLOW_AIR, GENERIC_WEATHER_TH)
 }
 
 

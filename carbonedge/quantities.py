@@ -65,6 +65,10 @@ _ALL = [
     _q("production_count", "pcs", "counter", "Production in pieces (cells, coils, heats), cumulative"),
     _q("production_capacity", "kWh", "counter", "Production in kWh of cell capacity, cumulative"),
     _q("running", "1", "gauge", "Equipment running (1) or stopped (0)"),
+    # Outdoor conditions (weather station on the gateway): relevant variables of weather-driven loads
+    _q("outdoor_temperature", "°C", "gauge", "Outdoor air temperature"),
+    _q("outdoor_humidity", "%", "gauge", "Outdoor relative humidity (over water)"),
+    _q("outdoor_dew_point", "°C", "gauge", "Outdoor dew point (over water)"),
 ]
 
 QUANTITIES: dict[str, Quantity] = {q.name: q for q in _ALL}

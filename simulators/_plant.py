@@ -320,3 +320,64 @@ class LineCounter(Device):
             "running": float(p.running),
         }
 
+
+
+# --------------------------------------------------------------------------- outdoor conditions
+
+#: Magnus formula over water, coefficients of WMO-No. 8 (2018 edition), Vol. I, Annex 4.B:
+#: e_s(T) = 6.112 hPa · exp(17.62 T / (243.12 °C + T)), for −45 … 60 °C.
+MAGNUS_HPA, MAGNUS_B, MAGNUS_C = 6.112, 17.62, 243.12
+#: Ratio of the molar masses of water vapour and dry air, in g/kg (0.622 kg/kg).
+EPSILON_GKG = 622.0
+
+
+def vapour_pressure_hpa(abs_humidity_gkg: float, pressure_hpa: float = 1013.25) -> float:
+    """Partial pressure of water vapour of moist air with mixing ratio ``abs_humidity_gkg`` (g per kg dry air)."""
+    return abs_humidity_gkg * pressure_hpa / (EPSILON_GKG + abs_humidity_gkg)
+
+
+def saturation_vapour_pressure_hpa(temp_c: float) -> float:
+    """Saturation vapour pressure over water at ``temp_c`` (Magnus, WMO-No. 8 Annex 4.B)."""
+    return MAGNUS_HPA * math.exp(MAGNUS_B * temp_c / (MAGNUS_C + temp_c))
+
+
+def relative_humidity_pct(temp_c: float, abs_humidity_gkg: float, pressure_hpa: float = 1013.25) -> float:
+    """Relative humidity over water (%) of air at ``temp_c`` holding ``abs_humidity_gkg``; 100 % at most (fog)."""
+    return min(100.0 * vapour_pressure_hpa(abs_humidity_gkg, pressure_hpa) / saturation_vapour_pressure_hpa(temp_c), 100.0)
+
+
+def dew_point_c(abs_humidity_gkg: float, pressure_hpa: float = 1013.25) -> float:
+    """Dew point over water (°C) of air holding ``abs_humidity_gkg``: the Magnus formula solved for T."""
+    g = math.log(vapour_pressure_hpa(abs_humidity_gkg, pressure_hpa) / MAGNUS_HPA)
+    return MAGNUS_C * g / (MAGNUS_B - g)
+
+
+class _Outdoors:
+    """Where a weather station sits, for the device tags: the site, not a process."""
+
+    name = "weather"
+    area = "site"
+
+
+class WeatherStation(Device):
+    """An outdoor temperature/humidity transmitter on the gateway, serving the plant's climate.
+
+    ``climate`` has ``temperature_c(t)`` and ``abs_humidity_gkg(t)``; the station serves temperature,
+    relative humidity and dew point (what transmitters give) at the plant time of the last step.
+    It draws no random numbers, so adding it shifts none of the plant's streams.
+    """
+
+    def __init__(self, device: str, climate: Any, t: float, profile: profiles.Profile | None = None, unit_id: int = 1) -> None:
+        self.device, self.climate, self.unit_id = device, climate, unit_id
+        self.profile = profile or profiles.GENERIC_WEATHER_TH
+        self.process: Any = _Outdoors()
+        self.t = t  # plant time of the conditions served; the simulation moves it along
+        self._init_device()
+
+    def truth(self) -> tuple[float, float]:
+        """(outdoor temperature °C, absolute humidity g/kg) at plant time ``t``."""
+        return self.climate.temperature_c(self.t), self.climate.abs_humidity_gkg(self.t)
+
+    def live_values(self) -> dict[str, float]:
+        temp, w = self.truth()
+        return {"outdoor_temperature": temp, "outdoor_humidity": relative_humidity_pct(temp, w), "outdoor_dew_point": dew_point_c(w)}

@@ -14,7 +14,8 @@ Output directory::
     scenario.json       the scenario as run
     <device>.csv        ts (ISO 8601 UTC) + one column per quantity, canonical units
     truth.json          true energy, media and production per process, fault waste
-    truth.csv           true cumulative energy and production per process at each poll (plant time)
+    truth.csv           true cumulative energy and production per process at each poll (plant time), and the
+                        true outdoor temperature and absolute humidity when the plant has a weather station
     labels.jsonl        one line per injected fault
     gateway-clock.json  clock events the gateway would have
 """
@@ -113,6 +114,8 @@ def generate(
         for p in sim.processes:
             row[f"{p.name}_energy_kwh"] = p.energy_kwh
             row[f"{p.name}_production"] = p.production
+        if sim.weather is not None:
+            row["outdoor_temperature_c"], row["abs_humidity_gkg"] = sim.weather.truth()
         truth_rows.append(row)
         if progress is not None and k / n_polls >= next_report:
             progress(k / n_polls)

@@ -34,7 +34,16 @@ from carbonedge.clock import Clock, iso
 from carbonedge.errors import ConfigError
 from carbonedge.services import free_port
 from simulators import battery, faults, steel
-from simulators._plant import MEDIA, Calendar, Device, FlowMeter, LineCounter, Meter, Process
+from simulators._plant import (
+    MEDIA,
+    Calendar,
+    Device,
+    FlowMeter,
+    LineCounter,
+    Meter,
+    Process,
+    WeatherStation,
+)
 from simulators.scenario import Scenario
 
 log = logging.getLogger("carbonedge.sim")
@@ -42,6 +51,8 @@ log = logging.getLogger("carbonedge.sim")
 PLANTS = {"steel": steel, "battery": battery}
 SEC_UNITS = {"steel": "kWh/t", "battery": "kWh/kWh_cell"}
 PRODUCTION_QUANTITY = {"steel": "production_mass", "battery": "production_capacity"}
+#: Device id of the gateway's outdoor temperature/humidity transmitter (plants that model the climate).
+WEATHER_DEVICE = "weather-station"
 #: Units behind one Modbus TCP port when devices sit behind an RS-485 gateway (32 unit loads per segment).
 UNITS_PER_GATEWAY = 32
 
@@ -118,8 +129,11 @@ class Simulation:
             if proc.production_unit is not None:
                 self.counters.append(LineCounter(f"{slug}-line", proc, unit))
                 unit += 1
+        # A weather station on the gateway when the plant models the outdoor climate (it draws no random numbers).
+        climate = next((p.climate for p in self.processes if getattr(p, "climate", None) is not None), None)
+        self.weather = WeatherStation(WEATHER_DEVICE, climate, self.start) if climate is not None else None
         self.faults = faults.build_faults(self.fault_specs, self.start, self.end)
-        self._device_list: list[Device] = [*self.meters, *self.flow_meters, *self.counters]
+        self._device_list: list[Device] = [*self.meters, *self.flow_meters, *self.counters, *([self.weather] if self.weather else [])]
         faults.attach(self.faults, self.processes, self._device_list, self.start)
         self._faulty_devices = [d for d in self._device_list if d.device_faults]
         self._next_demand = (np.floor(self.start / 900.0) + 1) * 900.0
@@ -163,6 +177,8 @@ class Simulation:
                     m.demand_kw = (e - self._demand_e0[m.device]) * 3600.0 / 900.0
                     self._demand_e0[m.device] = e
                 self._next_demand += 900.0
+        if self.weather is not None:
+            self.weather.t = self.t
 
     @property
     def finished(self) -> bool:
@@ -197,7 +213,14 @@ class Simulation:
                 "output_process": self.output_process,
             },
             "faults": [{"id": f.id, "kind": f.kind, "waste_kwh": f.waste_kwh} for f in self.faults],
+            **({"weather": self.weather_truth()} if self.weather is not None else {}),
         }
+
+    def weather_truth(self) -> dict[str, Any]:
+        """The weather station's true conditions now (its served values are these, rounded to 0.1)."""
+        assert self.weather is not None
+        temp, w = self.weather.truth()
+        return {"device": self.weather.device, "outdoor_temperature_c": temp, "abs_humidity_gkg": w}
 
     def plant_model(self, site: str) -> dict[str, Any]:
         procs: dict[str, Any] = {}
@@ -213,7 +236,7 @@ class Simulation:
                 ],
                 "follows_shifts": p.calendar is not None and not p.calendar.always,
             }
-        return {
+        model: dict[str, Any] = {
             "plant": self.plant,
             "site": site,
             "scenario": self.name,
@@ -225,6 +248,11 @@ class Simulation:
             "calendar": {"shifts": self.shifts or ["24/7"], "utc_offset_h": self.utc_offset_h},
             "tariffs": self.tariffs,
         }
+        if self.weather is not None:
+            # Outdoor conditions: relevant variables for weather-driven loads (dry rooms, HVAC, cooling).
+            model["weather"] = {"device": self.weather.device, "temperature": "outdoor_temperature",
+                                "humidity": "outdoor_humidity", "dew_point": "outdoor_dew_point"}
+        return model
 
     def write_results(self, out_dir: Path) -> dict[str, Any]:
         """Write ``truth.json``, ``labels.jsonl`` and ``gateway-clock.json``; return the truth."""
@@ -341,6 +369,9 @@ def _layout(sim: Simulation) -> list[list[Device]]:
             ports.append(list(chunk))
     if sim.counters:
         ports.append(list(sim.counters))
+    if sim.weather is not None:
+        sim.weather.unit_id = 1
+        ports.append([sim.weather])  # the gateway's own weather station, on its own port
     return ports
 
 
@@ -401,7 +432,8 @@ async def run(
     log.info("serving %d devices on %d ports", len(devices), len(servers))
 
     truth_csv = (out_dir / "truth.csv").open("w")
-    truth_csv.write("ts," + ",".join(f"{p.name}_energy_kwh,{p.name}_production" for p in sim.processes) + "\n")
+    truth_csv.write("ts," + ",".join(f"{p.name}_energy_kwh,{p.name}_production" for p in sim.processes)
+                    + (",outdoor_temperature_c,abs_humidity_gkg" if sim.weather is not None else "") + "\n")
     next_row = sim.t
     truth: dict[str, Any] | None = None
     origin = getattr(getattr(clock, "spec", None), "origin", time.time())
@@ -428,7 +460,8 @@ async def run(
                 sim.advance_to(min(target, sim.t + 60.0))
                 await asyncio.sleep(0)
             while next_row <= sim.t:
-                truth_csv.write(iso(next_row) + "," + ",".join(f"{p.energy_kwh:.6f},{p.production:.6f}" for p in sim.processes) + "\n")
+                truth_csv.write(iso(next_row) + "," + ",".join(f"{p.energy_kwh:.6f},{p.production:.6f}" for p in sim.processes)
+                                + ("".join(f",{x:.6f}" for x in sim.weather.truth()) if sim.weather is not None else "") + "\n")
                 next_row += 60.0
             if sim.finished and truth is None:
                 truth = sim.write_results(out_dir)
