@@ -24,6 +24,11 @@ over several windows (5 min … 4 h); each window's alert threshold is ``margin 
 excess that window ever showed while learning, so the thresholds carry the process's own
 variability and autocorrelation, and short sharp faults and slow drifts are both caught.
 
+**Outdoor conditions**: when the plant model names a weather station, a process whose learning-period
+residual follows the outdoor temperature and moisture load (dry rooms, HVAC, cooling) gets a weather
+term in its expected power (:func:`_fit_weather`), held within the learned range plus a margin, and
+thresholds learned after it; without a recent weather reading it falls back to the model without.
+
 The first ``learn_hours`` of data are the learning period and must be normal operation.
 """
 
@@ -75,6 +80,15 @@ class MonitorSettings:
     #: its clock under load serves values up to a minute or two of plant time old, which looks exactly
     #: like a gateway clock jumping forward.
     clock_jump_min_s: float = 0.0
+    #: Outdoor conditions (the plant's weather station) enter a process's expected power only when they
+    #: explain at least this share of its learning-period residual variance (R²).
+    weather_min_r2: float = 0.3
+    #: Learning covers one day's weather: the weather term is held at its value this far (°C, or half the
+    #: learned range if wider) beyond the temperatures and dew points seen while learning.
+    weather_margin_c: float = 3.0
+    #: A weather reading older than this no longer counts (the station stopped answering): fall back to
+    #: the production-state model without weather.
+    weather_max_age_s: float = 600.0
 
 
 # --------------------------------------------------------------------------- plant model
@@ -152,6 +166,111 @@ class _Group:
     n: int
 
 
+def abs_humidity_gkg(dew_point_c: np.ndarray | float, pressure_hpa: float = 1013.25) -> np.ndarray:
+    """Outdoor absolute humidity (mixing ratio, g water per kg dry air) from the dew point.
+
+    Vapour pressure by the Magnus formula over water with the WMO-No. 8 (2018), Annex 4.B coefficients,
+    ``e = 6.112 hPa · exp(17.62 Td / (243.12 °C + Td))``, then ``w = 622 e / (p − e)`` at standard
+    pressure. A dehumidifier's moisture load grows with this, not with the dew point itself.
+    """
+    td = np.asarray(dew_point_c, dtype=float)
+    e = 6.112 * np.exp(17.62 * td / (243.12 + td))
+    return 622.0 * e / (pressure_hpa - e)
+
+
+@dataclass
+class _WeatherTerm:
+    """Expected extra power (kW) from outdoor conditions: ``b0 + Σ bi·termi`` of the clipped inputs.
+
+    ``terms`` are ``(input index, form, balance)``: ``linear`` (the input as it is), ``cooling`` /
+    ``heating`` (``max(0, x − b)`` / ``max(0, b − x)``, :class:`analytics.baseline.Hinge`) for the
+    temperature, ``moisture`` (absolute humidity in g/kg from the dew point) for the dew point. Each
+    input is clipped to ``[lo, hi]`` (the learned range plus a margin, in °C) before the terms are
+    built, so one warm day never extrapolates a line fitted on a single day's swing.
+    """
+
+    terms: list[tuple[int, str, float]]
+    coef: list[float]
+    intercept: float
+    lo: list[float]
+    hi: list[float]
+    r2: float
+
+    def label(self, names: tuple[str, ...]) -> str:
+        """``-37 kW +9·max(0, outdoor_temperature − 12) +48·abs_humidity(outdoor_dew_point)``: the term as fitted."""
+        from analytics.baseline import Hinge
+
+        def term(i: int, form: str, b: float) -> str:
+            if form in ("cooling", "heating"):
+                return Hinge(names[i], form, b).label()
+            return f"abs_humidity({names[i]})" if form == "moisture" else names[i]
+
+        return f"{self.intercept:+.3g} kW " + " ".join(f"{c:+.3g}·{term(*t)}" for t, c in zip(self.terms, self.coef, strict=True))
+
+    def design(self, X: np.ndarray) -> np.ndarray:
+        Xc = np.clip(X, np.array(self.lo), np.array(self.hi))
+        cols = []
+        for i, form, b in self.terms:
+            x = Xc[:, i]
+            cols.append(np.maximum(0.0, x - b) if form == "cooling" else np.maximum(0.0, b - x) if form == "heating"
+                        else abs_humidity_gkg(x) if form == "moisture" else x)
+        return np.column_stack(cols)
+
+    def __call__(self, x: np.ndarray) -> float:
+        return float(self.intercept + self.design(x.reshape(1, -1))[0] @ np.array(self.coef))
+
+
+def _fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: float, margin: float) -> _WeatherTerm | None:
+    """A weather term for the residual ``ex`` (kW) on inputs ``X`` (rows: cycles), or None when weather explains little.
+
+    ``kinds`` says what each column is (``temperature`` or ``dew_point``). Forms tried: the temperature
+    as it is (a load linear in it) or as a change-point term (cooling or heating from a balance point
+    ``b``, as ISO 50006 baselines use); the moisture load (absolute humidity from the dew point); and
+    each temperature form with the moisture load added. The form with the best adjusted R² is kept if
+    its R² reaches ``min_r2``.
+    """
+    ok = np.isfinite(ex) & np.all(np.isfinite(X), axis=1)
+    n = int(ok.sum())
+    if n < 60 or n < 0.5 * ex.size:
+        return None
+    y, Z = ex[ok], X[ok]
+    lo = Z.min(axis=0)
+    hi = Z.max(axis=0)
+    pad = np.maximum(margin, 0.5 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    sst = float(((y - y.mean()) ** 2).sum())
+    if sst <= 0:
+        return None
+    t_forms: list[tuple[int, str, float]] = []
+    m_forms: list[tuple[int, str, float]] = []
+    for i, kind in enumerate(kinds):
+        if np.ptp(Z[:, i]) <= 0:
+            continue
+        if kind == "temperature":
+            t_forms.append((i, "linear", 0.0))
+            for b in np.unique(np.percentile(Z[:, i], [20, 35, 50, 65, 80])):
+                t_forms += [(i, "cooling", float(b)), (i, "heating", float(b))]
+        elif kind == "dew_point":
+            m_forms.append((i, "moisture", 0.0))
+    candidates = [[f] for f in t_forms + m_forms] + [[f, m] for f in t_forms for m in m_forms]
+    best: tuple[float, _WeatherTerm] | None = None
+    for terms in candidates:
+        wt = _WeatherTerm(terms, [0.0] * len(terms), 0.0, lo.tolist(), hi.tolist(), 0.0)
+        D = wt.design(Z)
+        if np.any(np.ptp(D, axis=0) <= 0):
+            continue
+        A = np.column_stack([np.ones(n), D])
+        beta, *_ = np.linalg.lstsq(A, y, rcond=None)
+        r2 = 1.0 - float(((y - A @ beta) ** 2).sum()) / sst
+        adj = 1.0 - (1.0 - r2) * (n - 1) / max(n - len(terms) - 1, 1)
+        if best is None or adj > best[0]:
+            wt.intercept, wt.coef, wt.r2 = float(beta[0]), [float(c) for c in beta[1:]], r2
+            best = (adj, wt)
+    if best is None or best[1].r2 < min_r2:
+        return None
+    return best[1]
+
+
 @dataclass
 class _ProcModel:
     window_s: float  # production cadence: produced within this window = producing
@@ -161,6 +280,10 @@ class _ProcModel:
     uses_running: bool
     idle_max_s: float = 0.0  # longest running-but-not-producing stretch seen while learning
     standby_kw: float = 0.0
+    #: Outdoor-conditions term, for loads that follow the weather; None for the others.
+    weather: _WeatherTerm | None = None
+    #: Thresholds of the excess left after the weather term (used while a weather reading is at hand).
+    thresholds_w: dict[tuple[tuple[int, int], int], float] = field(default_factory=dict)
 
     def group(self, producing: int, running: int) -> tuple[int, int] | None:
         """The learned state for ``(producing, running)``; None for a state not seen while learning.
@@ -204,10 +327,11 @@ class _ProcState:
     dprod: list[float] = field(default_factory=list)
     run: list[float] = field(default_factory=list)
     dt: list[float] = field(default_factory=list)
+    wx: list[tuple[float, ...]] = field(default_factory=list)  # outdoor conditions of the cycle (NaN: none)
     # Scoring state.
     last_prod_ms: int | None = None
     prod_hist: deque[tuple[int, float]] = field(default_factory=deque)
-    excess: dict[tuple[tuple[int, int], int], deque[tuple[int, float]]] = field(default_factory=dict)
+    excess: dict[tuple[Any, ...], deque[tuple[int, float]]] = field(default_factory=dict)  # (state, window, weather used)
     wasted_kwh: float = 0.0
     idle_since: int | None = None
     quiet_since: int | None = None  # start of the current not-producing stretch
@@ -229,6 +353,19 @@ class PlantMonitor:
         for p in self.procs.values():
             for d in p.meters + p.counters + p.flow_meters:
                 self.proc_of_device[d] = p.name
+        # The weather station, when the plant has one: its outdoor temperature and dew point are the
+        # relevant variables of loads that follow the weather (dry rooms, HVAC, cooling towers).
+        w = plant.get("weather") if isinstance(plant.get("weather"), dict) else {}
+        self.weather_device: str | None = str(w["device"]) if w.get("device") else None
+        inputs = [(k, str(w[k])) for k in ("temperature", "dew_point") if w.get(k)]
+        self.weather_kinds: tuple[str, ...] = tuple(k for k, _ in inputs)
+        self.weather_qs: tuple[str, ...] = tuple(q for _, q in inputs)
+        if self.weather_device and not self.weather_qs:
+            self.weather_device = None
+        if self.weather_device:
+            self.proc_of_device.setdefault(self.weather_device, "plant")
+        self._wx: np.ndarray | None = None  # latest valid outdoor conditions
+        self._wx_ms: int | None = None
         self.alerts = AlertBook(self.site)
         self.devices: dict[str, _DeviceState] = {}
         self.pstate: dict[str, _ProcState] = {n: _ProcState() for n in self.procs}
@@ -245,6 +382,9 @@ class PlantMonitor:
         # State files written before silent devices were grouped.
         self.__dict__.update(state)
         self.__dict__.setdefault("_silent_groups", {})
+        # ... and before the weather station was used.
+        for k, v in (("weather_device", None), ("weather_qs", ()), ("weather_kinds", ()), ("_wx", None), ("_wx_ms", None)):
+            self.__dict__.setdefault(k, v)
 
     # ------------------------------------------------------------------ public
 
@@ -261,6 +401,7 @@ class PlantMonitor:
             self.t0 = t_ms
         clock_bad = self._check_clock(t_ms, readings, events, missing_cycles)
         bad_devices = self._check_devices(t_ms, readings, events, clock_bad)
+        self._read_weather(t_ms, readings)
         self._energy(t_ms, readings, bad_devices | ({"*"} if clock_bad else set()), events)
         for d, vals in readings.items():
             st = self.devices[d]
@@ -271,6 +412,37 @@ class PlantMonitor:
         if self.learning and t_ms - self.t0 >= self.s.learn_hours * 3_600_000:
             self._fit()
         return events
+
+    # ------------------------------------------------------------------ weather
+
+    def _read_weather(self, t_ms: int, readings: dict[str, dict[str, float]]) -> None:
+        """Keep the latest plausible outdoor conditions; a missing or implausible reading leaves the last one to age out."""
+        if not self.weather_device:
+            return
+        vals = readings.get(self.weather_device)
+        if not vals:
+            return
+        x = []
+        for q in self.weather_qs:
+            v = vals.get(q)
+            if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) or not -80.0 <= v <= 70.0:
+                return
+            x.append(float(v))
+        self._wx, self._wx_ms = np.array(x), t_ms
+
+    def weather_now(self, t_ms: int) -> np.ndarray | None:
+        """Outdoor conditions at ``t_ms`` (one value per weather input), or None without a recent reading."""
+        if self._wx is None or self._wx_ms is None or (t_ms - self._wx_ms) / 1000.0 > self.s.weather_max_age_s:
+            return None
+        return self._wx
+
+    def _outdoors(self, wx: np.ndarray) -> str:
+        """`` at 24 °C outdoors, dew point 13 °C``: the conditions a weather-adjusted baseline is for."""
+        named = dict(zip(self.weather_qs, wx.tolist(), strict=True))
+        t = named.get(str((self.plant.get("weather") or {}).get("temperature")))
+        dp = named.get(str((self.plant.get("weather") or {}).get("dew_point")))
+        parts = ([f"{t:.0f} °C outdoors"] if t is not None else []) + ([f"dew point {dp:.0f} °C"] if dp is not None else [])
+        return " at " + ", ".join(parts) if parts else ""
 
     # ------------------------------------------------------------------ clock
 
@@ -480,6 +652,8 @@ class PlantMonitor:
                 ps.dprod.append(prod)
                 ps.run.append(running)
                 ps.dt.append(dt)
+                wx = self.weather_now(t_ms) if self.weather_device else None
+                ps.wx.append(tuple(wx.tolist()) if wx is not None else (math.nan,) * len(self.weather_qs))
                 continue
             self._score(name, t_ms, dt, P, prod, running, events)
 
@@ -527,6 +701,11 @@ class PlantMonitor:
             ps.quiet_since = t_ms
         settling = not producing and (t_ms - (ps.quiet_since or t_ms)) < self.s.stop_settle_minutes * 60_000
         grp = model.group(producing, run_flag)
+        # Weather-driven loads: the outdoor conditions now raise or lower the expectation. Without a
+        # recent weather reading the production-state model and its own thresholds apply, as for any load.
+        wx = self.weather_now(t_ms) if getattr(model, "weather", None) is not None else None
+        w_kw = model.weather(wx) if wx is not None and model.weather is not None else 0.0
+        thresholds = model.thresholds_w if wx is not None else model.thresholds
         worst = 0.0
         worst_w, worst_mean = 0, 0.0
         # Running without producing is a batch in progress, a warm-up or a changeover: its power says
@@ -538,15 +717,15 @@ class PlantMonitor:
         # Running like that is still judged by the idle-duration rule.
         waiting = producing == 0 and self.procs[name].follows is None and self._plant_producing_without(name, t_ms)
         if grp is not None and (settling or in_progress or waiting):
-            exp = model.expected(grp, rate)
+            exp = model.expected(grp, rate) + w_kw
         elif grp is not None:
-            exp = model.expected(grp, rate)
+            exp = model.expected(grp, rate) + w_kw
             # Windows hold the excess of the current production state only: each state is judged
-            # against its own learned spread.
-            for (g, w), thr in model.thresholds.items():
+            # against its own learned spread (with or without the weather term: separate windows).
+            for (g, w), thr in thresholds.items():
                 if g != grp:
                     continue
-                buf = ps.excess.setdefault((g, w), deque(maxlen=w))
+                buf = ps.excess.setdefault((g, w, wx is not None), deque(maxlen=w))
                 buf.append((t_ms, P - exp))
                 # A window is judged only when its intervals are recent: an hour of standby last
                 # night says nothing about the standby that started five minutes ago.
@@ -582,17 +761,18 @@ class PlantMonitor:
             frac = exc / max(exp, 1e-9)
             sev = "critical" if frac >= 0.5 or exc >= 0.5 * model.mean_kw else ("major" if frac >= 0.15 else "minor")
             subject = "the plant produces nothing" if self.procs[name].follows else "producing nothing"
+            state = "this production state" + (self._outdoors(wx) if wx is not None else "")
             normal = "with the plant stopped" if self.procs[name].follows else "stopped"
             if worst_w and worst_mean > ex:
                 # The alert comes from an averaging window: say what the window saw, not only this poll.
                 mins = worst_w * (self.poll_s or dt) / 60.0
                 span = f"{mins / 60:,.0f} h" if mins >= 90 else f"{mins:,.0f} min"
                 frac = worst_mean / max(exp, 1e-9)
-                what = (f"{name} has drawn {worst_mean:,.0f} kW ({100 * frac:+.0f} %) more than its baseline for this production state on average "
+                what = (f"{name} has drawn {worst_mean:,.0f} kW ({100 * frac:+.0f} %) more than its baseline for {state} on average "
                         f"over the last {span}" + (f" while {subject}" if idle else "") + f" (now {P:,.0f} kW, baseline {exp:,.0f} kW)")
             else:
                 what = (f"{name} draws {P:,.0f} kW while {subject}; {normal}, it normally draws {exp:,.0f} kW"
-                        if idle else f"{name} draws {P:,.0f} kW where its baseline for this production state is {exp:,.0f} kW ({100 * frac:+.0f} %)")
+                        if idle else f"{name} draws {P:,.0f} kW where its baseline for {state} is {exp:,.0f} kW ({100 * frac:+.0f} %)")
             if not is_open:
                 # Energy above normal over the stretch that raised the alert (the window, or this poll).
                 # For idling, the whole idle stretch: the power now stood for all of it.
@@ -623,7 +803,7 @@ class PlantMonitor:
             if model is not None:
                 self.models[name] = model
         for ps in self.pstate.values():  # only now: utilities read their source's learning data
-            ps.t.clear(), ps.P.clear(), ps.dprod.clear(), ps.run.clear(), ps.dt.clear()
+            ps.t.clear(), ps.P.clear(), ps.dprod.clear(), ps.run.clear(), ps.dt.clear(), ps.wx.clear()
 
     def _fit_process(self, name: str, p: _Proc, poll: float) -> _ProcModel | None:
         ps = self.pstate[name]
@@ -656,6 +836,25 @@ class PlantMonitor:
         model.idle_max_s = _longest_run_s(t, idle)
         stopped = (producing == 0) & (run == 0)
         model.standby_kw = float(np.median(P[stopped])) if stopped.any() else float(np.min(P))
+        model.thresholds = self._thresholds(model, ex, used, poll)
+        if self.weather_device and ps.wx:
+            X = np.array(ps.wx, dtype=float).reshape(len(ps.wx), len(self.weather_qs))
+            wt = _fit_weather(ex, X, self.weather_kinds, self.s.weather_min_r2, self.s.weather_margin_c)
+            if wt is not None:
+                has = np.all(np.isfinite(X), axis=1)
+                ex_w = np.full(ex.shape, np.nan)
+                ex_w[has] = ex[has] - (wt.intercept + wt.design(X[has]) @ np.array(wt.coef))
+                thr_w = self._thresholds(model, ex_w, used, poll)
+                # Kept only when it narrows what the alert windows saw while learning: a term that merely
+                # follows the daily rhythm of production (which outdoor temperature shares) does not.
+                common = [k for k in thr_w if k in model.thresholds]
+                if common and float(np.median([thr_w[k] / model.thresholds[k] for k in common])) <= 0.9:
+                    model.weather, model.thresholds_w = wt, thr_w
+        return model if model.thresholds else None
+
+    def _thresholds(self, model: _ProcModel, ex: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> dict[tuple[tuple[int, int], int], float]:
+        """Alert threshold per (production state, window) from the learning-period excess ``ex``."""
+        out: dict[tuple[tuple[int, int], int], float] = {}
         floor = max(self.s.min_excess_fraction * model.mean_kw, 0.5)
         for g in model.groups:
             sub = ex[np.array([u == g for u in used])]
@@ -670,8 +869,8 @@ class PlantMonitor:
                 # Largest excess this window showed while learning, and at least 3 standard errors
                 # of the state's spread so that a briefly seen state is not over-trusted.
                 thr = max(float(_window_excess(sub, w).max()), 3.0 * sd / np.sqrt(w))
-                model.thresholds[(g, w)] = max(self.s.margin * thr, floor)
-        return model if model.thresholds else None
+                out[(g, w)] = max(self.s.margin * thr, floor)
+        return out
 
 
 def _window_excess(x: np.ndarray, w: int | None = None) -> np.ndarray | float:
