@@ -769,7 +769,7 @@ class PlantMonitor:
                 span = f"{mins / 60:,.0f} h" if mins >= 90 else f"{mins:,.0f} min"
                 frac = worst_mean / max(exp, 1e-9)
                 what = (f"{name} has drawn {worst_mean:,.0f} kW ({100 * frac:+.0f} %) more than its baseline for {state} on average "
-                        f"over the last {span}" + (f" while {subject}" if idle else "") + f" (now {P:,.0f} kW, baseline {exp:,.0f} kW)")
+                        f"over the last {span}" + (f" while {subject}" if idle else "") + f" (the latest poll alone: {P:,.0f} kW against {exp:,.0f} kW)")
             else:
                 what = (f"{name} draws {P:,.0f} kW while {subject}; {normal}, it normally draws {exp:,.0f} kW"
                         if idle else f"{name} draws {P:,.0f} kW where its baseline for {state} is {exp:,.0f} kW ({100 * frac:+.0f} %)")
