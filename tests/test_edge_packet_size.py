@@ -23,6 +23,7 @@ from edge.agent import split_cycle
 from edge.config import GatewayConfig
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from faultlib.harness import wait_for
 
 START = parse_time("2026-01-05T00:00:00Z")
 LIMIT = 65536
@@ -76,14 +77,6 @@ class Acker:
         self.client.disconnect()
 
 
-def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_a_poll_cycle_over_the_broker_limit_is_split_into_whole_device_batches(tmp_path):
     broker = _broker(tmp_path)
     acker = Acker(broker.port, "split")
@@ -94,13 +87,13 @@ def test_a_poll_cycle_over_the_broker_limit_is_split_into_whole_device_batches(t
     async def scenario() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop=stop))
-        await asyncio.to_thread(_wait, lambda: acker.watermark >= 12, 60, "twelve batches")
+        await asyncio.to_thread(wait_for, lambda: acker.watermark >= 12, 60, "twelve batches")
         stop.set()
         await task
 
     try:
         asyncio.run(scenario())
-        _wait(lambda: acker.watermark >= agent.outbox.last_seq, 30, "the last batches")
+        wait_for(lambda: acker.watermark >= agent.outbox.last_seq, 30, "the last batches")
     finally:
         acker.close()
         broker.stop()
@@ -140,8 +133,8 @@ def test_a_stored_batch_too_large_for_the_broker_is_held_not_sent(tmp_path):
     pub = Publisher(cfg, outbox, "b" * 32)
     pub.start()
     try:
-        _wait(lambda: pub.connected, 15, "the publisher to connect")
-        _wait(lambda: pub.counters["oversize_held"] == 1, 10, "the oversize batch to be held")
+        wait_for(lambda: pub.connected, 15, "the publisher to connect")
+        wait_for(lambda: pub.counters["oversize_held"] == 1, 10, "the oversize batch to be held")
         assert pub.max_payload_bytes() < LIMIT  # the broker's announced limit applies, not the configured 4 MiB
         time.sleep(1.0)
         assert pub.connected and pub.counters["connects"] == 1

@@ -23,6 +23,7 @@ from carbonedge.clock import ClockSpec, VirtualClock, iso, parse_time
 from carbonedge.services import Mosquitto, free_port
 from edge import Agent
 from edge.config import GatewayConfig
+from faultlib.harness import wait_for
 
 START = parse_time("2026-01-05T00:00:00Z")
 
@@ -79,14 +80,6 @@ def _config(site: str, port: int, data_dir: Path, n_devices: int = 5, **gateway:
     })
 
 
-def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_timestamps(tmp_path):
     broker = Mosquitto("mosquitto", free_port(), tmp_path / "broker").start()
     acker = Acker(broker.port, "outage", "gw1")
@@ -99,7 +92,7 @@ def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_ti
     async def scenario() -> dict[str, object]:
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop=stop))
-        await asyncio.to_thread(_wait, lambda: acker.watermark >= 10 and acker.health, 30, "first batches and a health report")
+        await asyncio.to_thread(wait_for, lambda: acker.watermark >= 10 and acker.health, 30, "first batches and a health report")
         outage["from"] = clock.now()
         outage["last_before"] = agent.outbox.last_seq
         await asyncio.to_thread(broker.stop)
@@ -107,7 +100,7 @@ def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_ti
         outage["to"] = clock.now()
         last_during_outage = agent.outbox.last_seq
         await asyncio.to_thread(broker.restart)
-        await asyncio.to_thread(_wait, lambda: acker.watermark >= last_during_outage + 5, 60, "the backlog to drain")
+        await asyncio.to_thread(wait_for, lambda: acker.watermark >= last_during_outage + 5, 60, "the backlog to drain")
         stop.set()
         await task
         return {"last_during_outage": last_during_outage}
@@ -184,7 +177,7 @@ def test_sigkill_and_restart_loses_nothing_committed_and_records_the_gap(service
     log = tmp_path / "edge.log"
     try:
         p = _gateway_proc(config, data_dir, spec, log)
-        _wait(lambda: acker.watermark >= 20, 60, "the first 20 batches")
+        wait_for(lambda: acker.watermark >= 20, 60, "the first 20 batches")
         p.send_signal(signal.SIGKILL)
         p.wait(10)
         with sqlite3.connect(data_dir / "outbox.sqlite") as db:

@@ -80,15 +80,12 @@ def test_checker_counts_a_deleted_and_an_overwritten_reading(services, database,
     """The checker is not blind: after a clean run, one deleted point is ``lost`` and one changed value ``conflicting``."""
     import requests
 
-    from faultlib.harness import Pipeline, wait_for
+    from faultlib.harness import Pipeline
 
     site = "f-checker"
     pl = Pipeline(tmp_path / "run", site, services.mqtt.port, services.influx.url, database, devices=2)
     try:
-        pl.start_collector()
-        pl.start_gateway()
-        wait_for(lambda: pl.acked() >= 10, 60, "10 acknowledged batches")
-        pl.stop_gateway_when_drained(plant_s=120)
+        pl.clean_run(10, timeout=60, plant_s=120)
     finally:
         pl.close()
     clean = pl.check(timeout=5)

@@ -32,7 +32,7 @@ from carbonedge.integrity import (
     load_public_key,
 )
 from carbonedge.verify import verify
-from faultlib.harness import Pipeline, wait_for
+from faultlib.harness import Pipeline
 from faultlib.tamper import mutate_archive
 
 T0 = 1_767_571_200_000
@@ -134,10 +134,7 @@ def test_verifier_reports_every_injected_tampering_and_nothing_on_a_clean_run(se
     site = "integrity"
     pl = Pipeline(tmp_path / "run", site, services.mqtt.port, services.influx.url, database, devices=3)
     try:
-        pl.start_collector()
-        pl.start_gateway()
-        wait_for(lambda: pl.acked() >= 40, 90, "40 acknowledged batches")
-        pl.stop_gateway_when_drained(plant_s=300)
+        pl.clean_run(40)
         pl.terminate("collector-c1")
     finally:
         pl.close()

@@ -8,6 +8,7 @@ their batches, and write the ground-truth ledger (``CARBONEDGE_LEDGER``). Everyt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -151,6 +152,13 @@ class Pipeline:
                     total[k] = total.get(k, 0) + v
         return total
 
+    def clean_run(self, batches: int, timeout: float = 90.0, plant_s: float = 300.0) -> None:
+        """A fault-free run: collector and gateway up, ``batches`` acknowledged, the gateway drained and stopped."""
+        self.start_collector()
+        self.start_gateway()
+        wait_for(lambda: self.acked() >= batches, timeout, f"{batches} acknowledged batches")
+        self.stop_gateway_when_drained(plant_s=plant_s)
+
     def stop_gateway_when_drained(self, gw: str = "gw1", plant_s: float = 600.0, timeout: float = 120.0) -> None:
         """Stop the running gateway cleanly, then run it to ``now + plant_s`` and until the collector acknowledged everything."""
         self.terminate(gw)
@@ -174,12 +182,15 @@ class Pipeline:
             p.send_signal(sig)
             p.wait(15)
 
-    def terminate(self, name: str) -> None:
+    def terminate(self, name: str, wait_s: float = 30.0) -> None:
+        """SIGTERM (after SIGCONT, in case a scenario froze it), then SIGKILL if it has not exited in ``wait_s``."""
         p = self.procs.get(name)
         if p is not None and p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)
             p.terminate()
             try:
-                p.wait(30)
+                p.wait(wait_s)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
@@ -190,19 +201,7 @@ class Pipeline:
 
     def close(self) -> dict[str, float]:
         for name in list(self.procs):
-            p = self.procs[name]
-            if p.poll() is None:
-                with_sigcont = p.pid
-                try:
-                    os.kill(with_sigcont, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-                p.terminate()
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            self.terminate(name, wait_s=20)
         return self.rss.close()
 
     # ------------------------------------------------------------------ state

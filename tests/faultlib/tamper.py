@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from carbonedge.integrity import TrustStore
 from carbonedge.verify import verify
-from faultlib.harness import Pipeline, wait_for
+from faultlib.harness import Pipeline
 
 KINDS = ("edited", "deleted", "inserted", "reordered", "replayed")
 
@@ -90,10 +90,7 @@ def tamper_trials(env: Any, per_kind_archive: int, per_kind_influx: int) -> dict
     url, db = influx.url, env.services.database
     pl = Pipeline(env.root / "tamper", site, env.services.mqtt.port, url, db, devices=3)
     try:
-        pl.start_collector()
-        pl.start_gateway()
-        wait_for(lambda: pl.acked() >= 60, 120, "60 acknowledged batches")
-        pl.stop_gateway_when_drained(plant_s=300)
+        pl.clean_run(60, timeout=120)
         pl.terminate("collector-c1")
     finally:
         pl.close()
