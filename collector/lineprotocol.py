@@ -103,13 +103,18 @@ def batch_points(batch: wire.Batch, devices: list[wire.DeviceReadings] | None = 
         p = device_point(batch.site, batch.gateway, d.device, d.tags, d.ts, d.status, parts, bad, batch.seq)
         out.reading_count += p.readings
         out.readings.append(p)
-    seq_field = f"seq={batch.seq}i"
     for e in batch.events:
-        tags = f"{EVENTS_MEASUREMENT},device={e.device}" if e.device else EVENTS_MEASUREMENT
-        tags += f",gateway={batch.gateway},kind={e.kind},site={batch.site}"
-        detail = str_field(json.dumps({**e.detail, **({"quantity": e.quantity} if e.quantity else {})}, sort_keys=True))
-        out.events.append(Point(tags, f"detail={detail},{seq_field}", e.ts, e.device))
+        out.events.append(event_point(batch.site, batch.gateway, batch.seq, e.kind, e.ts, e.device, e.quantity, e.detail))
     return out
+
+
+def event_point(site: str, gateway: str, seq: int, kind: str, ts: int, device: str | None, quantity: str | None,
+                detail: dict[str, object]) -> Point:
+    """The ``events`` point of a gateway event (``detail`` and ``quantity`` as one JSON string field)."""
+    tags = f"{EVENTS_MEASUREMENT},device={device}" if device else EVENTS_MEASUREMENT
+    tags += f",gateway={gateway},kind={kind},site={site}"
+    text = str_field(json.dumps({**detail, **({"quantity": quantity} if quantity else {})}, sort_keys=True))
+    return Point(tags, f"detail={text},seq={seq}i", ts, device)
 
 
 def batch_lines(batch: wire.Batch) -> list[str]:

@@ -20,19 +20,18 @@ of a poll cycle, so that one misconfigured meter loses nothing else.
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
+import msgspec
 from pydantic import ValidationError
 
 from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
-from collector.lineprotocol import BatchPoints, batch_points, device_point
+from collector.fastwire import NameCheck, decode_batch, has_surrogate_escape
+from collector.lineprotocol import BatchPoints, batch_points, device_point, event_point
 
 WHOLE_MESSAGE_REASONS = ("oversized", "bad_topic", "bad_json", "non_finite", "schema", "topic_mismatch")
 DEVICE_REASONS = ("unknown_device", "future_ts", "past_ts")
@@ -71,25 +70,8 @@ class _Undecided(Exception):
     """The fast path is not sure: let the wire models decide (and name the reason)."""
 
 
-def _fullmatch(annotated: object) -> Callable[[str], object]:
-    """The wire contract's own pattern, as a full match (``$`` alone would also accept a trailing newline)."""
-    pattern = annotated.__metadata__[0].pattern  # type: ignore[attr-defined]
-    return re.compile(pattern.lstrip("^").rstrip("$")).fullmatch
-
-
-_IDENT = _fullmatch(wire.Identifier)
-_TAG_KEY = _fullmatch(wire.TagKey)
-_TAG_VALUE = _fullmatch(wire.TagValue)
-_BOOT_ID = re.compile(r"[0-9a-f]{8,32}").fullmatch
-_BATCH_KEYS = frozenset({"schema", "site", "gateway", "boot_id", "seq", "created", "devices", "events"})
-_DEVICE_KEYS = frozenset({"device", "ts", "status", "error", "tags", "values"})
-_VALUE_KEYS = frozenset({"v", "u", "q"})
 _MISSING = object()
-_STATUSES = frozenset({"ok", "partial", "timeout", "error"})
-_QUALITIES = frozenset({"good", "uncertain", "bad"})
 _UNITS = {name: q.unit for name, q in quantities.QUANTITIES.items()}
-_TS_MIN, _TS_MAX = 946_684_800_000, 4_102_444_800_000
-_EXACT_INT = 2**53
 
 
 def load_device_registry(path: Path) -> frozenset[str]:
@@ -125,6 +107,7 @@ class Validator:
         self.max_past_ms = None if max_past_s is None else max_past_s * 1000
         self.known_devices = known_devices
         self.now_ms = now_ms
+        self._names = NameCheck()
 
     def topic(self, topic: str) -> tuple[str, str, str]:
         try:
@@ -151,10 +134,10 @@ class Validator:
     def batch(self, site: str, gateway: str, payload: bytes) -> Validated:
         """Validate a telemetry payload and build its points; raise :class:`Rejected` for the whole message.
 
-        A fast path (``json.loads`` and direct checks, fused with building the line protocol)
-        accepts only what it can fully check and what the wire models would accept too;
-        anything else (events, signatures, unusual numbers, any error) goes through the wire
-        models, which decide and name the reason. ``tests/test_collector.py`` checks the two
+        A fast path (typed decoding in C with ``collector.fastwire``, cross-field checks fused
+        with building the line protocol) accepts only what the wire models would accept too;
+        anything else (unusual numbers, any error) goes through the wire models, which decide
+        and name the reason. ``tests/test_collector.py`` checks the two
         agree on valid and mutated batches.
         """
         if len(payload) > self.max_payload_bytes:
@@ -189,71 +172,60 @@ class Validator:
         return None
 
     def _fast(self, site: str, gateway: str, payload: bytes) -> Validated:
-        """Accept a plain batch (no events, no signature) or raise :class:`_Undecided`."""
+        """Accept a batch the wire models would accept (typed decoding in C, msgspec) or raise :class:`_Undecided`.
+
+        ``collector.fastwire`` decodes and checks types, patterns, bounds and literals; the
+        cross-field rules of the wire models (a null value is ``bad``, values are finite, the
+        quantity exists and carries its canonical unit, tags avoid the reserved names) are
+        checked here while the line protocol is built. Signed batches and events take this path
+        too; ``tests/test_collector_fastwire.py`` checks it against the wire models.
+        """
+        if has_surrogate_escape(payload):
+            raise _Undecided
         try:
-            # orjson parses faster than json (1.3-2x here); it refuses NaN/Infinity literals and integers beyond
-            # 64 bits, which then take the model path and are rejected there with their reason.
-            d = orjson.loads(payload)
-        except (ValueError, RecursionError) as exc:
+            b = decode_batch(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             raise _Undecided from exc
-        if type(d) is not dict or not d.keys() <= _BATCH_KEYS or d.get("events") or d.get("schema", wire.BATCH_SCHEMA) != wire.BATCH_SCHEMA:
+        if b.site != site or b.gateway != gateway:
             raise _Undecided
-        seq, created, devices = d.get("seq"), d.get("created"), d.get("devices", [])
-        if (d.get("site") != site or d.get("gateway") != gateway or not _IDENT(site) or not _IDENT(gateway)
-                or type(d.get("boot_id")) is not str or not _BOOT_ID(d["boot_id"])
-                or type(seq) is not int or seq < 1 or type(created) is not int or not _TS_MIN <= created < _TS_MAX
-                or type(devices) is not list or len(devices) > 2000 or ("events" in d and d["events"] != [])):
-            raise _Undecided
+        seq = b.seq
         out = BatchPoints()
         rejected: list[DeviceRejection] = []
         units = _UNITS
-        for dev in devices:
-            if type(dev) is not dict or not dev.keys() <= _DEVICE_KEYS:
+        reserved = wire.RESERVED_TAGS
+        future_limit = self.now_ms() + self.max_future_ms
+        always_check = self.known_devices is not None or self.max_past_ms is not None
+        readings = out.readings
+        names = self._names
+        for dev in b.devices:
+            tags = dev.tags
+            if not names.device(dev.device) or (tags and (not reserved.isdisjoint(tags) or not names.tags(tags))):
                 raise _Undecided
-            name, ts, status = dev.get("device"), dev.get("ts"), dev.get("status", "ok")
-            err, tags, values = dev.get("error"), dev.get("tags", {}), dev.get("values", {})
-            if (type(name) is not str or not _IDENT(name) or type(ts) is not int or not _TS_MIN <= ts < _TS_MAX
-                    or status not in _STATUSES or (err is not None and (type(err) is not str or len(err) > 500 or not err.isascii()))
-                    or type(tags) is not dict or len(tags) > 16 or type(values) is not dict or len(values) > 256):
-                raise _Undecided
-            for k, v in tags.items():
-                if type(v) is not str or not _TAG_KEY(k) or not _TAG_VALUE(v) or k in wire.RESERVED_TAGS:
-                    raise _Undecided
             parts: list[str] = []
             add = parts.append
             bad = 0
-            for q, val in values.items():
-                if type(val) is not dict:
+            for q, val in dev.values.items():
+                v = val.v
+                if val.u != units.get(q, _MISSING):
                     raise _Undecided
-                # The common case first: exactly {v, u, q}, good, a float, the quantity's unit
-                # (orjson never yields NaN or infinity, so a float here is finite).
-                if len(val) == 3 and val.get("q") == "good":
-                    v = val.get("v", _MISSING)
-                    if type(v) is float and val.get("u") == units.get(q, _MISSING):
-                        add(f"{q}={v!r}")
-                        continue
-                if not val.keys() <= _VALUE_KEYS or val.get("u") != units.get(q) or val.get("q", "good") not in _QUALITIES:
-                    raise _Undecided
-                v = val.get("v")
-                if type(v) is float:
-                    if not math.isfinite(v):
-                        raise _Undecided
-                    parts.append(f"{q}={v!r}")
-                elif v is None:
-                    if val.get("q") != "bad":
+                if v is None:
+                    if val.q != "bad":
                         raise _Undecided
                     bad += 1
-                elif type(v) is int and -_EXACT_INT < v < _EXACT_INT:
-                    parts.append(f"{q}={float(v)!r}")
+                elif v - v == 0.0:  # finite (NaN and infinity give NaN)
+                    add(f"{q}={v!r}")
                 else:
                     raise _Undecided
-            why = self._device_check(site, gateway, name, ts)
+            name, ts = dev.device, dev.ts
+            why = self._device_check(site, gateway, name, ts) if always_check or ts > future_limit else None
             if why:
-                rejected.append(DeviceRejection(name, why[0], why[1], json.dumps(dev, separators=(",", ":"))))
+                rejected.append(DeviceRejection(name, why[0], why[1], msgspec.json.encode(dev).decode()))
                 continue
-            p = device_point(site, gateway, name, tags, ts, status, parts, bad, seq)
+            p = device_point(site, gateway, name, tags, ts, dev.status, parts, bad, seq)
             out.reading_count += p.readings
-            out.readings.append(p)
+            readings.append(p)
+        for e in b.events:
+            out.events.append(event_point(site, gateway, seq, e.kind, e.ts, e.device, e.quantity, e.detail))
         return Validated(site, gateway, seq, out, rejected, fast=True)
 
     def health(self, site: str, gateway: str, payload: bytes) -> wire.Health:
