@@ -1,25 +1,45 @@
-"""Collector throughput: InfluxDB's own ceiling, the carbonedge collector end to end, and a Node-RED peer flow.
+"""Collector throughput on plant traffic: InfluxDB's own ceiling, the carbonedge collector, and a Node-RED peer flow.
 
-All three ingest the same data: ``--gateways`` gateways × ``--cycles`` poll cycles, one MQTT message
-per cycle holding 10 meters × 30 quantities (what the simulators' meters produce), tags ``site``,
-``gateway``, ``device``, ``area``, ``process``, ``asset``. The default is 6,670 messages =
-2,001,000 readings.
+Two traffic shapes, each ``>= 2 million`` readings by default:
+
+``plant`` (the headline row): what plants send. Gateways alternate between the simulated steel
+    and battery plants (``bench/_plant_traffic.py``): every device the simulators serve, with its
+    real register map (11-19 quantities per power meter, 2 per flow meter, 4 per line counter, 3
+    per weather station) and the tags the simulator gives the gateway; 0.5 % of device polls time
+    out (every value ``bad``), 1 % of counter values are ``uncertain``, one batch in 50 carries an
+    event; **every batch is signed and chained** (Ed25519), as the integrity feature is deployed.
+``uniform`` (the earlier shape, kept for comparison): 10 meters x 30 quantities per message, all
+    good, unsigned, no events.
+
+Per shape:
 
 (a) ceiling: the same points as pre-serialised line-protocol bodies (5,000 points each) posted by
     one writer to ``/write`` (what InfluxDB 1.6 takes on this machine);
 (b) collector: a publisher process sends every message at QoS 1 to Mosquitto; ``--processes``
-    collector processes (``carbonedge collect``, one shared subscription) validate, write and
-    acknowledge; the clock stops when every gateway's end-to-end watermark (published only after
-    the write) covers its last seq; then every reading is counted in InfluxDB;
-(c) Node-RED 4 (if ``node``/``npm`` exist): mqtt in → function (points) → join (batch) →
-    influxdb batch, same publisher; the clock stops when InfluxDB holds every point.
+    collector processes (``carbonedge collect``, one shared subscription) validate, archive
+    (fsynced), write and acknowledge; then every reading is counted in InfluxDB (nothing lost,
+    nothing doubled: the count must be exact, and no message may be rejected);
+(c) Node-RED 4 (if ``node``/``npm`` exist): mqtt in -> function (points) -> join (batch) ->
+    influxdb batch, same publisher, same traffic.
 
-Rates are readings (values) per second of wall time. All processes share the machine's cores, so
-figures on a 2-core box are pessimistic. Last line:
-``collector_readings_per_s=… influx_ceiling_per_s=… ratio=… nodered_per_s=…``
+Both peers are timed the same way: from the publisher's start until a poller that asks InfluxDB
+``count(seq)`` every 0.25 s first sees every point; the poller runs in both runs. For the
+collector the end-to-end acknowledgement (watermark) time is printed as well. CPU is read from
+/proc for every process (collector, Node-RED, InfluxDB, Mosquitto, publisher); the collector's own
+per-stage thread CPU (receive, decode/validate, line building and conflict check, archive, write,
+progress and acks) comes from its stats file.
 
-Usage: ``.venv/bin/python bench/collector_throughput.py [--cycles 667] [--gateways 10] [--processes 1]
-[--also-processes 3] [--no-nodered] [--profile]``
+The machine is usually shared: every figure line carries the load average. ``--repeat N`` runs the
+single-collector measurement N times and reports the median. Last line::
+
+    collector_readings_per_s=… influx_ceiling_per_s=… ratio=… cpu_us_per_reading=… nodered_per_s=…
+
+Exit status 1 when the plant row misses a target: more than 1.0 collector CPU-µs per reading,
+a ratio to the ceiling below 0.6 with one process, below 0.8 with a shared subscription when the
+machine has a spare core (4 or more), or any reading lost or doubled.
+
+Usage: ``.venv/bin/python bench/collector_throughput.py [--shapes plant uniform] [--readings 2000000]
+[--gateways 10] [--processes 1] [--also-processes 2] [--repeat 3] [--no-nodered] [--profile]``
 """
 
 from __future__ import annotations
@@ -28,13 +48,17 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import pickle
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -42,6 +66,7 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from carbonedge import quantities, wire  # noqa: E402
 from carbonedge.services import Services, free_port  # noqa: E402
@@ -54,10 +79,23 @@ AREAS = [("meltshop", "eaf"), ("meltshop", "ladle_furnace"), ("casting", "caster
          ("rolling", "hot_mill"), ("utilities", "oxygen_plant"), ("utilities", "compressed_air"), ("utilities", "water"),
          ("meltshop", "fume_extraction"), ("site", "incomer")]
 NODERED_DIR = Path(os.environ.get("CARBONEDGE_NODERED_DIR", "/tmp/carbonedge-nodered"))
+CACHE_DIR = Path(os.environ.get("CARBONEDGE_BENCH_CACHE", Path(tempfile.gettempdir()) / "carbonedge-bench-cache"))
+POLL_S = 0.25
+TARGET_CPU_US = 1.0
+TARGET_RATIO_1 = 0.6
+TARGET_RATIO_SHARED = 0.8
+STAGE_NAMES = {"receive": "receive (MQTT thread)", "decode_validate": "decode/validate", "verify": "verify signature",
+               "lines_conflicts": "line building + conflict check", "archive": "archive (fsync)", "write": "write (HTTP)",
+               "progress_ack": "progress + acks"}
 
 
-def payloads(site: str, gateway_idx: int, cycles: int) -> list[bytes]:
-    """Wire-valid batches for one gateway, built as plain JSON (fast, deterministic)."""
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --------------------------------------------------------------------------- traffic
+def uniform_payloads(site: str, gateway_idx: int, cycles: int) -> list[bytes]:
+    """Wire-valid batches for one gateway, 10 meters x 30 quantities, built as plain JSON (fast, deterministic)."""
     rng = random.Random(gateway_idx)
     gw = f"gw{gateway_idx:02d}"
     out = []
@@ -75,11 +113,60 @@ def payloads(site: str, gateway_idx: int, cycles: int) -> list[bytes]:
     return out
 
 
-def _publisher(site: str, port: int, gateways: int, cycles: int, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
-    data = [(wire.telemetry_topic(site, f"gw{g:02d}"), p) for g in range(gateways) for p in payloads(site, g, cycles)]
-    # interleave gateways as live traffic would arrive
-    per = [data[g * cycles:(g + 1) * cycles] for g in range(gateways)]
-    order = [per[g][i] for i in range(cycles) for g in range(gateways)]
+@dataclass
+class Traffic:
+    """One traffic shape: every gateway's messages, interleaved as live traffic arrives, and what must land."""
+
+    shape: str
+    gateways: int
+    cycles: int
+    messages: list[tuple[str, bytes]]  # (topic, payload) in publishing order
+    readings: int  # good or uncertain values: what lands in InfluxDB
+    points: int  # device points (one per device per cycle)
+    per_gateway_per_cycle: float  # readings per gateway per poll cycle
+    path: Path = field(default=Path())
+
+    @property
+    def acks(self) -> list[tuple[str, str]]:
+        out = []
+        for t, _ in self.messages[: self.gateways]:
+            site, gw, _ = wire.parse_topic(t)
+            out.append((site, gw))
+        return out
+
+
+def build_traffic(shape: str, gateways: int, readings: int, work: Path) -> Traffic:
+    if shape == "plant":
+        from _plant_traffic import plant_traffic, readings_per_cycle
+
+        rpc = readings_per_cycle()
+        per_cycle = sum(rpc[("steel", "battery")[g % 2]] for g in range(gateways)) * 0.995
+        cycles = int(readings / per_cycle) + 1
+        print(f"  building {gateways} gateways x {cycles} signed plant batches (cached in {CACHE_DIR}) ...", file=sys.stderr, flush=True)
+        per, total = plant_traffic("bench", gateways, cycles, CACHE_DIR)
+    else:
+        cycles = -(-readings // (gateways * METERS * len(QTYS)))
+        per = [(wire.telemetry_topic(SITE, f"gw{g:02d}"), uniform_payloads(SITE, g, cycles)) for g in range(gateways)]
+        total = gateways * cycles * METERS * len(QTYS)
+    order = [(per[g][0], per[g][1][i]) for i in range(cycles) for g in range(gateways)]
+    points = sum(p.count(b'"device":"') - _event_devices(p) for _, p in order)
+    t = Traffic(shape, gateways, cycles, order, total, points, total / (gateways * cycles))
+    t.path = work / f"traffic-{shape}.pickle"
+    with open(t.path, "wb") as f:
+        pickle.dump(order, f)
+    return t
+
+
+def _event_devices(payload: bytes) -> int:
+    """``"device":"`` occurrences inside the events list (not device points)."""
+    i = payload.find(b'"events":[')
+    return payload.count(b'"device":"', i) if i >= 0 else 0
+
+
+# --------------------------------------------------------------------------- publisher
+def _publisher(path: str, port: int, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+    with open(path, "rb") as f:
+        order = pickle.load(f)  # noqa: S301 - written by this benchmark
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.max_inflight_messages_set(200)
     c.max_queued_messages_set(0)
@@ -94,6 +181,25 @@ def _publisher(site: str, port: int, gateways: int, cycles: int, ready: mp.Event
     done.put((t0, time.time()))
     c.disconnect()
     c.loop_stop()
+
+
+class Publisher:
+    def __init__(self, traffic: Traffic, port: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.ready, self.go, self.done = ctx.Event(), ctx.Event(), ctx.Queue()
+        self.p = ctx.Process(target=_publisher, args=(str(traffic.path), port, self.ready, self.go, self.done), daemon=True)
+        self.p.start()
+        self.ready.wait(600)
+
+    def start(self) -> float:
+        t = time.time()
+        self.go.set()
+        return t
+
+    def finish(self) -> tuple[float, float]:
+        r = self.done.get(timeout=1200)
+        self.p.join(30)
+        return r  # type: ignore[no-any-return]
 
 
 class CpuMeter:
@@ -124,37 +230,24 @@ class CpuMeter:
         return ", ".join(f"{n} {v:.1f} s ({100 * v / wall:.0f} % of a core)" for n, v in self.used.items())
 
 
-class Publisher:
-    def __init__(self, site: str, port: int, gateways: int, cycles: int) -> None:
-        ctx = mp.get_context("spawn")
-        self.ready, self.go, self.done = ctx.Event(), ctx.Event(), ctx.Queue()
-        self.p = ctx.Process(target=_publisher, args=(site, port, gateways, cycles, self.ready, self.go, self.done), daemon=True)
-        self.p.start()
-        self.ready.wait(600)
-
-    def start(self) -> float:
-        t = time.time()
-        self.go.set()
-        return t
-
-    def finish(self) -> tuple[float, float]:
-        r = self.done.get(timeout=1200)
-        self.p.join(30)
-        return r  # type: ignore[no-any-return]
+# --------------------------------------------------------------------------- InfluxDB
+def _query(url: str, db: str, q: str) -> dict:  # type: ignore[type-arg]
+    r = requests.get(f"{url}/query", params={"db": db, "q": q}, timeout=120)
+    r.raise_for_status()
+    return r.json()  # type: ignore[no-any-return]
 
 
 def count_readings(influx_url: str, db: str) -> int:
-    r = requests.get(f"{influx_url}/query", params={"db": db, "q": "SELECT count(*) FROM readings"}, timeout=120).json()
-    series = r["results"][0].get("series")
+    """Quantity values stored in ``readings`` (not ``seq``, ``bad_values`` or ``status``)."""
+    series = _query(influx_url, db, "SELECT count(*) FROM readings")["results"][0].get("series")
     if not series:
         return 0
     cols, vals = series[0]["columns"], series[0]["values"][0]
-    return sum(int(v) for c, v in zip(cols, vals, strict=True) if c.startswith("count_") and c != "count_seq")
+    return sum(int(v) for c, v in zip(cols, vals, strict=True) if c.startswith("count_") and c[6:] in quantities.QUANTITIES)
 
 
 def count_points(influx_url: str, db: str) -> int:
-    r = requests.get(f"{influx_url}/query", params={"db": db, "q": "SELECT count(seq) FROM readings"}, timeout=120).json()
-    series = r["results"][0].get("series")
+    series = _query(influx_url, db, "SELECT count(seq) FROM readings")["results"][0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
 
 
@@ -162,19 +255,48 @@ def create_db(url: str, db: str) -> None:
     requests.post(f"{url}/query", params={"q": f'CREATE DATABASE "{db}"'}, timeout=30).raise_for_status()
 
 
+class LandedPoller:
+    """Asks InfluxDB ``count(seq)`` every :data:`POLL_S`; records when every point is first seen (the same for every peer)."""
+
+    def __init__(self, url: str, db: str, expected_points: int) -> None:
+        self.url, self.db, self.expected = url, db, expected_points
+        self.t_landed: float | None = None
+        self.last = 0
+        self.last_change = time.monotonic()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = count_points(self.url, self.db)
+            except (requests.RequestException, KeyError, IndexError):
+                n = self.last
+            if n != self.last:
+                self.last, self.last_change = n, time.monotonic()
+            if n >= self.expected:
+                self.t_landed = time.time()
+                return
+            self._stop.wait(POLL_S)
+
+    def wait(self, timeout: float, stall_s: float = 60.0) -> float | None:
+        deadline = time.monotonic() + timeout
+        while self._t.is_alive() and time.monotonic() < deadline and time.monotonic() - self.last_change < stall_s:
+            self._t.join(0.5)
+        self._stop.set()
+        return self.t_landed
+
+
 # --------------------------------------------------------------------------- (a) ceiling
-def ceiling(svc: Services, gateways: int, cycles: int) -> tuple[float, int]:
+def ceiling(svc: Services, traffic: Traffic, tag: str) -> float:
     from collector.lineprotocol import batch_lines
 
-    db = "ceiling"
+    db = f"ceiling_{tag}"
     create_db(svc.influx.url, db)
     lines: list[str] = []
-    readings = 0
-    for g in range(gateways):
-        for p in payloads(SITE, g, cycles):
-            b = wire.Batch.model_validate_json(p)
-            readings += b.reading_count()
-            lines.extend(batch_lines(b))
+    for _, p in traffic.messages:
+        lines.extend(batch_lines(wire.Batch.model_validate_json(p)))
     bodies = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
     s = requests.Session()
     cpu = CpuMeter({"influxd": [svc.influx.pid or 0], "writer": [os.getpid()]})
@@ -185,78 +307,141 @@ def ceiling(svc: Services, gateways: int, cycles: int) -> tuple[float, int]:
         assert r.status_code == 204, r.text
     dt = time.perf_counter() - t0
     cpu.stop()
-    print(f"    CPU during the ceiling run ({dt:.1f} s, load average {os.getloadavg()[0]:.1f}): {cpu.report(dt)}", flush=True)
     got = count_readings(svc.influx.url, db)
-    assert got == readings, f"ceiling run: {got} of {readings} readings landed"
-    return readings / dt, readings
+    assert got == traffic.readings, f"ceiling run: {got} of {traffic.readings} readings landed"
+    rate = traffic.readings / dt
+    print(f"(a) [{traffic.shape}] InfluxDB ceiling, 1 writer, pre-serialised 5,000-point bodies: {rate:,.0f} readings/s "
+          f"({dt:.1f} s; {load()}); CPU: {cpu.report(dt)}", flush=True)
+    return rate
 
 
 # --------------------------------------------------------------------------- (b) collector
-def wait_acks(site: str, port: int, gateways: int, cycles: int, timeout: float) -> float:
-    """Block until every gateway's retained ack reaches ``cycles``; return that time."""
-    wm: dict[str, int] = {}
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+def clear_session(port: int, client_id: str) -> None:
+    """Discard a benchmark collector's persistent session, so the broker stops queueing for it."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
-    def on_msg(cl: object, u: object, m: mqtt.MQTTMessage) -> None:
-        a = wire.Ack.model_validate_json(m.payload)
-        wm[a.gateway] = max(wm.get(a.gateway, 0), a.watermark)
-
-    c.on_message = on_msg
-    c.connect("127.0.0.1", port)
-    c.subscribe(f"carbonedge/v1/{site}/+/ack", qos=1)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    c.connect("127.0.0.1", port, clean_start=True, properties=props)
     c.loop_start()
-    deadline = time.monotonic() + timeout
-    last_print = 0.0
-    try:
-        while time.monotonic() < deadline:
-            if len(wm) == gateways and all(v >= cycles for v in wm.values()):
-                return time.time()
-            if time.monotonic() - last_print > 5:
-                last_print = time.monotonic()
-                print(f"    acknowledged {sum(wm.values()):,} of {gateways * cycles:,} messages", file=sys.stderr)
-            time.sleep(0.01)
-        raise SystemExit(f"collector did not acknowledge everything within {timeout:.0f} s: {wm}")
-    finally:
-        c.disconnect()
-        c.loop_stop()
+    time.sleep(0.2)
+    c.disconnect()
+    c.loop_stop()
 
 
-def collector_run(svc: Services, work: Path, gateways: int, cycles: int, processes: int, expected: int, profile: bool) -> tuple[float, dict]:
-    db = f"coll{processes}"
+def clear_retained(port: int, topics: list[str]) -> None:
+    """Remove retained acknowledgements of a previous run (a new collector would adopt their watermarks)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for t in topics:
+        c.publish(t, b"", qos=1, retain=True).wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+class AckWatcher:
+    """Follows every gateway's retained end-to-end acknowledgement; records when all reach the last seq."""
+
+    def __init__(self, port: int, traffic: Traffic, since_ms: int) -> None:
+        self.want = {gw: traffic.cycles for _, gw in traffic.acks}
+        self.wm: dict[str, int] = {}
+        self.t_done: float | None = None
+        self.since_ms = since_ms
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.c.on_message = self._on_msg
+        self.c.connect("127.0.0.1", port)
+        for site in {s for s, _ in traffic.acks}:
+            self.c.subscribe(f"carbonedge/v1/{site}/+/ack", qos=1)
+        self.c.loop_start()
+
+    def _on_msg(self, cl: object, u: object, m: mqtt.MQTTMessage) -> None:
+        if not m.payload:
+            return
+        a = wire.Ack.model_validate_json(m.payload)
+        if a.ts < self.since_ms:
+            return
+        self.wm[a.gateway] = max(self.wm.get(a.gateway, 0), a.watermark)
+        if self.t_done is None and all(self.wm.get(g, 0) >= n for g, n in self.want.items()):
+            self.t_done = time.time()
+
+    def wait(self, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        last_print = time.monotonic()
+        try:
+            while self.t_done is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the collector did not acknowledge everything within {timeout:.0f} s: {self.wm}")
+                if time.monotonic() - last_print > 10:
+                    last_print = time.monotonic()
+                    print(f"    acknowledged {sum(self.wm.values()):,} of {sum(self.want.values()):,} messages", file=sys.stderr)
+                time.sleep(0.01)
+            return self.t_done
+        finally:
+            self.c.disconnect()
+            self.c.loop_stop()
+
+
+@dataclass
+class CollectorResult:
+    rate: float  # readings/s, publisher start -> InfluxDB holds every point
+    ack_rate: float  # readings/s, publisher start -> every gateway acknowledged
+    cpu_us: float  # collector CPU-µs per reading
+    stages: dict[str, float]  # CPU-µs per reading per stage
+    stats: dict[str, float]
+    cpu_line: str
+
+
+_run_no = 0
+
+
+def collector_run(svc: Services, work: Path, traffic: Traffic, processes: int, profile: bool) -> CollectorResult:
+    global _run_no
+    _run_no += 1
+    tag = f"{traffic.shape}_{processes}_{_run_no}"
+    db = f"coll_{tag}"
     create_db(svc.influx.url, db)
+    clear_retained(svc.mqtt.port, [wire.ack_topic(s, g) for s, g in traffic.acks])
     procs = []
-    group = f"bench{processes}"
+    group = f"bench-{tag}"
+    ids = [f"bench-{tag}-{i}" for i in range(processes)]
     for i in range(processes):
-        state = work / f"c{processes}-{i}"
+        state = work / f"c-{tag}-{i}"
         cmd = [sys.executable, "-m", "carbonedge.cli", "-v", "collect", "--mqtt-port", str(svc.mqtt.port), "--influx-url", svc.influx.url,
-               "--database", db, "--state-dir", str(state), "--client-id", f"bench-{processes}-{i}", "--share-group", group,
-               "--stats-file", str(work / f"c{processes}-{i}.json")]
-        log = (work / f"c{processes}-{i}.log").open("w")
+               "--database", db, "--state-dir", str(state), "--client-id", ids[i], "--share-group", group,
+               "--stats-file", str(work / f"c-{tag}-{i}.json")]
+        log = (work / f"c-{tag}-{i}.log").open("w")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
     for i in range(processes):
         deadline = time.monotonic() + 60
-        while "is receiving telemetry" not in (work / f"c{processes}-{i}.log").read_text():
+        while "is receiving telemetry" not in (work / f"c-{tag}-{i}.log").read_text():
             if time.monotonic() > deadline:
-                raise SystemExit((work / f"c{processes}-{i}.log").read_text()[-2000:])
+                raise SystemExit((work / f"c-{tag}-{i}.log").read_text()[-2000:])
             time.sleep(0.05)
     spies = []
     if profile:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         for i, p in enumerate(procs):
-            out = Path(__file__).resolve().parent / f"profile-collector-{processes}-{i}.txt"
+            out = Path(__file__).resolve().parent / f"profile-collector-{tag}-{i}.txt"
             spies.append(subprocess.Popen([spy, "record", "--pid", str(p.pid), "--threads", "-f", "raw", "-r", "100", "-o", str(out)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
-    site = f"{SITE}-{processes}"
-    pub = Publisher(site, svc.mqtt.port, gateways, cycles)
+    pub = Publisher(traffic, svc.mqtt.port)
     cpu = CpuMeter({"collector": [p.pid for p in procs], "influxd": [svc.influx.pid or 0], "mosquitto": [svc.mqtt.pid or 0],
                     "publisher": [pub.p.pid or 0]})
+    acks = AckWatcher(svc.mqtt.port, traffic, int(time.time() * 1000))
+    poller = LandedPoller(svc.influx.url, db, traffic.points)
     cpu.start()
     t_start = pub.start()
-    t_end = wait_acks(site, svc.mqtt.port, gateways, cycles, timeout=1800)
+    t_ack = acks.wait(timeout=1800)
+    t_landed = poller.wait(timeout=120)
     cpu.stop()
-    print(f"    CPU during the run ({t_end - t_start:.1f} s, load average {os.getloadavg()[0]:.1f}): {cpu.report(t_end - t_start)}; "
-          f"collector {1e6 * cpu.used['collector'] / expected:.2f} CPU-µs per reading", flush=True)
+    if t_landed is None:
+        raise SystemExit(f"collector run: InfluxDB holds {poller.last:,} of {traffic.points:,} points")
+    wall = t_landed - t_start
+    cpu_line = f"({wall:.1f} s, {load()}): {cpu.report(wall)}"
     pub.finish()
     for spy_p in spies:
         spy_p.send_signal(signal.SIGINT)
@@ -266,12 +451,25 @@ def collector_run(svc: Services, work: Path, gateways: int, cycles: int, process
     stats: dict[str, float] = {}
     for i, p in enumerate(procs):
         p.wait(120)
-        for k, v in json.loads((work / f"c{processes}-{i}.json").read_text()).items():
+        for k, v in json.loads((work / f"c-{tag}-{i}.json").read_text()).items():
             if isinstance(v, (int, float)):
                 stats[k] = stats.get(k, 0) + v
+    for cid in ids:
+        clear_session(svc.mqtt.port, cid)
     got = count_readings(svc.influx.url, db)
-    assert got == expected, f"collector run: {got} of {expected} readings in InfluxDB"
-    return expected / (t_end - t_start), stats
+    rejected = sum(v for k, v in stats.items() if k.startswith("rejected."))
+    assert got == traffic.readings, f"collector run: {got:,} of {traffic.readings:,} readings in InfluxDB"
+    assert rejected == 0, f"collector run: {rejected:.0f} messages or devices rejected"
+    n = traffic.readings
+    stages = {k[6:]: 1e6 * v / n for k, v in stats.items() if k.startswith("cpu_s.")}
+    return CollectorResult(n / wall, n / (t_ack - t_start), 1e6 * cpu.used["collector"] / n, stages, stats, cpu_line)
+
+
+def stage_line(r: CollectorResult) -> str:
+    known = sum(r.stages.values())
+    parts = [f"{STAGE_NAMES.get(k, k)} {v:.2f}" for k, v in r.stages.items()]
+    parts.insert(2, f"{STAGE_NAMES['verify']} 0 (not done at ingest: `carbonedge verify` checks the archive)")
+    return "CPU-µs per reading by stage: " + ", ".join(parts) + f", other {max(0.0, r.cpu_us - known):.2f} (total {r.cpu_us:.2f})"
 
 
 # --------------------------------------------------------------------------- (c) Node-RED
@@ -303,13 +501,14 @@ def nodered_install() -> Path | None:
     return red
 
 
-def nodered_run(svc: Services, work: Path, gateways: int, cycles: int, expected_points: int, expected: int) -> float | None:
+def nodered_run(svc: Services, work: Path, traffic: Traffic) -> tuple[float, float] | None:
+    """``(readings/s, Node-RED CPU-µs per reading)`` or None when Node-RED is not available."""
     red = nodered_install()
     if red is None:
         return None
-    db = "nodered"
+    db = f"nodered_{traffic.shape}"
     create_db(svc.influx.url, db)
-    user = work / "nodered"
+    user = work / f"nodered-{traffic.shape}"
     user.mkdir()
     port = free_port()
     (user / "settings.js").write_text(f"""module.exports = {{ uiHost: "127.0.0.1", uiPort: {port}, flowFile: "flows.json", credentialSecret: false,
@@ -335,70 +534,108 @@ def nodered_run(svc: Services, work: Path, gateways: int, cycles: int, expected_
          "wires": []},
     ]
     (user / "flows.json").write_text(json.dumps(flow))
-    log = (work / "nodered.log").open("w")
+    logf = work / f"nodered-{traffic.shape}.log"
+    log = logf.open("w")
     p = subprocess.Popen(["node", str(red), "--settings", str(user / "settings.js"), "--userDir", str(NODERED_DIR)],
                          stdout=log, stderr=subprocess.STDOUT, cwd=user)
     try:
         deadline = time.monotonic() + 60
-        while "Connected to broker" not in (work / "nodered.log").read_text():
+        while "Connected to broker" not in logf.read_text():
             if p.poll() is not None or time.monotonic() > deadline:
-                print("  Node-RED did not start: " + (work / "nodered.log").read_text()[-800:], file=sys.stderr)
+                print("  Node-RED did not start: " + logf.read_text()[-800:], file=sys.stderr)
                 return None
             time.sleep(0.1)
-        pub = Publisher(f"{SITE}-nodered", svc.mqtt.port, gateways, cycles)
+        pub = Publisher(traffic, svc.mqtt.port)
+        cpu = CpuMeter({"node-red": [p.pid], "influxd": [svc.influx.pid or 0], "mosquitto": [svc.mqtt.pid or 0], "publisher": [pub.p.pid or 0]})
+        poller = LandedPoller(svc.influx.url, db, traffic.points)
+        cpu.start()
         t_start = pub.start()
         pub.finish()
-        last, last_change, t_last = -1, time.monotonic(), time.time()
-        while True:
-            n = count_points(svc.influx.url, db)
-            if n != last:
-                last, last_change, t_last = n, time.monotonic(), time.time()
-            if n >= expected_points or time.monotonic() - last_change > 20:
-                break
-            time.sleep(0.5)
+        t_landed = poller.wait(timeout=1800, stall_s=20)
+        cpu.stop()
+        t_end = t_landed or (time.time() - 20)
         landed = count_readings(svc.influx.url, db)
-        if landed < expected:
-            print(f"  Node-RED landed {landed:,} of {expected:,} readings", file=sys.stderr)
-        return landed / (t_last - t_start)
+        print(f"    Node-RED CPU ({t_end - t_start:.1f} s, {load()}): {cpu.report(t_end - t_start)}", flush=True)
+        if landed < traffic.readings:
+            print(f"  Node-RED landed {landed:,} of {traffic.readings:,} readings", file=sys.stderr)
+        return landed / (t_end - t_start), 1e6 * cpu.used["node-red"] / max(1, landed)
     finally:
         p.terminate()
         p.wait(20)
 
 
+# --------------------------------------------------------------------------- main
+def run_shape(svc: Services, work: Path, shape: str, a: argparse.Namespace) -> dict[str, float | None]:
+    traffic = build_traffic(shape, a.gateways, a.readings, work)
+    print(f"[{shape}] {a.gateways} gateways x {traffic.cycles} cycles = {len(traffic.messages):,} messages, {traffic.points:,} device points, "
+          f"{traffic.readings:,} readings ({traffic.per_gateway_per_cycle:.0f} per message)", flush=True)
+    ceil = ceiling(svc, traffic, shape)
+    runs = []
+    for i in range(a.repeat):
+        r = collector_run(svc, work, traffic, a.processes, a.profile and i == 0)
+        runs.append(r)
+        print(f"(b) [{shape}] carbonedge collector x{a.processes}, run {i + 1}/{a.repeat}: {r.rate:,.0f} readings/s until InfluxDB held every "
+              f"point ({r.ack_rate:,.0f}/s until every gateway was acknowledged), {r.cpu_us:.2f} collector CPU-µs per reading, "
+              f"all {traffic.readings:,} readings landed once; CPU {r.cpu_line}", flush=True)
+        print(f"    {stage_line(r)}", flush=True)
+    med = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+    rate = statistics.median(r.rate for r in runs)
+    cpu_us = statistics.median(r.cpu_us for r in runs)
+    out: dict[str, float | None] = {"rate": rate, "ceil": ceil, "ratio": rate / ceil, "cpu_us": cpu_us, "shared_ratio": None,
+                                    "per_gw": traffic.per_gateway_per_cycle}
+    print(f"(b) [{shape}] median of {len(runs)}: {rate:,.0f} readings/s, ratio {rate / ceil:.2f}, {cpu_us:.2f} CPU-µs per reading; "
+          f"serves {rate / traffic.per_gateway_per_cycle:,.0f} gateways polling every 1 s", flush=True)
+    print(f"    median run's {stage_line(med)}", flush=True)
+    for n in a.also_processes:
+        r = collector_run(svc, work, traffic, n, False)
+        out["shared_ratio"] = r.rate / ceil
+        print(f"(b) [{shape}] carbonedge collector x{n} on one shared subscription: {r.rate:,.0f} readings/s, ratio {r.rate / ceil:.2f}, "
+              f"{r.cpu_us:.2f} CPU-µs per reading, serves {r.rate / traffic.per_gateway_per_cycle:,.0f} gateways at 1 s; every reading landed "
+              f"once (batches handled {r.stats.get('batches_written', 0):.0f} of {len(traffic.messages)}, duplicate deliveries "
+              f"{r.stats.get('duplicate_deliveries', 0):.0f}); CPU {r.cpu_line}", flush=True)
+    nr = None if a.no_nodered else nodered_run(svc, work, traffic)
+    out["nodered"] = None if nr is None else nr[0]
+    if nr is not None:
+        print(f"(c) [{shape}] Node-RED 4 mqtt in -> function -> join(50) -> influxdb batch: {nr[0]:,.0f} readings/s, "
+              f"{nr[1]:.2f} Node-RED CPU-µs per reading (no validation, no archive, no acknowledgement)", flush=True)
+    else:
+        print(f"(c) [{shape}] Node-RED: not run", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cycles", type=int, default=667, help="poll cycles per gateway (default 667: 2,001,000 readings with 10 gateways)")
+    ap.add_argument("--shapes", nargs="+", choices=["plant", "uniform"], default=["plant", "uniform"],
+                    help="traffic shapes; the first gives the last line and the exit status")
+    ap.add_argument("--readings", type=int, default=2_000_000, help="readings per shape (at least; default 2,000,000)")
     ap.add_argument("--gateways", type=int, default=10)
     ap.add_argument("--processes", type=int, default=1, help="collector processes for the headline figure")
-    ap.add_argument("--also-processes", type=int, nargs="*", default=[3], help="further runs with this many collectors on a shared subscription")
+    ap.add_argument("--also-processes", type=int, nargs="*", default=[2], help="further runs with this many collectors on a shared subscription")
+    ap.add_argument("--repeat", type=int, default=3, help="single-collector runs per shape; the median is reported")
     ap.add_argument("--no-nodered", action="store_true")
     ap.add_argument("--profile", action="store_true", help="record the collector with py-spy (pip install py-spy) into bench/profile-collector-*.txt")
     a = ap.parse_args()
-    expected_points = a.gateways * a.cycles * METERS
-    expected = expected_points * len(QTYS)
     work = Path(tempfile.mkdtemp(prefix="carbonedge-bench-"))
-    print(f"collector throughput: {a.gateways} gateways x {a.cycles} cycles x {METERS} meters x {len(QTYS)} quantities = {expected:,} readings",
-          file=sys.stderr)
+    print(f"collector throughput on {os.cpu_count()} cores, {load()}", flush=True)
+    results = {}
     with Services(work / "services") as svc:
-        ceil, _ = ceiling(svc, a.gateways, a.cycles)
-        print(f"(a) InfluxDB ceiling, 1 writer, pre-serialised 5,000-point bodies: {ceil:,.0f} readings/s", flush=True)
-        rate, stats = collector_run(svc, work, a.gateways, a.cycles, a.processes, expected, a.profile)
-        print(f"(b) carbonedge collector x{a.processes}, publisher -> Mosquitto -> collector -> InfluxDB, all {expected:,} landed: "
-              f"{rate:,.0f} readings/s (duplicates {stats.get('duplicate_deliveries', 0):.0f}, rejected "
-              f"{sum(v for k, v in stats.items() if k.startswith('rejected.')):.0f})", flush=True)
-        for n in a.also_processes:
-            r, st = collector_run(svc, work, a.gateways, a.cycles, n, expected, False)
-            print(f"(b) carbonedge collector x{n} on one shared subscription: {r:,.0f} readings/s, every reading landed once "
-                  f"(batches handled {st.get('batches_written', 0):.0f} of {a.gateways * a.cycles}, duplicate deliveries "
-                  f"{st.get('duplicate_deliveries', 0):.0f})", flush=True)
-        nr = None if a.no_nodered else nodered_run(svc, work, a.gateways, a.cycles, expected_points, expected)
-        if nr is not None:
-            print(f"(c) Node-RED 4 mqtt in -> function -> join(50) -> influxdb batch: {nr:,.0f} readings/s", flush=True)
-        else:
-            print("(c) Node-RED: not run", flush=True)
+        for shape in a.shapes:
+            results[shape] = run_shape(svc, work, shape, a)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"collector_readings_per_s={rate:.0f} influx_ceiling_per_s={ceil:.0f} ratio={rate / ceil:.2f} "
-          f"nodered_per_s={'n/a' if nr is None else f'{nr:.0f}'}")
+    head = results[a.shapes[0]]
+    nr = head["nodered"]
+    failures = []
+    if head["cpu_us"] > TARGET_CPU_US:  # type: ignore[operator]
+        failures.append(f"{head['cpu_us']:.2f} collector CPU-µs per reading (target <= {TARGET_CPU_US})")
+    if head["ratio"] < TARGET_RATIO_1:  # type: ignore[operator]
+        failures.append(f"ratio {head['ratio']:.2f} with one collector (target >= {TARGET_RATIO_1})")
+    if (os.cpu_count() or 1) >= 4 and head["shared_ratio"] is not None and head["shared_ratio"] < TARGET_RATIO_SHARED:
+        failures.append(f"ratio {head['shared_ratio']:.2f} on a shared subscription (target >= {TARGET_RATIO_SHARED})")
+    for f in failures:
+        print(f"below target [{a.shapes[0]}]: {f}", flush=True)
+    print(f"collector_readings_per_s={head['rate']:.0f} influx_ceiling_per_s={head['ceil']:.0f} ratio={head['ratio']:.2f} "
+          f"cpu_us_per_reading={head['cpu_us']:.2f} nodered_per_s={'n/a' if nr is None else f'{nr:.0f}'}")
+    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

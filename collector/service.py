@@ -52,6 +52,41 @@ from collector.watermark import (
 
 log = logging.getLogger("carbonedge.collector")
 
+#: Stages of the hot path whose CPU time :class:`StageCpu` keeps (the benchmark's per-stage breakdown).
+STAGES = ("receive", "decode_validate", "lines_conflicts", "archive", "write", "progress_ack")
+
+
+class StageCpu:
+    """CPU seconds (thread time) spent per stage; ``receive`` is the MQTT network thread's total."""
+
+    def __init__(self) -> None:
+        self._s = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()
+        self.receive_thread: int | None = None
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._s[stage] += seconds
+
+    def sample_receive(self) -> None:
+        """Read the MQTT network thread's CPU time (call before the thread stops)."""
+        tid = self.receive_thread
+        if tid is None:
+            return
+        try:
+            import psutil
+
+            for t in psutil.Process().threads():
+                if t.id == tid:
+                    with self._lock:
+                        self._s["receive"] = t.user_time + t.system_time
+        except Exception:  # noqa: BLE001 - accounting must never stop the collector
+            return
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._s)
+
 
 @dataclass
 class CollectorSettings:
@@ -122,6 +157,7 @@ class Collector:
         self._drain_writer = InfluxWriter(settings.influx_url, settings.database, username=settings.influx_username,
                                           password=settings.influx_password, timeout_s=settings.write_timeout_s)
         self.metrics = Metrics()
+        self.cpu = StageCpu()
         self.validator = Validator(max_payload_bytes=settings.max_payload_bytes, max_future_s=settings.max_future_s,
                                    max_past_s=settings.max_past_s, known_devices=settings.known_devices)
         self.index = ConflictIndex(settings.conflict_index_points)
@@ -174,6 +210,7 @@ class Collector:
         if rc.is_failure:
             log.error("the MQTT broker refused the collector: %s", rc)
             return
+        self.cpu.receive_thread = threading.get_native_id()
         # Coordination topics first (QoS 0: retained state, nothing to acknowledge), then the data.
         client.subscribe([(ACK_FILTER, 0), (progress_filter(self._group), 0)])
         share = f"$share/{self.s.share_group}/" if self.s.share_group else ""
@@ -247,7 +284,10 @@ class Collector:
 
     def _prepare(self, msgs: list[mqtt.MQTTMessage]) -> _Unit:
         u = _Unit(msgs=msgs)
+        clock = time.thread_time
+        t_validate = t_lines = 0.0
         for m in msgs:
+            t0 = clock()
             try:
                 site, gw, kind = self.validator.topic(m.topic)
                 if kind == "health":
@@ -259,10 +299,16 @@ class Collector:
             except Rejected as r:
                 u.deadletters.append(self._deadletter_record(m.topic, r.reason, r.detail, m.payload[: self.s.max_payload_bytes]))
                 continue
+            finally:
+                t1 = clock()
+                t_validate += t1 - t0
             u.archive.append((v.site, v.gateway, v.seq, m.payload))
             for dr in v.rejected:
                 u.deadletters.append(self._deadletter_record(m.topic, dr.reason, dr.detail, dr.raw, seq=v.seq, device=dr.device))
             self._prepare_batch(u, m.topic, v)
+            t_lines += clock() - t1
+        self.cpu.add("decode_validate", t_validate)
+        self.cpu.add("lines_conflicts", t_lines)
         return u
 
     def _prepare_batch(self, u: _Unit, topic: str, b: Validated) -> None:
@@ -366,10 +412,12 @@ class Collector:
 
     def _archive_unit(self, u: _Unit) -> None:
         """Dead-letter records and the raw batches, fsynced: before InfluxDB sees the unit's lines."""
+        t0 = time.thread_time()
         self._write_dlq(u.deadletters)
         if u.archive:
             self.archive.append(u.archive)
         u.archived = True
+        self.cpu.add("archive", time.thread_time() - t0)
 
     def _archiver_loop(self) -> None:
         while True:
@@ -398,8 +446,16 @@ class Collector:
     def _commit(self, u: _Unit) -> None:
         if not u.archived:
             self._archive_unit(u)
+        clock = time.thread_time
         if u.lines:
-            self._durable_write("\n".join(u.lines).encode(), u.readings)
+            t0 = clock()
+            body = "\n".join(u.lines).encode()
+            t1 = clock()
+            self._durable_write(body, u.readings)
+            t2 = clock()
+            self.cpu.add("lines_conflicts", t1 - t0)
+            self.cpu.add("write", t2 - t1)
+        t_ack = clock()
         if u.health:
             self.metrics.inc("health_written", u.health)
         touched: set[tuple[str, str]] = set()
@@ -429,6 +485,7 @@ class Collector:
             created = [m for m in u.msgs if m.timestamp]
             if created:
                 self._last_lag_s = max(0.0, time.monotonic() - min(m.timestamp for m in created))
+        self.cpu.add("progress_ack", clock() - t_ack)
 
     def _publish_acks(self) -> None:
         now_ms = int(time.time() * 1000)
@@ -561,6 +618,7 @@ class Collector:
             if srv:
                 srv.shutdown()
                 srv.server_close()
+            self.cpu.sample_receive()
             self.client.disconnect()
             self.client.loop_stop()
             self.writer.session.close()
@@ -575,4 +633,5 @@ class Collector:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             wms = {f"{s}/{g}": st.watermark for (s, g), st in self.gateways.items()}
-        return {**self.metrics.snapshot(), "watermarks": wms}
+        cpu = {f"cpu_s.{k}": round(v, 4) for k, v in self.cpu.snapshot().items()}
+        return {**self.metrics.snapshot(), **cpu, "watermarks": wms}
