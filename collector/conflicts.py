@@ -52,6 +52,24 @@ class ConflictIndex:
             return "new"
         return "same" if old == hash(p.fields) else "conflict"
 
+    def check_all(self, points: list[Point]) -> list[str]:
+        """:meth:`check` for every point (one pass, for the hot path)."""
+        get = self._d.get
+        out = []
+        for p in points:
+            old = get(hash((p.series, p.ts)))
+            out.append("new" if old is None else "same" if old == hash(p.fields) else "conflict")
+        return out
+
+    def add_all(self, points: list[Point]) -> None:
+        """:meth:`add` for every point, then trim to ``max_entries``."""
+        d = self._d
+        for p in points:
+            d[hash((p.series, p.ts))] = hash(p.fields)  # an existing key keeps its place, as in add()
+        excess = len(d) - self.max_entries
+        for _ in range(excess if excess > 0 else 0):
+            d.popitem(last=False)
+
     def add(self, p: Point) -> None:
         k = hash((p.series, p.ts))
         d = self._d

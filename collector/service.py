@@ -165,7 +165,8 @@ class Collector:
         self._state = StateFile(settings.state_dir / "watermarks.json")
         self._lock = threading.RLock()
         self.gateways: dict[tuple[str, str], GatewayProgress] = self._state.load()
-        self._q: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        # SimpleQueue (C): the MQTT network thread puts every message here, so its put must be cheap.
+        self._q: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
         self._units: queue.Queue[_Unit | None] = queue.Queue(maxsize=max(1, settings.pipeline_depth - 1))
         # With pipelining, the archiver thread sits between preparation and the writer.
         self._archived: queue.Queue[_Unit | None] = queue.Queue(maxsize=1) if settings.pipeline_depth >= 2 else self._units
@@ -325,11 +326,11 @@ class Collector:
             self.metrics.inc("duplicate_deliveries")
         conflicts: list[tuple[Point, dict[str, object] | None]] = []
         unknown: list[Point] = []
-        for p in bp.readings:
-            c = self.index.check(p)
+        suspect = replay or went_back
+        for p, c in zip(bp.readings, self.index.check_all(bp.readings), strict=True):
             if c == "conflict":
                 conflicts.append((p, None))
-            elif c == "new" and (replay or went_back):
+            elif c == "new" and suspect:
                 unknown.append(p)
         if unknown:
             self.metrics.inc("replay_checks")
@@ -345,13 +346,10 @@ class Collector:
                       "the stored values are kept, the new ones are dead-lettered (clock stepped back, or a bad replay)")
             u.deadletters.append(self._deadletter_record(topic, "conflict", detail, p.line(), seq=b.seq, device=p.device, stored=stored))
             u.lines.append(event_line(b.site, b.gateway, "conflict", p.ts, {"seq": b.seq, "new": p.fields[:1500]}, device=p.device, seq=b.seq))
-        n = 0
-        for p in bp.readings:
-            if id(p) in bad:
-                continue
-            self.index.add(p)
-            u.lines.append(p.line())
-            n += p.readings
+        kept = [p for p in bp.readings if id(p) not in bad] if bad else bp.readings
+        self.index.add_all(kept)
+        u.lines.extend([f"{p.series} {p.fields} {p.ts}" for p in kept])
+        n = sum(p.readings for p in kept)
         u.lines.extend(p.line() for p in bp.events)
         u.readings += n
         u.seqs.append((key, b.seq, n))
