@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import msgspec
+
 from carbonedge import wire
 
 MEASUREMENT = "readings"
@@ -78,9 +80,25 @@ def _series(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
     return s
 
 
-def device_point(site: str, gateway: str, device: str, tags: dict[str, str], ts: int, status: str, parts: list[str], bad: int, seq: int) -> Point:
-    """The ``readings`` point of one device; ``parts`` holds its ``quantity=value`` fields (good and uncertain)."""
-    good = len(parts)
+_encode = msgspec.json.Encoder().encode
+
+
+def value_fields(values: dict[str, float]) -> str:
+    """``quantity=value,…`` of finite floats, formatted in C.
+
+    The values are written as msgspec writes JSON floats: the shortest string that reads back
+    as the same double (like ``repr``; exponents without ``+``: ``1e16``), which InfluxDB
+    parses to the sent value. Quantity names are catalogue names (``[a-z0-9_]``), so the JSON
+    object needs only its quotes and colons turned into line protocol. A NaN or infinity would
+    come out as ``null`` (InfluxDB refuses the line); callers pass finite values only.
+    """
+    return _encode(values)[1:-1].replace(b'"', b"").replace(b":", b"=").decode()
+
+
+def device_point(site: str, gateway: str, device: str, tags: dict[str, str], ts: int, status: str, values: str, good: int,
+                 bad: int, seq: int) -> Point:
+    """The ``readings`` point of one device; ``values`` holds its ``quantity=value`` fields (``good`` of them)."""
+    parts = [values] if values else []
     if bad:
         parts.append(f"bad_values={bad}i")
     if status != "ok":
@@ -93,14 +111,9 @@ def batch_points(batch: wire.Batch, devices: list[wire.DeviceReadings] | None = 
     """Points of ``batch`` (only ``devices`` if given: the ones that passed per-device checks)."""
     out = BatchPoints()
     for d in batch.devices if devices is None else devices:
-        parts = []
-        bad = 0
-        for q, v in d.values.items():
-            if v.v is None:
-                bad += 1
-            else:
-                parts.append(f"{q}={v.v!r}")
-        p = device_point(batch.site, batch.gateway, d.device, d.tags, d.ts, d.status, parts, bad, batch.seq)
+        vals = {q: v.v for q, v in d.values.items() if v.v is not None}
+        bad = len(d.values) - len(vals)
+        p = device_point(batch.site, batch.gateway, d.device, d.tags, d.ts, d.status, value_fields(vals), len(vals), bad, batch.seq)
         out.reading_count += p.readings
         out.readings.append(p)
     for e in batch.events:

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
 from collector.fastwire import NameCheck, decode_batch, has_surrogate_escape
-from collector.lineprotocol import BatchPoints, batch_points, device_point, event_point
+from collector.lineprotocol import BatchPoints, batch_points, device_point, event_point, value_fields
 
 WHOLE_MESSAGE_REASONS = ("oversized", "bad_topic", "bad_json", "non_finite", "schema", "topic_mismatch")
 DEVICE_REASONS = ("unknown_device", "future_ts", "past_ts")
@@ -201,8 +201,7 @@ class Validator:
             tags = dev.tags
             if not names.device(dev.device) or (tags and (not reserved.isdisjoint(tags) or not names.tags(tags))):
                 raise _Undecided
-            parts: list[str] = []
-            add = parts.append
+            vals: dict[str, float] = {}
             bad = 0
             for q, val in dev.values.items():
                 v = val.v
@@ -212,16 +211,17 @@ class Validator:
                     if val.q != "bad":
                         raise _Undecided
                     bad += 1
-                elif v - v == 0.0:  # finite (NaN and infinity give NaN)
-                    add(f"{q}={v!r}")
                 else:
-                    raise _Undecided
+                    vals[q] = v
+            text = value_fields(vals)
+            if "null" in text:  # a NaN or infinity (msgspec's decoder refuses both; checked all the same)
+                raise _Undecided
             name, ts = dev.device, dev.ts
             why = self._device_check(site, gateway, name, ts) if always_check or ts > future_limit else None
             if why:
                 rejected.append(DeviceRejection(name, why[0], why[1], msgspec.json.encode(dev).decode()))
                 continue
-            p = device_point(site, gateway, name, tags, ts, dev.status, parts, bad, seq)
+            p = device_point(site, gateway, name, tags, ts, dev.status, text, len(vals), bad, seq)
             out.reading_count += p.readings
             readings.append(p)
         for e in b.events:
