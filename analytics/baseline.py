@@ -666,9 +666,12 @@ def time_of_week_spec(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: lis
     keep: list[str] = []
     parts: list[np.ndarray] = []
     for b in blocks:
-        if step >= 86400 and b in ("slot", "slot×daytype", "hour×day", "slot×day"):
-            if b != "slot×daytype":
-                continue
+        if step >= 86400 and b in ("slot", "hour×day", "slot×day"):
+            continue
+        if step < 3600 and b == "slot×day" and "hour×day" in blocks:
+            # Below an hour the full time-of-week cells are seen a few times a year each; the hour of
+            # week with the time of day per day type carries the shape at a fraction of the columns.
+            continue
         codes = _block_codes(b, op, cal, step)
         _, inv = np.unique(codes, return_inverse=True)
         # A block that splits the rows exactly as a kept one does adds nothing: leave it out.
