@@ -475,7 +475,11 @@ def detect_operating_days(cal: CalendarRows, y: np.ndarray, mode: str = "auto") 
 #: The indicator blocks of the time-of-week model, coarse to fine (all crossed with operating day):
 #: day code, time of day, time of day × day type (hour × working day / Saturday / Sunday-or-holiday),
 #: hour of week, and time-of-week slot (the LBNL TOWT indicator).
-TOW_BLOCKS = ("day", "slot", "slot×daytype", "hour×day", "slot×day")
+TOW_BLOCKS = ("daytype", "day", "slot", "slot×daytype", "hour×day", "slot×day")
+#: Blocks fitted without penalty (the level of each kind of day: operating day × working day /
+#: Saturday / Sunday-or-holiday), so a day code the training period never saw (a holiday in a held-out
+#: month) still gets its kind of day's level, and the penalised blocks only carry deviations from it.
+UNPENALISED = frozenset({"daytype"})
 #: Penalties tried by cross-validation (per indicator column; a cell seen m times is shrunk by m / (m + α)).
 ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 
@@ -493,6 +497,8 @@ def _block_codes(name: str, op: np.ndarray, cal: CalendarRows, step: float) -> n
     slot = (cal.sod // max(step, 1.0)).astype(np.int64) if step < 86400 else np.zeros(op.size, dtype=np.int64)
     hour = (cal.sod // 3600).astype(np.int64) if step < 86400 else np.zeros(op.size, dtype=np.int64)
     base = op * 8
+    if name == "daytype":
+        return op * 3 + cal.daytype()
     if name == "day":
         return base + cal.wk
     if name == "slot":
@@ -569,6 +575,12 @@ class TimeOfWeekBaseline:
             j = np.clip(j, 0, max(lev.size - 1, 0))
             seen = lev.size > 0
             hit = (lev[j] == codes) if seen else np.zeros(len(t), dtype=bool)
+            if b in UNPENALISED:  # the first level is the reference, in the intercept
+                hit &= j > 0
+                rows = np.nonzero(hit)[0]
+                mats.append(sparse.csr_matrix((np.ones(rows.size), (rows, j[hit] - 1)), shape=(len(t), max(lev.size - 1, 0))))
+                pen += [0.0] * max(lev.size - 1, 0)
+                continue
             rows = np.nonzero(hit)[0]
             mats.append(sparse.csr_matrix((np.ones(rows.size), (rows, j[hit])), shape=(len(t), lev.size)))
             pen += [1.0] * lev.size
