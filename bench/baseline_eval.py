@@ -7,7 +7,7 @@ chosen by blocked cross-validation inside the training period):
 * **Commercial building**, daily kWh and outdoor temperature, 2012-03-01 … 2015-02-28. Baseline year
   2012-03-01 … 2013-02-28 (nmecr's end-of-interval labels leave n = 364 days: the first day's
   value is labelled 03/02, so the baseline rows are the days 03/01 … 02/27), reporting year
-  2014-03-01 … 2015-02-28, installation year left out. Published (nmecr vignettes, in sample): TOWT
+  2014-03-01 … 2015-02-28 by nmecr's labels (the days 2014-02-28 … 2015-02-27), installation year left out. Published (nmecr vignettes, in sample): TOWT
   CV(RMSE) 6.79 %, R² 0.896, p = 19; savings 408,142 kWh ≈ 7 %, uncertainty 26.6 % at 90 %.
 * **School**, hourly kWh, temperature and four daily operating-mode flags, 2018. Published (daily,
   in sample): TOWT 30.38 %, TOWT + operating modes 17.84 %.
@@ -81,8 +81,11 @@ def commercial_csv(data: Path, out: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["date", "kwh", "temp_f"])
         for d in sorted(e):
-            if "2013-02-28" <= d < "2014-03-01":
-                continue  # the installation year: in neither fit nor savings (nmecr protocol)
+            # nmecr labels each day with its end: its baseline year 03/01 … 02/28 holds the days
+            # 2012-03-01 … 2013-02-27 (n = 364) and its reporting year the days 2014-02-28 … 2015-02-27.
+            # The installation year between them is in neither fit nor savings.
+            if "2013-02-28" <= d < "2014-02-28" or d > "2015-02-27":
+                continue
             w.writerow([d, e[d], t.get(d, "")])
     return out
 
@@ -184,7 +187,7 @@ def main() -> int:
     com = commercial_csv(a.data, tmp / "commercial.csv")
     b_from, b_until = _utc("2012-03-01 00:00:00"), _utc("2013-02-28 00:00:00")  # 364 days: 03/01 … 02/27
     rep = baseline_csv(com, time_col="date", target="kwh", features=[], mean_features=["temp_f"], train_from=b_from, train_until=b_until)
-    print("Commercial building (daily; baseline 2012-03-01 … 2013-02-27, n = 364 as nmecr; reporting 2014-03-01 … 2015-02-28)")
+    print("Commercial building (daily; baseline days 2012-03-01 … 2013-02-27, n = 364, and reporting days 2014-02-28 … 2015-02-27, as nmecr)")
     print(f"  model: {rep.baseline.describe()}")
     print(f"  in sample: CV(RMSE) {rep.train.cv_rmse:.2%}  NMBE {rep.train.nmbe:+.3%}  R² {rep.train.r2:.3f}  p = {rep.train.p:.1f}  "
           f"(published TOWT: 6.79 %, R² 0.896, p = 19)")
@@ -207,7 +210,7 @@ def main() -> int:
     ok &= f["daily"][0].cv_rmse < f["daily"][1].cv_rmse
     ok &= f["monthly"][0].meets("monthly")
     unc = rep.uncertainty or float("nan")
-    print(f"  savings 2014-03-01 … 2015-02-28: metered {rep.actual_total:,.0f} kWh, adjusted baseline {rep.expected_total:,.0f} kWh, "
+    print(f"  savings: metered {rep.actual_total:,.0f} kWh, adjusted baseline {rep.expected_total:,.0f} kWh, "
           f"savings {rep.savings:,.0f} kWh = {rep.savings / rep.expected_total:.1%} ± {unc:.1%} of the savings at 90 % "
           f"(published: 5,101,762 / 5,509,903 / 408,142 kWh ≈ 7 % ± 26.6 %)")
     res["commercial_savings_kwh"] = rep.savings or float("nan")
