@@ -450,7 +450,8 @@ def _read_table(path: Path, time_col: str, cols: list[str], *, tz: str, date_for
         try:
             t[i] = parse_timestamp(tt, tz, date_format=fmt)
         except ValueError as e:
-            hint = str(e) if "day/month" in str(e) or "format" in str(e) else "use ISO 8601, epoch seconds, dd/mm/yyyy or dd.mm.yyyy, or give --date-format"
+            hint = (str(e) if "day/month" in str(e) or "date format" in str(e) or " date" in str(e)
+                    else "use ISO 8601, epoch seconds, dd/mm/yyyy or dd.mm.yyyy, or give --date-format")
             raise InputError(f"{path}, line {lines[i]}: {time_col!r} = {tt!r} is not a time ({hint})") from None
     return _Table(t, texts, raw, notes)
 
@@ -619,9 +620,18 @@ def baseline_csv(
     if train_from is not None:
         train &= ts >= train_from
     test = ts >= train_until
+    n_train = int((train & np.isfinite(y)).sum())
+    if n_train < 3:
+        raise InputError(f"{path}: {n_train} row(s) with a value of {target!r} in the training period; a baseline needs data to learn from")
     kind = model
     if kind == "auto":
         kind = "time-of-week" if step < 7 * 86400 else "regression"
+    if kind == "time-of-week":
+        days = float(ts[train].max() - ts[train].min()) / 86400 + step / 86400
+        need = 21 if step >= 86400 else 7
+        if days < need:
+            raise InputError(f"{path}: the training period covers {days:.3g} day(s); a time-of-week baseline needs at least {need} "
+                             "(every weekday seen more than once) — give a longer training period or --model regression")
     cal = Calendar(tz, holidays)
     try:
         if kind == "time-of-week":
@@ -695,7 +705,10 @@ def baseline_csv(
                 yy, pp, rr = yy[ok], pp[ok], rr[ok]
             else:
                 yy, pp, rr = _rollup(ts[sel_rows], [y[sel_rows], pred[sel_rows], ref[sel_rows]], period_of[lev], tz)
-            rows.append(FitRow(label, lev, out_of_sample_fit(yy, pp), out_of_sample_fit(yy, rr)))
+            fm, fn = out_of_sample_fit(yy, pp), out_of_sample_fit(yy, rr)
+            if fm is None and fn is None:
+                continue  # fewer than 3 points at this resolution: no figure
+            rows.append(FitRow(label, lev, fm, fn))
             if 0 < yy.size < 6 and lev == "monthly":
                 notes.append(f"{label}: only {yy.size} monthly point(s); the monthly figures rest on few points")
     test_fit = next((r.model for r in rows if r.label == "reporting period" and r.resolution == interval), None)
@@ -716,7 +729,7 @@ def baseline_csv(
         n_neg_clipped = neg
         notes.append(f"{n_neg_clipped} row(s) predicted at zero (a prediction below zero is held at zero: energy is never negative)")
     cvr = next((r for r in rows if r.label == "training, blocked CV" and r.resolution == interval), None)
-    if cvr and cvr.model and cvr.naive and cvr.model.cv_rmse >= cvr.naive.cv_rmse:
+    if cvr and cvr.model and cvr.naive and cvr.naive.cv_rmse > 1e-6 and cvr.model.cv_rmse >= cvr.naive.cv_rmse:
         notes.append("out of sample the model is no better than the naive time-of-week reference: it does not earn its keep on these data")
     if kind == "regression" and b.fit.r2 < R2_MIN and names_all:
         notes.append(f"R² {b.fit.r2:.2f} is below {R2_MIN} on the training period: the variables explain little of the energy (ISO 50006 screening [M3])")
@@ -735,6 +748,10 @@ def baseline_csv(
 
 def _fmt(x: float) -> str:
     return "" if not math.isfinite(x) else f"{x:.6g}"
+
+
+def _r2(x: float) -> str:
+    return f"{x:>6.3f}" if math.isfinite(x) else f"{'—':>6}"
 
 
 def format_baseline(rep: BaselineReport, target: str) -> str:
@@ -759,8 +776,8 @@ def format_baseline(rep: BaselineReport, target: str) -> str:
     for r in rep.rows:
         m, nv = r.model, r.naive
         n = m.n if m else (nv.n if nv else 0)
-        ms = f"{m.cv_rmse:>9.1%} {m.nmbe:>+7.1%} {m.r2:>6.3f}" if m else f"{'—':>9} {'—':>7} {'—':>6}"
-        ns = f"{nv.cv_rmse:>9.1%} {nv.nmbe:>+7.1%} {nv.r2:>6.3f}" if nv else f"{'—':>9} {'—':>7} {'—':>6}"
+        ms = f"{m.cv_rmse:>9.1%} {m.nmbe:>+7.1%} {_r2(m.r2)}" if m else f"{'—':>9} {'—':>7} {'—':>6}"
+        ns = f"{nv.cv_rmse:>9.1%} {nv.nmbe:>+7.1%} {_r2(nv.r2)}" if nv else f"{'—':>9} {'—':>7} {'—':>6}"
         lim = ashrae14_limit(r.resolution)
         lt = "no published limit" if lim is None else f"{m.verdict(r.resolution) if m else '—'} ASHRAE 14 ({lim[0]:.0%}, ±{lim[1]:.0%})"
         p(f"{r.label:<21} {r.resolution:<9} {n:>7}  {ms}  {ns}  {lt}\n")

@@ -214,21 +214,36 @@ def test_ambiguous_dates_and_mixed_decimals_are_refused_in_one_line(tmp_path: Pa
 
 
 def test_interval_end_stamps_put_midnight_into_the_day_before(tmp_path: Path) -> None:
-    # 10 days of hourly data stamped at interval ends: 01:00 … 00:00; each day has 24 kWh per hour × its day number.
+    # 25 days of hourly data stamped at interval ends: 01:00 … 00:00; each day has 24 kWh per hour × its day number.
     rows = []
-    for d in range(10):
+    for d in range(25):
         for h in range(24):
             end = datetime(2026, 3, 2) + timedelta(days=d, hours=h + 1)
             rows.append([end.isoformat(), str(d + 1)])
     p = _write(tmp_path / "end.csv", ["time", "kwh"], rows, sep=",")
     out = tmp_path / "o.csv"
-    baseline_csv(p, time_col="time", target="kwh", features=[], train_until=datetime(2026, 3, 20, tzinfo=UTC).timestamp(), aggregate="day",
+    baseline_csv(p, time_col="time", target="kwh", features=[], train_until=datetime(2026, 4, 20, tzinfo=UTC).timestamp(), aggregate="day",
                  out=out, operating_days="off")
     days = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert [float(r["kwh"]) for r in days] == [24.0 * (d + 1) for d in range(10)]
-    start = baseline_csv(p, time_col="time", target="kwh", features=[], train_until=datetime(2026, 3, 20, tzinfo=UTC).timestamp(),
+    assert [float(r["kwh"]) for r in days] == [24.0 * (d + 1) for d in range(25)]
+    start = baseline_csv(p, time_col="time", target="kwh", features=[], train_until=datetime(2026, 4, 20, tzinfo=UTC).timestamp(),
                          aggregate="day", out=out, stamps="start", operating_days="off")
-    assert start.train.n == 11  # read as starts, the last stamp (00:00) opens an eleventh day
+    assert start.train.n == 26  # read as starts, the last stamp (00:00) opens a 26th day
+
+
+def test_too_little_or_no_training_data_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t0 = datetime(2026, 3, 2)
+    one = _write(tmp_path / "one.csv", ["time", "kwh"], [[(t0 + timedelta(hours=h)).isoformat(), str(h)] for h in range(48)], sep=",")
+    args = ["analyze", "baseline", "--time-col", "time", "--target", "kwh", "--train-until", "2026-03-20"]
+    assert main([*args, "--csv", str(one)]) == 2
+    assert "the training period covers 2 day(s); a time-of-week baseline needs at least 7" in capsys.readouterr().err
+    empty = _write(tmp_path / "e.csv", ["time", "kwh"], [[(t0 + timedelta(hours=h)).isoformat(), ""] for h in range(24 * 20)], sep=",")
+    assert main([*args, "--csv", str(empty)]) == 2
+    assert "0 row(s) with a value of 'kwh' in the training period" in capsys.readouterr().err
+    bad = _write(tmp_path / "b.csv", ["time", "kwh"], [[(t0 + timedelta(hours=h)).isoformat(), "1"] for h in range(24 * 20)] + [["yesterday", "1"]], sep=",")
+    assert main([*args, "--csv", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 482: 'time' = 'yesterday' is not a time (use ISO 8601" in err and len(err.strip().splitlines()) == 1
 
 
 def test_operating_days_and_holidays_are_learned() -> None:
