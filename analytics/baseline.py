@@ -484,6 +484,11 @@ UNPENALISED = frozenset({"daytype"})
 FINE_BLOCKS = frozenset({"slot×daytype", "hour×day", "slot×day"})
 FINE = 2.0  # marker of a fine block's column in the penalty vector
 FINE_MULTIPLIERS = (1.0, 0.3, 3.0, 10.0)
+DAY = 3.0  # marker of the day-code block's columns
+#: Penalty multipliers of the day-code block (weekday levels within a kind of day), chosen by CV last:
+#: a large one pools the working days' levels (each weekday is seen on many rows, so α alone hardly
+#: shrinks it), 1 keeps them apart.
+DAY_MULTIPLIERS = (1.0, 100.0, 1000.0, 10000.0)
 #: Penalties tried by cross-validation (per indicator column; a cell seen m times is shrunk by m / (m + α)).
 ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 
@@ -544,6 +549,7 @@ class TimeOfWeekBaseline:
     beta: np.ndarray
     alpha: float
     fine: float = 1.0  # penalty multiplier of the fine time-of-week cells (FINE_BLOCKS)
+    day: float = 1.0  # penalty multiplier of the day-code block
     fit: Fit = field(default_factory=lambda: Fit(0, 0, 0.0, 0.0, 0.0, 0.0))
     trained_on: dict[str, Any] = field(default_factory=dict)
 
@@ -588,7 +594,7 @@ class TimeOfWeekBaseline:
                 continue
             rows = np.nonzero(hit)[0]
             mats.append(sparse.csr_matrix((np.ones(rows.size), (rows, j[hit])), shape=(len(t), lev.size)))
-            pen += [FINE if b in FINE_BLOCKS else 1.0] * lev.size
+            pen += [FINE if b in FINE_BLOCKS else (DAY if b == "day" else 1.0)] * lev.size
         return sparse.hstack(mats, format="csr"), np.array(pen)
 
     def predict(self, t: np.ndarray, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
@@ -616,14 +622,14 @@ class TimeOfWeekBaseline:
             parts.append(f"{c} in {len(k) + 1} segments (knots {', '.join(f'{v:.3g}' for v in k)})" if self.temp_form == "segments" and k else f"{c} (linear)")
         if self.indicators:
             parts.append("categories " + ", ".join(self.indicators))
-        fine = f" (× {self.fine:g} on the finest cells)" if self.fine != 1.0 else ""
+        fine = "".join(f" (× {v:g} on the {what})" for v, what in ((self.fine, "finest cells"), (self.day, "day codes")) if v != 1.0)
         return "; ".join(parts) + f"; ridge α = {self.alpha:g}{fine}"
 
     def equation(self, target: str = "E") -> str:
         return f"{target} = {self.describe()}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": "time-of-week", "blocks": self.blocks, "alpha": self.alpha, "fine_multiplier": self.fine, "features": self.features,
+        return {"model": "time-of-week", "blocks": self.blocks, "alpha": self.alpha, "fine_multiplier": self.fine, "day_multiplier": self.day, "features": self.features,
                 "numeric": dict(zip(self.numeric, self.coefficients, strict=True)), "temperature": self.temperature,
                 "temperature_form": self.temp_form, "knots": self.knots, "categories": self.indicators,
                 "operating_days": {"mode": self.operating.mode, "threshold": self.operating.threshold,
@@ -659,10 +665,10 @@ def _solve1(A: np.ndarray, b: np.ndarray, linalg: Any) -> np.ndarray:
         return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
-def _penalty(pen: np.ndarray, XtX: np.ndarray, alpha: float, fine: float = 1.0) -> np.ndarray:
+def _penalty(pen: np.ndarray, XtX: np.ndarray, alpha: float, fine: float = 1.0, day: float = 1.0) -> np.ndarray:
     # Unpenalised columns get a vanishing ridge so collinear inputs cannot make the system singular.
     tiny = 1e-9 * max(float(np.mean(np.diag(XtX))), 1.0)
-    return np.where(pen == FINE, alpha * fine, np.where(pen > 0, alpha * pen, tiny))
+    return np.where(pen == FINE, alpha * fine, np.where(pen == DAY, alpha * day, np.where(pen > 0, alpha, tiny)))
 
 
 def time_of_week_spec(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: list[str], *, calendar: Calendar, step: float,
@@ -707,12 +713,12 @@ def time_of_week_spec(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: lis
 
 @_one_blas_thread
 def fit_time_of_week(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: list[str], *, calendar: Calendar, step: float,
-                     alpha: float = 10.0, fine: float = 1.0, **kw: Any) -> TimeOfWeekBaseline:
+                     alpha: float = 10.0, fine: float = 1.0, day: float = 1.0, **kw: Any) -> TimeOfWeekBaseline:
     """Fit a :class:`TimeOfWeekBaseline` with penalty ``alpha`` on the training rows (``t`` = interval starts, epoch s)."""
     m = time_of_week_spec(t, X, y, features, calendar=calendar, step=step, **kw)
     D, pen = m.design(t, np.nan_to_num(np.asarray(X, dtype=np.float64).reshape(len(t), len(features))), y)
     ok = _complete(X, y, m)
-    return _finish(m, D[ok], y[ok], pen, alpha, fine)
+    return _finish(m, D[ok], y[ok], pen, alpha, fine, day)
 
 
 def _complete(X: np.ndarray, y: np.ndarray, m: TimeOfWeekBaseline) -> np.ndarray:
@@ -724,12 +730,14 @@ def _complete(X: np.ndarray, y: np.ndarray, m: TimeOfWeekBaseline) -> np.ndarray
     return ok
 
 
-def _finish(m: TimeOfWeekBaseline, D: Any, y: np.ndarray, pen: np.ndarray, alpha: float, fine: float = 1.0) -> TimeOfWeekBaseline:
+def _finish(m: TimeOfWeekBaseline, D: Any, y: np.ndarray, pen: np.ndarray, alpha: float, fine: float = 1.0,
+            day: float = 1.0) -> TimeOfWeekBaseline:
     XtX = (D.T @ D).toarray()
-    A = XtX + np.diag(_penalty(pen, XtX, alpha, fine))
+    A = XtX + np.diag(_penalty(pen, XtX, alpha, fine, day))
     m.beta = _solve(A, D.T @ y)
     m.alpha = alpha
     m.fine = fine
+    m.day = day
     p_eff = float(np.trace(_solve(A, XtX)))
     y_hat = np.maximum(0.0, D @ m.beta)
     m.fit = goodness_of_fit(y, y_hat, p_eff) if y.size > p_eff + 1 else Fit(int(y.size), p_eff, float("nan"), float("nan"), float("nan"), float(y.mean()))  # type: ignore[arg-type]
@@ -801,7 +809,7 @@ class Selection:
     naive_oof: np.ndarray
     folds: np.ndarray
     fold_kind: str
-    scores: list[tuple[str, float, float, float]]  # (temperature form, alpha, out-of-fold RMSE, fine-cell multiplier)
+    scores: list[tuple[str, float, float, float, float]]  # (temperature form, α, out-of-fold RMSE, fine-cell and day-code multipliers)
 
 
 @_one_blas_thread
@@ -820,8 +828,8 @@ def select_time_of_week(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: l
     y = np.asarray(y, dtype=np.float64)
     folds, kind = blocked_folds(t, calendar.tz, step)
     forms = list(temp_forms) if temperature else ["none"]
-    scores: list[tuple[str, float, float, float]] = []
-    best: tuple[float, str, float, float, np.ndarray] | None = None
+    scores: list[tuple[str, float, float, float, float]] = []
+    best: tuple[float, str, float, float, float, np.ndarray] | None = None
     spec0 = None
     for form in forms:
         spec = time_of_week_spec(t, X, y, features, calendar=calendar, step=step, temperature=temperature,
@@ -839,36 +847,43 @@ def select_time_of_week(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: l
         Xty = sum(s[1] for s in stats)
         has_fine = bool(np.any(pen == FINE))
 
-        def score(a: float, fine: float) -> tuple[float, np.ndarray]:
+        def score(a: float, fine: float, day: float = 1.0) -> tuple[float, np.ndarray]:
             oof = np.full(len(t), np.nan)
             for f, (A_f, b_f) in zip(np.unique(folds), stats, strict=True):
                 A = XtX - A_f
-                beta = _solve(A + np.diag(_penalty(pen, A, a, fine)), Xty - b_f)
+                beta = _solve(A + np.diag(_penalty(pen, A, a, fine, day)), Xty - b_f)
                 r = ok & (folds == f)
                 oof[r] = np.maximum(0.0, D[r] @ beta)
             m = np.isfinite(oof)
             return (float(np.sqrt(np.mean((oof[m] - y[m]) ** 2))) if m.any() else float("inf")), oof
 
-        form_best: tuple[float, float, float, np.ndarray] | None = None
+        form_best: tuple[float, float, float, float, np.ndarray] | None = None
         for a in alphas:
             rmse, oof = score(a, 1.0)
-            scores.append((form, a, rmse, 1.0))
+            scores.append((form, a, rmse, 1.0, 1.0))
             if form_best is None or rmse < form_best[0] - 1e-12:
-                form_best = (rmse, a, 1.0, oof)
-        # Then the fine cells' penalty relative to the coarse blocks', at the chosen α.
+                form_best = (rmse, a, 1.0, 1.0, oof)
+        # Then the fine cells' penalty relative to the coarse blocks', at the chosen α; then the day codes'.
         assert form_best is not None
         for fine in (FINE_MULTIPLIERS if has_fine else ()):
             if fine == 1.0:
                 continue
             rmse, oof = score(form_best[1], fine)
-            scores.append((form, form_best[1], rmse, fine))
+            scores.append((form, form_best[1], rmse, fine, 1.0))
             if rmse < form_best[0] - 1e-12:
-                form_best = (rmse, form_best[1], fine, oof)
+                form_best = (rmse, form_best[1], fine, 1.0, oof)
+        for day in (DAY_MULTIPLIERS if np.any(pen == DAY) else ()):
+            if day == 1.0:
+                continue
+            rmse, oof = score(form_best[1], form_best[2], day)
+            scores.append((form, form_best[1], rmse, form_best[2], day))
+            if rmse < form_best[0] - 1e-12:
+                form_best = (rmse, form_best[1], form_best[2], day, oof)
         if best is None or form_best[0] < best[0] - 1e-12:
-            best = (form_best[0], form, form_best[1], form_best[2], form_best[3])
+            best = (form_best[0], form, *form_best[1:])
     assert best is not None and spec0 is not None
-    _, form, a, fine, oof = best
-    model = fit_time_of_week(t, X, y, features, calendar=calendar, step=step, alpha=a, fine=fine, temperature=temperature,
+    _, form, a, fine, day, oof = best
+    model = fit_time_of_week(t, X, y, features, calendar=calendar, step=step, alpha=a, fine=fine, day=day, temperature=temperature,
                              indicators=indicators, temp_form=form, op_days=spec0.operating)
     naive_oof = np.full(len(t), np.nan)
     yop = y if model.operating.mode == "energy" else None

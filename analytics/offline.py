@@ -649,6 +649,7 @@ def baseline_csv(
             cv_naive[train] = sel.naive_oof
             best = min(sel.scores, key=lambda r: r[2])
             selection = (f"penalty α = {best[1]:g}" + (f" (× {best[3]:g} on the finest time-of-week cells)" if best[3] != 1.0 else "")
+                         + (f" (× {best[4]:g} on the weekday levels)" if best[4] != 1.0 else "")
                          + (f", temperature {best[0]}" if mean_features else "")
                          + f", chosen by blocked cross-validation over {int(np.unique(sel.folds).size)} {sel.fold_kind} of the training period "
                          f"({len(sel.scores)} candidates)")
