@@ -662,6 +662,14 @@ def baseline_csv(
             # One level of each category is the reference (its effect is in the intercept).
             drop = {next(n for n in ind_names if n.startswith(c + "=")) for c in cats}
             use = [i for i, n in enumerate(reg_names) if n not in drop]
+            # A category whose shares do not vary between periods (a tariff schedule summed to days)
+            # explains nothing at this resolution: left out, with a note, not refused.
+            const = {reg_names[i] for i in use if reg_names[i] in ind_names and np.nanmax(X[train][:, i]) - np.nanmin(X[train][:, i]) <= 1e-12}
+            for c in cats:
+                gone = [n for n in const if n.startswith(c + "=")]
+                if gone:
+                    notes.append(f"category {c!r}: {', '.join(sorted(gone))} has the same share in every {interval} period of the training data; left out")
+            use = [i for i in use if reg_names[i] not in const]
             b = fit_baseline(X[train][:, use], y[train], [reg_names[i] for i in use], change_point=mean_features if change_point else ())
             expected = np.maximum(0.0, b.predict(np.where(np.isfinite(X[:, use]), X[:, use], np.nan)))
             spec = time_of_week_spec(ts[train], np.zeros((int(train.sum()), 0)), y[train], [], calendar=cal, step=step, operating="off")
