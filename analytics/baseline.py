@@ -23,11 +23,21 @@ over a grid of balance points inside the observed range, and keeps the form with
 counting each balance point as a parameter. A straight line wins unless the kink really improves
 the fit, so a variable that is linear stays linear. With period sums of energy and period means of
 temperature, ``max(0, Tb − T)`` is the degree-day term of ISO 50006's weather normalisation [M1].
+:func:`fit_baseline` is the one implementation of this change-point / linear regression of an
+energy on named variables; every other part of carbonedge that needs one calls it.
+
+For interval data (15-min to daily) :class:`TimeOfWeekBaseline` is the time-of-week-and-temperature
+model (LBNL TOWT family) with operating days, public holidays, time of day × day type and ridge
+shrinkage, chosen by blocked (time-ordered) cross-validation (:func:`select_time_of_week`);
+:class:`NaiveTimeOfWeek` is the reference every baseline is shown beside. Out-of-sample figures
+spend no degrees of freedom (:func:`out_of_sample_fit`); the ASHRAE 14 limit is named per resolution
+(:func:`ashrae14_limit`: none is published for daily or 15-min data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -335,8 +345,6 @@ class Calendar:
 
     def rows(self, t: np.ndarray) -> "CalendarRows":
         """Local day, day code (weekday, or :data:`HOLIDAY`) and seconds since local midnight of each time."""
-        from datetime import datetime as _dt
-
         from analytics.interval import zone
 
         tzi = zone(self.tz)
@@ -345,7 +353,7 @@ class Calendar:
         sod = np.empty(n, dtype=np.float64)
         dates = []
         for i, x in enumerate(np.asarray(t, dtype=np.float64).tolist()):
-            loc = _dt.fromtimestamp(x, tzi)
+            loc = datetime.fromtimestamp(x, tzi)
             d = loc.date()
             dates.append(d)
             day[i] = d.toordinal()
@@ -784,12 +792,10 @@ def _means(codes: np.ndarray, y: np.ndarray) -> dict[int, float]:
 def blocked_folds(t: np.ndarray, tz: str, step: float) -> tuple[np.ndarray, str]:
     """Contiguous time blocks for cross-validation: calendar months when the period spans at least
     three, else weeks (at least three), else three equal blocks. Returns a fold label per row."""
-    from datetime import datetime as _dt
-
     from analytics.interval import zone
 
     tzi = zone(tz)
-    loc = [_dt.fromtimestamp(x, tzi) for x in np.asarray(t, dtype=np.float64).tolist()]
+    loc = [datetime.fromtimestamp(x, tzi) for x in np.asarray(t, dtype=np.float64).tolist()]
     month = np.array([d.year * 12 + d.month for d in loc])
     if np.unique(month).size >= 3 and step < 27 * 86400:
         return np.unique(month, return_inverse=True)[1], "calendar months"
@@ -889,7 +895,7 @@ def select_time_of_week(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: l
     yop = y if model.operating.mode == "energy" else None
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        nv = NaiveTimeOfWeek(model, t[tr], np.where(tr, y, np.nan)[tr], yop[tr] if yop is not None else None)
+        nv = NaiveTimeOfWeek(model, t[tr], y[tr], yop[tr] if yop is not None else None)
         naive_oof[te] = nv.predict(t[te], yop[te] if yop is not None else None)
     return Selection(model, oof, naive_oof, folds, kind, scores)
 
