@@ -14,7 +14,7 @@ import csv
 import io
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,6 +48,13 @@ def _open_table(path: Path) -> tuple[TextIO, csv.DictReader]:
         f.close()
         raise InputError(f"{path}: empty file, no header row")
     return f, reader
+
+
+def table_columns(path: Path) -> list[str]:
+    """The header of a CSV file, as :func:`detect_csv` and :func:`baseline_csv` read it."""
+    f, reader = _open_table(Path(path))
+    with f:
+        return list(reader.fieldnames or [])
 
 
 def _require(path: Path, header: list[str], cols: list[str]) -> None:
@@ -105,7 +112,6 @@ def _rows(path: Path, time_col: str, value_cols: list[str], context_cols: list[s
     f, reader = _open_table(path)
     with f:
         _require(path, list(reader.fieldnames or []), [time_col, *value_cols, *context_cols])
-        last_t = -math.inf
         for rec in reader:
             line = reader.line_num
             tt = rec.get(time_col) or ""
@@ -113,9 +119,6 @@ def _rows(path: Path, time_col: str, value_cols: list[str], context_cols: list[s
                 t = parse_timestamp(tt, tz)
             except ValueError:
                 raise InputError(f"{path}, line {line}: {time_col!r} = {tt!r} is not a time (use ISO 8601 or epoch seconds)") from None
-            if t < last_t:
-                raise InputError(f"{path}, line {line}: time {tt!r} is earlier than the row before; sort the file by time first")
-            last_t = t
             vals = np.array([_num(rec.get(c)) for c in value_cols])
             ctx = np.array([_num(rec.get(c)) for c in context_cols])
             for c, v in zip([*value_cols, *context_cols], [*vals, *ctx], strict=True):
@@ -134,7 +137,7 @@ class DetectSummary:
     learning_rows: int
     alert_rows: int
     alert_episodes: int
-    threshold_t2: float
+    threshold: float
     notes: list[str]
 
 
@@ -150,47 +153,58 @@ def detect_csv(
     tz: str = "UTC",
     progress: Callable[[int], None] | None = None,
 ) -> DetectSummary:
-    """Score every row of a CSV causally; write ``time, score, alert, state, top_column`` per row.
+    """Score every row of a CSV causally, in file order; write ``time, score, alert, state, top_column`` per row.
 
-    Learning ends after ``settings.learn_rows`` rows, or at the first row at or after
-    ``learn_until`` (epoch seconds) when given. ``context_cols`` are production-state columns that
-    explain the values (see :class:`analytics.detect.StreamingDetector`).
+    Rows are taken in the order they stand in the file (arrival order): a time that goes back or
+    repeats is counted in the notes, never refused and never reordered. The warm-up ends after
+    ``settings.learn_rows`` rows, or at the first row at or after ``learn_until`` (epoch seconds)
+    when given. ``context_cols`` are production-state columns that explain the values (see
+    :class:`analytics.detect.StreamingDetector`). A file output is written to a temporary file
+    and renamed at the end, so a failed run never leaves a truncated result.
     """
     path = Path(path)
     ctx_cols = list(context_cols or [])
     st = settings or DetectorSettings()
     if learn_until is not None:
-        st = DetectorSettings(learn_rows=10**12, smoothing=st.smoothing, margin=st.margin)
+        st = replace(st, learn_rows=10**12)
     det = StreamingDetector(len(value_cols), len(ctx_cols), st)
     stats = ReadStats()
     own = not hasattr(out, "write")
-    fh: Any = Path(out).open("w", newline="") if own else out  # type: ignore[arg-type]
+    tmp = Path(str(out) + ".part") if own else None
+    fh: Any = tmp.open("w", newline="") if tmp is not None else out
     n = learning = alerts = episodes = 0
     prev_alert = False
+    ok = False
     try:
         w = csv.writer(fh)
         w.writerow([time_col, "score", "alert", "state", "top_column"])
         for row in _rows(path, time_col, value_cols, ctx_cols, tz, stats):
             if learn_until is not None and det.learning and row.t >= learn_until:
                 det.finish_learning()
-            s = det.update(row.values, row.context if ctx_cols else None)
+            s = det.update(row.values, row.context if ctx_cols else None, t=row.t)
             top = ""
             if s.alert and s.contributions is not None:
                 top = value_cols[int(np.argmax(s.contributions))]
-            w.writerow([row.time_text, f"{s.score:.6f}", int(s.alert), "learning" if s.learning else "scoring", top])
+            state = "learning" if s.learning else ("accepted" if s.accepted else "scoring")
+            w.writerow([row.time_text, f"{s.score:.6f}", int(s.alert), state, top])
             n += 1
             learning += int(s.learning)
             alerts += int(s.alert)
             episodes += int(s.alert and not prev_alert)
             prev_alert = s.alert
-            if progress and n % 10000 == 0:
+            if progress and n % 100_000 == 0:
                 progress(n)
+        if det.learning:
+            raise InputError(f"{path}: only {n} rows, all used for learning; give more data or a smaller --learn-rows")
+        ok = True
     finally:
-        if own:
+        if tmp is not None:
             fh.close()
-    if det.learning:
-        raise InputError(f"{path}: only {n} rows, all used for learning; give more data or a smaller --learn-rows")
-    return DetectSummary(n, learning, alerts, episodes, det.threshold, stats.notes())
+            if ok:
+                tmp.replace(Path(out))  # type: ignore[arg-type]
+            else:
+                tmp.unlink(missing_ok=True)
+    return DetectSummary(n, learning, alerts, episodes, det.threshold, stats.notes() + det.notes())
 
 
 # --------------------------------------------------------------------------- baseline
