@@ -81,8 +81,9 @@ def test_score_is_calibrated_half_at_the_threshold_and_score_one_does_not_learn(
     assert before == again  # scoring alone changes nothing
     s = det.update([50.0, 50.0], t=T0 + 501)
     assert s.alert and 0.5 < s.score < 1.0
-    quiet = det.update([0.0, 0.0], t=T0 + 502)
-    assert quiet.score < 0.5 and not quiet.alert
+    # One spike is not a lasting shift: the alert ends within a few rows.
+    after = [det.update([0.0, 0.0], t=T0 + 502 + i) for i in range(8)]
+    assert not after[-1].alert and after[-1].score < 0.5
 
 
 def test_backward_and_repeated_times_are_scored_in_arrival_order_and_counted(tmp_path: Path) -> None:
