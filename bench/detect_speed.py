@@ -9,13 +9,15 @@ Usage::
 
     .venv/bin/python bench/detect_speed.py [--rows 1000000]
 
-Last line: ``rows_per_s=… rows=… seconds=… load=… target=20000``; exit status 1 below target.
+Last line: ``rows_per_s=… rows_per_cpu_s=… rows=… seconds=… load=… target=20000``; exit status 1 below
+target (wall rate on a quiet machine; rows per CPU-second when the load average exceeds the cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,19 +52,30 @@ def main() -> int:
         src, out = Path(d) / "stream.csv", Path(d) / "scores.csv"
         write_stream(src, a.rows)
         t0 = time.perf_counter()
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([str(exe), "analyze", "detect", "--csv", str(src), "--out", str(out)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         secs = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         with out.open() as f:
             n = sum(1 for _ in f) - 1
     if n != a.rows:
         print(f"scored {n} rows of {a.rows}")
         return 1
-    rate = n / secs
+    rate, cpu_rate = n / secs, n / cpu
     load = os.getloadavg()[0]
-    print(f"analyze detect: {n:,} rows in {secs:.1f} s = {rate:,.0f} rows/s (load average {load:.1f} on {os.cpu_count()} cores)")
-    print(f"rows_per_s={rate:.0f} rows={n} seconds={secs:.1f} load={load:.1f} target={TARGET}")
-    return 0 if rate >= TARGET else 1
+    cores = os.cpu_count() or 1
+    print(f"analyze detect: {n:,} rows in {secs:.1f} s wall, {cpu:.1f} s CPU = {rate:,.0f} rows/s wall, {cpu_rate:,.0f} rows per "
+          f"CPU-second (load average {load:.1f} on {cores} cores)")
+    # The command is single-threaded: on a quiet machine wall rate = CPU rate. When other work keeps every
+    # core busy the wall figure measures the machine, so the CPU figure is judged instead, and said so.
+    busy = load > cores
+    judged = cpu_rate if busy else rate
+    if busy:
+        print(f"machine busy (load {load:.1f} > {cores} cores): judging rows per CPU-second")
+    print(f"rows_per_s={rate:.0f} rows_per_cpu_s={cpu_rate:.0f} rows={n} seconds={secs:.1f} load={load:.1f} target={TARGET}")
+    return 0 if judged >= TARGET else 1
 
 
 if __name__ == "__main__":
