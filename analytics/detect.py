@@ -67,8 +67,6 @@ WEEK_S = 7 * DAY_S
 #: Slots of the seasonal profiles: half-hours of the day, hours of the week.
 SPREAD_MAD = True
 QUANT = 0.999
-#: Standardised residuals enter the sustained statistic clipped at this many spreads.
-SUSTAINED_CLIP = 10.0
 DAY_SLOTS = 48
 WEEK_SLOTS = 168
 
@@ -431,9 +429,7 @@ class StreamingDetector:
                 continue
             e = (v - col.preds[col.active].expected(t)) / col.spread
             z.append(e)
-            # The sustained statistic takes each residual clipped: one spike must not look like a lasting shift.
-            ec = SUSTAINED_CLIP if e > SUSTAINED_CLIP else (-SUSTAINED_CLIP if e < -SUSTAINED_CLIP else e)
-            zs.append(col.ewz + a * (ec - col.ewz))
+            zs.append(col.ewz + a * (e - col.ewz))
         k = self._top
         if len(z) == 1:
             return abs(z[0]), abs(zs[0]), z, zs, 0.0
