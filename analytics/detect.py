@@ -55,7 +55,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -260,6 +261,8 @@ class StreamingDetector:
         self.repeated_times = 0
         self.accepted_changes = 0
         self.rows = 0
+        #: Residual of the first value column against its expected value, for the last scored row (NaN before).
+        self.last_residual = math.nan
 
     # ------------------------------------------------------------------ public API
 
@@ -287,6 +290,8 @@ class StreamingDetector:
         r = self._residual(x, c)
         stats = self._stats(tt, r)
         s = self._score_stats(stats)
+        col = self._cols[0]
+        self.last_residual = stats[2][0] * col.spread if col.spread == col.spread else math.nan
         self._learn(tt, dt, r, stats, alerting=s.alert)
         if s.alert:
             if self._alert_since is None:
@@ -503,3 +508,51 @@ class StreamingDetector:
                     # Keep the seasonal shape, move the level so the recent mean is expected.
                     p.level = col.fast - (sum(p.season) / len(p.season) if p.slots and all(p.seen) else 0.0)
             col.ewz = 0.0
+
+
+# --------------------------------------------------------------------------- episodes over a series
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A run of consecutive alerting rows of a series scored by :func:`alert_episodes`."""
+
+    start: float  # time of the first alerting row
+    end: float  # time of the last alerting row
+    rows: int
+    peak_score: float
+    excess: float  # Σ (value − expected) over the episode's rows, in the value's unit (context member only)
+    accepted: bool  # ended because the change was accepted as the new normal
+
+
+def alert_episodes(times: np.ndarray, values: np.ndarray, context: np.ndarray | None = None, *, learn_until: float,
+                   settings: DetectorSettings | None = None) -> list[Episode]:
+    """Score one series with :class:`StreamingDetector` (the same detector as ``analyze detect``) and
+    return its alert episodes after ``learn_until``.
+
+    ``context`` (rows × k) explains the values, e.g. a process model's expected energy or the
+    production per bin: the detector's production member then watches the residual. Rows before
+    ``learn_until`` are the warm-up (at least 10 are needed; fewer gives no episodes).
+    """
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    c = None if context is None else np.asarray(context, dtype=np.float64).reshape(len(v), -1)
+    if int((t < learn_until).sum()) < 10:
+        return []
+    det = StreamingDetector(1, 0 if c is None else c.shape[1], replace(settings or DetectorSettings(), learn_rows=10**12))
+    out: list[Episode] = []
+    cur: list[Any] | None = None
+    for i in range(len(v)):
+        if det.learning and t[i] >= learn_until:
+            det.finish_learning()
+        s = det.update([v[i]], None if c is None else c[i], t=t[i])
+        if s.alert:
+            if cur is None:
+                cur = [t[i], t[i], 0, 0.0, 0.0, False]
+            cur[1], cur[2], cur[3] = t[i], cur[2] + 1, max(cur[3], s.score)
+            cur[4] += det.last_residual if det.last_residual == det.last_residual else 0.0
+            cur[5] = s.accepted
+        if cur is not None and (not s.alert or s.accepted or i == len(v) - 1):
+            out.append(Episode(*cur))
+            cur = None
+    return out

@@ -110,3 +110,14 @@ def test_chromium_check_catches_console_errors_and_blank_pages(tmp_path: Path) -
     _, console, px = _render(bad, tmp_path)
     assert any("notDefined" in c for c in console)
     assert float((px[..., :3].min(axis=2) < 0.95).mean()) < 0.01
+
+
+def test_report_lists_unusual_periods_from_the_streaming_detector(report_dir: Path) -> None:
+    """The leak (200 kW from 2026-01-07 00:00) is the one unusual period: found in its first hour, sized, then the new normal."""
+    rep = json.loads((report_dir / "report.json").read_text())
+    eps = rep["unusual_periods"]
+    assert [e["process"] for e in eps] == ["compressed_air"]
+    e = eps[0]
+    assert e["start"] == "2026-01-07T00:00:00Z" and e["accepted_as_new_normal"]
+    assert e["excess_kwh"] == pytest.approx(200.0 * e["bins"], rel=0.1)
+    assert "Unusual periods" in (report_dir / "report.html").read_text()

@@ -126,6 +126,7 @@ def _report_json(data: PlantData, settings: Settings, acc: Accounts, fps: list[d
         "models": {n: m.as_dict() for n, m in twin.models.items()},
         "baseline_period": [iso(twin.baseline[0]), iso(twin.baseline[1])],
         "hints": [h.as_dict() for h in twin.hints],
+        "unusual_periods": unusual_hours(twin),
         "notes": twin.notes,
         "influx_points_written": written,
     })
@@ -257,6 +258,36 @@ def _html(data: PlantData, settings: Settings, acc: Accounts, fps: list[dict[str
             f"<main>{''.join(parts)}</main></body></html>")
 
 
+def unusual_hours(twin: TwinResult) -> list[dict[str, Any]]:
+    """Alert episodes per process: its metered energy per bin scored by the streaming detector
+    (:func:`analytics.detect.alert_episodes`, the same detector as ``analyze detect``) with the
+    calibrated process model's expected energy as production context, warmed up on the baseline period."""
+    from analytics.detect import alert_episodes
+
+    out = []
+    for nm in twin.models:
+        o, m = twin.observations[nm], twin.models[nm]
+        pred = m.predict(o)
+        for e in alert_episodes(o.edges[:-1], o.energy_kwh, pred.reshape(-1, 1), learn_until=m.baseline_end):
+            out.append({"process": nm, "start": iso(e.start), "end": iso(e.end), "bins": e.rows, "excess_kwh": e.excess,
+                        "peak_score": e.peak_score, "accepted_as_new_normal": e.accepted})
+    return sorted(out, key=lambda r: -abs(r["excess_kwh"]))
+
+
+def _unusual_hours(twin: TwinResult) -> str:
+    eps = unusual_hours(twin)
+    head = "<h3>Unusual periods</h3>"
+    src = ('<p class="src">Each process\'s metered energy per bin, scored in time order by the streaming detector of '
+           "<code>carbonedge analyze detect</code> with the process model's expected energy as production context, warmed up on "
+           "the baseline period; score 0.5 is the alert threshold. Excess = metered − expected over the episode.</p>")
+    if not eps:
+        return head + "<p>No process left its normal range after the baseline period.</p>" + src
+    rows = [[escape(e["process"]), escape(e["start"]), escape(e["end"]), str(e["bins"]), _f(e["excess_kwh"]), _f(e["peak_score"], 2),
+             "yes" if e["accepted_as_new_normal"] else ""] for e in eps[:15]]
+    more = f"<p>… and {len(eps) - 15} more (report.json).</p>" if len(eps) > 15 else ""
+    return head + _tbl(["process", "from", "to", "bins", "excess kWh", "peak score", "new normal"], rows) + more + src
+
+
 def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: TwinResult) -> str:
     span_d = (data.end - data.start) / 86400.0
     # Daily bars for long periods, hourly for short ones.
@@ -286,7 +317,7 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
         svgs.append(("CUSUM of savings, Σ(expected − actual) [M7]", plots.cusum(cs)))
     rows = [[escape(nm), escape(m.equation()), _f(100 * m.fit["cv_rmse"], 1), _f(100 * m.fit["nmbe"], 2), _f(m.fit["r2"], 3)]
             for nm, m in twin.models.items()]
-    body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs)
+    body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs) + _unusual_hours(twin)
     return ('<section id="energy"><h2>Energy, SEC, baselines and CUSUM</h2>' + body + "<h3>Calibrated process models</h3>"
             + _tbl(["process", "model", "CV(RMSE) %", "NMBE %", "R²"], rows)
             + f'<p class="src">Per-bin models fitted by non-negative least squares on the baseline period; goodness of fit per ASHRAE '
