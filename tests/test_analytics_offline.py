@@ -150,7 +150,7 @@ def test_cli_detect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
                "--context-col", "running", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "800 rows; learned normal operation from the first 400" in text
+    assert "800 rows; warm-up on the first 400" in text
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [k for k in rows[0]] == ["ts", "score", "alert", "state", "top_column"]
     assert all(0 <= float(r["score"]) < 1 for r in rows)
