@@ -1,7 +1,8 @@
 """Metered data for carbon accounting and plant models: load from InfluxDB or from a CSV export, then bin.
 
 Counters (energy, gas volume, production) are turned into consumption per bin by
-interpolating the reset-corrected cumulative value at the bin edges, so a bin's
+interpolating the counted cumulative increase (:func:`corrected_cumulative`, the kernel's counter
+arithmetic) at the bin edges, so a bin's
 figure never depends on where the polls happened to fall, and the bins of a
 period always add up to the counter's total increase over that period.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from analytics.influx import InfluxReader, quote_literal
+from carbonedge import energy
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 
@@ -76,46 +78,33 @@ class PlantData:
         return str(self.plant.get("production_quantity", "production_mass"))
 
 
-def _moduli() -> list[float]:
-    """Rollover values of every unsigned counter register in the meter profiles (canonical units)."""
-    from carbonedge import profiles
-
-    ms = {profiles.counter_modulus(pt) for prof in profiles.PROFILES.values() for pt in prof.points}
-    return sorted(m for m in ms if m)
+def _ms(t: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(t, dtype=np.float64) * 1000.0).astype(np.int64)
 
 
-_MODULI = _moduli()
+def corrected_cumulative(values: np.ndarray, t: np.ndarray | None = None, quantity: str | None = None) -> np.ndarray:
+    """Counted increase of a counter from its first reading, at every reading (NaN where the value is missing).
 
-
-def corrected_cumulative(values: np.ndarray) -> np.ndarray:
-    """Cumulative increase of a counter from its first reading, rollover and reset safe.
-
-    A decrease is a **rollover** when some register modulus of our meter profiles just above the
-    previous value gives a wrapped increment in line with the counter's usual increments (as in
-    ``analytics.interval.intervals``); otherwise it is a **reset** and the new value is the increment.
+    The increments are the kernel's (:mod:`carbonedge.energy`), the same as every other figure of
+    the pipeline: rollovers at a meter profile's register range (for ``quantity``, or any counter
+    register when it is not given) counted exactly, resets never a negative or a spike, readings out
+    of order not counted twice. ``t``: reading times in epoch seconds (without them the readings
+    are taken as evenly spaced, which only matters for how large a plausible increase may be).
     """
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(v)
     out = np.full(v.shape, np.nan)
-    vv = v[ok]
-    if vv.size == 0:
+    if not ok.any():
         return out
-    d = np.diff(vv)
-    down = np.flatnonzero(d < 0)
-    if down.size:
-        pos = d[d > 0]
-        typical = float(np.percentile(pos, 99)) if pos.size else 0.0
-        for i in down:
-            prev, cur = vv[i], vv[i + 1]
-            wrapped = next((m - prev + cur for m in _MODULI if m > prev and m - prev + cur < 0.5 * m), None)
-            d[i] = wrapped if wrapped is not None and wrapped <= 10.0 * typical + 1e-9 else cur
-    out[ok] = np.concatenate([[0.0], np.cumsum(d)])
+    tt = _ms(t[ok]) if t is not None else np.flatnonzero(ok).astype(np.int64) * 60_000
+    spec = energy.CounterSpec.for_quantity(quantity) if quantity else energy.CounterSpec(moduli=energy.profile_moduli())
+    out[ok] = energy.increments(tt, v[ok], spec).cumulative()
     return out
 
 
-def bin_counter(t: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def bin_counter(t: np.ndarray, values: np.ndarray, edges: np.ndarray, quantity: str | None = None) -> np.ndarray:
     """Consumption of a cumulative counter in each bin between consecutive ``edges`` (epoch seconds)."""
-    cum = corrected_cumulative(values)
+    cum = corrected_cumulative(values, t, quantity)
     ok = np.isfinite(cum)
     if ok.sum() < 2:
         return np.zeros(len(edges) - 1)
