@@ -158,7 +158,7 @@ def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.n
             continue
         ok = np.isfinite(ds.values[q])
         t = ds.t[ok]
-        d = np.diff(corrected_cumulative(ds.values[q][ok]))
+        d = np.diff(corrected_cumulative(ds.values[q][ok], t, q))
         prev_t = float(edges[0])
         for k in np.flatnonzero(d > 0):
             t1 = float(t[k + 1])
