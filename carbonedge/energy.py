@@ -329,9 +329,9 @@ class Increments:
 def increments(t_ms: np.ndarray, values: np.ndarray, spec: CounterSpec | None = None) -> Increments:
     """The increments of a counter series in arrival order (non-finite values are left out).
 
-    Gives exactly what :func:`step` gives reading by reading; runs as numpy while the series only
-    grows (and, with a rated limit, stays within it), and reading by reading from the first
-    reading that does anything else.
+    Gives exactly what :func:`step` gives reading by reading (the same floats): stretches of plain
+    increases (within the rated limit, when there is one) run as numpy, every other reading goes
+    through :func:`step`.
     """
     spec = spec or CounterSpec()
     t = np.asarray(t_ms, dtype=np.int64)
@@ -349,21 +349,31 @@ def increments(t_ms: np.ndarray, values: np.ndarray, spec: CounterSpec | None = 
     odd = d < 0
     if spec.max_per_hour is not None:
         odd |= d > spec.max_per_hour * dt_h * PLAUSIBILITY_MARGIN + abs(spec.max_per_hour) * 1e-6
-    first = int(np.argmax(odd)) if odd.any() else d.size  # interval index of the first reading that is not a plain increase
+    odd_at = np.flatnonzero(odd)
     delta = np.zeros(d.size)
     flags = np.zeros(d.size, dtype=np.int8)
-    delta[:first] = d[:first]
-    # The state after the plain increases: the same floats step() would hold.
-    st = CounterState.start(float(v[first]), int(t[first]))
-    pos = (d[:first] > 0) & (dt_h[:first] > 0)
-    if pos.any():
-        st.peak_rate = float(np.max(d[:first][pos] / dt_h[:first][pos]))
+    st = CounterState.start(float(v[0]), int(t[0]))
     events: list[tuple[int, CounterEvent]] = []
     vl, tl = v.tolist(), t.tolist()
-    for i in range(first + 1, n):
-        s = step(st, vl[i], tl[i], spec)
-        delta[i - 1] = s.delta
-        flags[i - 1] = s.flag
+    i, k = 0, 0  # i: the reading the state is at; k: index into odd_at
+    while i < n - 1:
+        if st.pending_raw is None and st.raw == vl[i]:
+            # A stretch of plain increases from reading i on: numpy, the same floats step() would give.
+            while k < odd_at.size and odd_at[k] < i:
+                k += 1
+            j = int(odd_at[k]) if k < odd_at.size else d.size  # the stretch ends at reading j
+            if j > i:
+                delta[i:j] = d[i:j]
+                pos = (d[i:j] > 0) & (dt_h[i:j] > 0)
+                if pos.any():
+                    st.peak_rate = max(st.peak_rate, float(np.max(d[i:j][pos] / dt_h[i:j][pos])))
+                st.raw, st.ts = vl[j], tl[j]
+                i = j
+                continue
+        s = step(st, vl[i + 1], tl[i + 1], spec)
+        delta[i] = s.delta
+        flags[i] = s.flag
         if s.event is not None:
-            events.append((i, s.event))
+            events.append((i + 1, s.event))
+        i += 1
     return Increments(t, delta, flags, events, st)
