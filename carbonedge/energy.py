@@ -36,7 +36,8 @@ rating is configured, otherwise within ``10 ×`` the highest rate this counter s
 increases only) over the elapsed time; with neither (no history yet), a rollover must be smaller
 than 1/16 of the register range and a reset counts zero.
 
-The module is part of the kernel: it imports no process package and nothing beyond numpy.
+The module is part of the kernel: it imports no process package, and numpy only for the
+vectorised form (the gateway's streaming use runs without it).
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only for the vectorised form: the gateway runs without it
+    import numpy as np
 
 #: A rise faster than the rated limit × this margin is implausible.
 PLAUSIBILITY_MARGIN = 1.5
@@ -320,6 +322,8 @@ class Increments:
 
     def cumulative(self) -> np.ndarray:
         """Counted increase from the first reading, at every reading (starts at 0)."""
+        import numpy as np
+
         return np.concatenate([[0.0], np.cumsum(self.delta)]) if self.t_ms.size else np.zeros(0)
 
     def count(self, flag: int) -> int:
@@ -333,6 +337,8 @@ def increments(t_ms: np.ndarray, values: np.ndarray, spec: CounterSpec | None = 
     increases (within the rated limit, when there is one) run as numpy, every other reading goes
     through :func:`step`.
     """
+    import numpy as np
+
     spec = spec or CounterSpec()
     t = np.asarray(t_ms, dtype=np.int64)
     v = np.asarray(values, dtype=np.float64)

@@ -159,3 +159,13 @@ def test_the_import_contract_test_catches_a_violation(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from analytics.influx import InfluxReader\n    import edge.counters\n")
     assert _imported_packages(f) >= {"analytics", "edge"}
+
+
+def test_the_streaming_form_runs_without_numpy() -> None:
+    """The gateway's counter arithmetic must not pull numpy onto a gateway."""
+    import subprocess
+    import sys
+
+    code = "import sys, edge.counters, carbonedge.energy; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
+    assert out == "False"
