@@ -216,9 +216,10 @@ def cmd_report(a: argparse.Namespace) -> int:
     start = parse_time(a.start) if a.start else None
     end = parse_time(a.end) if a.end else None
     if a.csv and Path(a.csv).is_file():
-        data = from_meter_csv(Path(a.csv), energy_mode=a.energy, value_col=a.value_col, site=a.site, start=start, end=end, tz=a.tz, announce=print)
+        data = from_meter_csv(Path(a.csv), energy_mode=a.energy, value_col=a.value_col, site=a.site, start=start, end=end, tz=a.tz, announce=print,
+                              stamps=a.stamps)
     elif a.csv:
-        data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz)
+        data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz, stamps=a.stamps)
         if a.site:
             data.plant["site"] = a.site
     else:
@@ -521,6 +522,8 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
                     "default for a directory) or each row's consumption (interval); for one file, detected and announced when not given")
     rp.add_argument("--value-col", help="the energy column (kWh) of a one-meter CSV file that has more than one")
     rp.add_argument("--grid-factor", help="emission factor id for scope 2 location-based, e.g. eu27.grid.eea.2023 (default: the settings')")
+    rp.add_argument("--stamps", choices=["end", "start"], default="end", help="with --energy interval: a row's time is the end "
+                    "(default) or the start of its interval")
     rp.add_argument("--tz", default="UTC", help="time zone of naive times in the CSV (default: UTC)")
     rp.add_argument("--influx-url", default="http://127.0.0.1:8086")
     _add_influx_auth(rp)

@@ -124,3 +124,19 @@ def test_report_cli_on_a_time_kwh_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert f"scope 2 location-based: {t:,.1f} t" in out and "read as interval consumption" in out
     assert cli.main(["report", "--csv", str(f), "--energy", "counter", "--out", str(tmp_path / "o2")]) != 0
     assert "not a cumulative meter reading" in capsys.readouterr().err
+
+
+def test_interval_rows_stamped_at_their_start_cover_the_hour_after_the_stamp(tmp_path: Path) -> None:
+    kwh = _load(96)
+    f = _meter_csv(tmp_path / "m.csv", kwh)  # first row stamped 00:15
+    end = from_meter_csv(f, energy_mode="interval")
+    start = from_meter_csv(f, energy_mode="interval", stamps="start")
+    assert end.start == start.start - 900.0 and end.end == start.end - 900.0
+    assert start.start == pytest.approx(np.datetime64("2025-01-01T00:15").astype("datetime64[s]").astype(float))
+    # Hourly bins: stamped at the start, the 00:15 to 00:45 rows lie in the first hour; at the end, one of them moves back.
+    e_end = compute_accounts(end, default_settings(end.plant)).processes["site"].energy_kwh
+    e_start = compute_accounts(start, default_settings(start.plant)).processes["site"].energy_kwh
+    assert e_end.sum() == pytest.approx(e_start.sum(), rel=1e-12) == pytest.approx(kwh.sum(), rel=1e-12)
+    assert e_start[0] == pytest.approx(kwh[:3].sum()) and e_end[0] == pytest.approx(kwh[:4].sum())
+    with pytest.raises(ConfigError, match="--stamps"):
+        from_meter_csv(f, energy_mode="interval", stamps="middle")

@@ -206,15 +206,22 @@ def _read_device_csv(f: Path, tz: str) -> tuple[np.ndarray, dict[str, np.ndarray
     return np.array(t, dtype=np.float64), {q: np.array(v, dtype=np.float64) for q, v in vals.items()}
 
 
+#: Where an interval row's time stamp lies: at the end of its interval (the usual meter and AMR export) or its start.
+STAMPS = ("end", "start")
+
+
 def _counters_from(where: str, t: np.ndarray, vals: dict[str, np.ndarray], energy_mode: str,
-                   names: dict[str, str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                   names: dict[str, str] | None = None, stamps: str = "end") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The counter columns as cumulative readings: checked (``counter``) or summed from each row's consumption (``interval``).
 
-    Interval consumption is stamped at the interval's end: a reading of zero one (median) interval
-    before the first row starts the sum, so the first row's consumption is counted too.
+    Interval consumption is stamped at the interval's end (``stamps="end"``) or start (``"start"``:
+    the times move one interval later, to the ends): a reading of zero one (median) interval before
+    the first end starts the sum, so the first row's consumption is counted too.
     """
     if energy_mode not in ENERGY_MODES:
         raise ConfigError(f"--energy {energy_mode!r}: use counter (cumulative meter readings) or interval (consumption per row)")
+    if stamps not in STAMPS:
+        raise ConfigError(f"--stamps {stamps!r}: use end (a row's time is the end of its interval) or start")
     out = dict(vals)
     present = [q for q in COUNTERS if q in out]
     if energy_mode == "counter":
@@ -225,17 +232,21 @@ def _counters_from(where: str, t: np.ndarray, vals: dict[str, np.ndarray], energ
         out[q] = interval_to_counter(out[q])
     if present and t.size > 1:
         step = float(np.median(np.diff(t)))
+        if stamps == "start":
+            t = t + step
         t = np.concatenate([[t[0] - step], t])
         out = {q: np.concatenate([[0.0 if q in present else np.nan], v]) for q, v in out.items()}
     return t, out
 
 
-def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = None, energy_mode: str = "counter", tz: str = "UTC") -> PlantData:
+def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = None, energy_mode: str = "counter", tz: str = "UTC",
+                 stamps: str = "end") -> PlantData:
     """Load an offline export: ``plant.json`` and one ``<device>.csv`` per device (``ts`` column, ISO 8601 or epoch).
 
     ``energy_mode``: ``counter`` when the counter columns (energy, gas, production) are cumulative
     meter readings (one that falls on a large share of its rows is refused), ``interval`` when they
-    hold each row's consumption. Files are read with the CSV helpers of :mod:`analytics.offline`.
+    hold each row's consumption, stamped at its interval's ``stamps`` (end or start). Files are read
+    with the CSV helpers of :mod:`analytics.offline`.
     """
     path = Path(path)
     if path.is_file():
@@ -255,7 +266,7 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
         t, vals = _read_device_csv(f, tz)
         if not t.size:
             continue
-        t, vals = _counters_from(str(f), t, vals, energy_mode)
+        t, vals = _counters_from(str(f), t, vals, energy_mode, stamps=stamps)
         sel = np.ones(t.size, dtype=bool)
         if start is not None:
             sel &= t >= start
@@ -274,12 +285,12 @@ _TIME_NAMES = ("ts", "time", "timestamp", "datetime", "date", "zeit", "datum")
 
 def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str | None = None, value_col: str | None = None,
                    site: str | None = None, start: float | None = None, end: float | None = None, tz: str = "UTC",
-                   announce: Callable[[str], None] | None = None) -> PlantData:
+                   announce: Callable[[str], None] | None = None, stamps: str = "end") -> PlantData:
     """One meter's electricity from a plain CSV (``time,kWh``): a one-process plant, no plant model needed.
 
     The time column is ``time_col`` or the one named like a time (``ts``, ``time``, ``timestamp`` …),
     else the first; the energy column is ``value_col`` or the only other column. ``energy_mode``:
-    ``interval`` (each row's consumption, stamped at the interval's end) or ``counter`` (a
+    ``interval`` (each row's consumption, stamped at the interval's ``stamps``: end or start) or ``counter`` (a
     cumulative reading). Without it the column decides, and ``announce`` is told: one that falls on a
     large share of its rows is interval consumption, one that never falls a cumulative reading;
     anything between is refused with the question.
@@ -335,7 +346,7 @@ def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str 
             what = ("interval consumption (kWh per row; it falls on {:.0f} % of rows)".format(100.0 * falls / n) if energy_mode == "interval"
                     else "a cumulative meter reading (it never falls)")
             announce(f"{path.name}: {value_col!r} read as {what}; give --energy to say otherwise")
-    ta, vals = _counters_from(str(path), ta, {"active_energy_import": va}, energy_mode, {"active_energy_import": f"column {value_col!r}"})
+    ta, vals = _counters_from(str(path), ta, {"active_energy_import": va}, energy_mode, {"active_energy_import": f"column {value_col!r}"}, stamps)
     sel = np.ones(ta.size, dtype=bool)
     if start is not None:
         sel &= ta >= start
