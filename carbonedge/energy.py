@@ -15,12 +15,14 @@ bit for bit, tested). Each reading is one of:
   where the modulus is ``2**bits × scale`` of the meter's register (:func:`carbonedge.profiles.counter_modulus`)
   or, when the register is not known, any unsigned counter register of the meter profiles for the
   quantity. Counted exactly; event ``counter_rollover``.
-- **reset** (meter swapped or cleared: the register went down, not a rollover, and to at most half
-  its previous value): the new value is counted as the increase across the reset when it is
-  plausible for the elapsed time (the counter restarted from zero), otherwise zero; never a negative
-  or a spike. Event ``counter_reset`` stating the assumption, so a report can apply a conservative
-  estimate (EU MRR Art. 70 style gap filling).
-- **out of order** (the register went back, but by less than half its value, and not a rollover):
+- **reset** (meter swapped or cleared: the register went down, not a rollover, to a value it can
+  have counted from zero since the last reading, or to at most half its previous value): the new
+  value is counted as the increase across the reset when it is plausible for the elapsed time (the
+  counter restarted from zero), otherwise zero; never a negative or a spike. Event
+  ``counter_reset`` stating the assumption, so a report can apply a conservative estimate (EU MRR
+  Art. 70 style gap filling).
+- **out of order** (the register went back, but to more than half its value, to more than it can
+  have counted from zero since the last reading, and not a rollover):
   a reading stamped later than a newer one (a clock that stepped back, interleaved in the store) or
   a swapped meter whose total happened to be close. The reading is not counted and the reference
   stays at the highest value, so nothing is counted twice; event ``implausible`` with
@@ -235,9 +237,11 @@ def step(st: CounterState, raw: float, ts: int, spec: CounterSpec) -> Step:
         return Step(wrap, True, ROLLOVER, CounterEvent(
             ROLLOVER_EVENT, f"rolled over at the register's range {m:,.6g}; the increase {wrap:,.6g} is counted exactly",
             {"raw_before": before, "raw_after": raw, "modulus": m, "delta": wrap}))
+    if limit is not None and 0.0 <= raw <= limit:
+        return _reset(st, raw, ts, raw, st.raw)  # restarted from zero since the last reading
     if raw > OUT_OF_ORDER_FRACTION * st.raw:
         return _lower(st, raw, ts, limit)
-    return _reset(st, raw, ts, raw if (limit is not None and 0.0 <= raw <= limit) else 0.0, st.raw)
+    return _reset(st, raw, ts, 0.0, st.raw)
 
 
 def _reset(st: CounterState, raw: float, ts: int, assumed: float, before_raw: float, *, since: float | None = None) -> Step:

@@ -55,7 +55,7 @@ def test_a_wrap_far_too_large_for_the_elapsed_time_is_a_reset_not_a_rollover() -
 def test_readings_out_of_order_are_not_counted_twice() -> None:
     # A gateway clock stepped back 10 min: in time order the old and new readings interleave.
     t = T0 + MIN * np.arange(8)
-    v = np.array([100.0, 101.0, 112.0, 102.0, 113.0, 103.0, 114.0, 115.0])
+    v = 50_000.0 + np.array([100.0, 101.0, 112.0, 102.0, 113.0, 103.0, 114.0, 115.0])
     inc = increments(t, v)
     assert inc.total == pytest.approx(15.0)
     assert inc.count(OUT_OF_ORDER) == 2 and all(e.detail["action"] == "out_of_order" for _, e in inc.events)
