@@ -363,6 +363,11 @@ class PlantMonitor:
         # ... and before counters went through the kernel (their state starts afresh at the next reading).
         for k, v in (("counted", {}), ("_steps", {}), ("_specs", {})):
             self.__dict__.setdefault(k, v)
+        # ... and before the weather term was a baseline regression: such a term cannot be evaluated
+        # any more; its process is judged by the production-state model, as without a weather reading.
+        for m in self.__dict__.get("models", {}).values():
+            if m.weather is not None and not hasattr(m.weather, "baseline"):
+                m.weather = None
 
     def process_totals(self) -> dict[str, tuple[float, float | None]]:
         """Per process: ``(energy kWh, production)`` counted since the monitor started (the kernel's
