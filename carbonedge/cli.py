@@ -243,13 +243,16 @@ def cmd_analyze_baseline(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     from analytics import InfluxReader
-    from analytics.carbon import default_settings, from_csv_dir, from_influx, load_settings, write_carbon
+    from analytics.carbon import default_settings, from_csv_dir, from_influx, from_meter_csv, load_settings, write_carbon
     from analytics.report import build_report
 
     start = parse_time(a.start) if a.start else None
     end = parse_time(a.end) if a.end else None
-    if a.csv:
-        data = from_csv_dir(Path(a.csv), start=start, end=end)
+    if a.csv and Path(a.csv).is_file():
+        data = from_meter_csv(Path(a.csv), energy_mode=a.energy, value_col=a.value_col, site=a.site, start=start, end=end, tz=a.tz, announce=print,
+                              stamps=a.stamps)
+    elif a.csv:
+        data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz, stamps=a.stamps)
         if a.site:
             data.plant["site"] = a.site
     else:
@@ -261,6 +264,12 @@ def cmd_report(a: argparse.Namespace) -> int:
         print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
         data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
     settings = load_settings(Path(a.carbon)) if a.carbon else default_settings(data.plant)
+    if a.grid_factor:
+        from analytics.carbon.settings import with_grid_factor
+
+        settings, note = with_grid_factor(settings, a.grid_factor)
+        if note:
+            print(note)
     baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
     write = None
     if not a.csv and not a.no_write_back:
@@ -547,7 +556,14 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     rp.add_argument("--carbon", help="carbon and tariff settings TOML (factors, instruments, products, tariff); default: documented defaults")
     rp.add_argument("--baseline-from", help="start of the period the process models are calibrated on (default: first third, >= 24 h)")
     rp.add_argument("--baseline-to", help="end of the baseline period")
-    rp.add_argument("--csv", help="read an offline export directory (plant.json + <device>.csv) instead of InfluxDB")
+    rp.add_argument("--csv", help="read an offline export directory (plant.json + <device>.csv), or one meter's time,kWh CSV file, instead of InfluxDB")
+    rp.add_argument("--energy", choices=["counter", "interval"], help="the CSV's energy columns hold cumulative meter readings (counter, the "
+                    "default for a directory) or each row's consumption (interval); for one file, detected and announced when not given")
+    rp.add_argument("--value-col", help="the energy column (kWh) of a one-meter CSV file that has more than one")
+    rp.add_argument("--grid-factor", help="emission factor id for scope 2 location-based, e.g. eu27.grid.eea.2023 (default: the settings')")
+    rp.add_argument("--stamps", choices=["end", "start"], default="end", help="with --energy interval: a row's time is the end "
+                    "(default) or the start of its interval")
+    rp.add_argument("--tz", default="UTC", help="time zone of naive times in the CSV (default: UTC)")
     rp.add_argument("--influx-url", default="http://127.0.0.1:8086")
     _add_influx_auth(rp)
     rp.add_argument("--database", default="carbonedge")

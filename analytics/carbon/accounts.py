@@ -110,12 +110,12 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
                 continue
             m: dict[str, float] = {}
             if ds.has("active_energy_import"):
-                de = bin_counter(ds.t, ds.values["active_energy_import"], edges)
+                de = bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
                 e += de
                 m["energy_kwh"] = float(de.sum())
                 m["scope2_location_kg"] = float((de * loc_factor).sum())
             if ds.has("gas_volume"):
-                dg = bin_counter(ds.t, ds.values["gas_volume"], edges)
+                dg = bin_counter(ds.t, ds.values["gas_volume"], edges, "gas_volume")
                 g += dg
                 m["gas_nm3"] = float(dg.sum())
                 m["scope1_kg"] = float(dg.sum() * gas_kg_per_nm3)
@@ -127,7 +127,7 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
             for dev in data.counter_devices(name):
                 ds = data.devices.get(dev)
                 if ds is not None and ds.has(q):
-                    prod += bin_counter(ds.t, ds.values[q], edges)
+                    prod += bin_counter(ds.t, ds.values[q], edges, q)
         s1 = g * gas_kg_per_nm3
         if name in c.process_emissions:
             pf = lib.get(c.process_emissions[name])
@@ -188,7 +188,7 @@ def _plant_check(data: PlantData, procs: dict[str, ProcessAccount]) -> dict[str,
             if ds is None or not ds.has("active_energy_import"):
                 continue
             sel = (ds.t >= data.start) & (ds.t <= data.end)
-            cum = corrected_cumulative(ds.values["active_energy_import"][sel])
+            cum = corrected_cumulative(ds.values["active_energy_import"][sel], ds.t[sel], "active_energy_import")
             fin = cum[np.isfinite(cum)]
             total += float(fin[-1]) if fin.size else 0.0
     binned = float(sum(p.energy_kwh.sum() for p in procs.values()))

@@ -217,6 +217,9 @@ def default_settings(plant: dict[str, Any]) -> Settings:
                  for b in pt["bands"]]
         tariff = Tariff(currency=str(pt.get("currency", "EUR")), energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
                         demand_charge_per_kw_month=float(pt.get("demand_charge_per_kw_month", 0.0)))
+    if kind == "meter":
+        # One meter's CSV without a plant model: energy and carbon only, no product to attribute them to.
+        return Settings(tariff=tariff, products=[], defaults_used=True)
     if kind == "battery":
         products = [Product(name="cell model (default)", unit="kWh", output_process=out, materials=[])]
         return Settings(tariff=tariff, products=products, battery=Battery(), defaults_used=True)
@@ -224,3 +227,25 @@ def default_settings(plant: dict[str, Any]) -> Settings:
     # Crude steel (the cast output) as semi-finished product, CN 7207 (no default value in the library for it).
     products = [Product(name="crude steel, cast (default grade)", unit="t", output_process=out, cn_code="7207 12 10", materials=[])]
     return Settings(carbon=carbon, tariff=tariff, products=products, defaults_used=True)
+
+
+def with_grid_factor(settings: Settings, factor_id: str) -> tuple[Settings, str | None]:
+    """``settings`` with ``factor_id`` as the location-based grid factor; returns a note when the residual mix changes too.
+
+    A residual mix is only valid for its own grid: when the settings' residual mix is for another
+    region than the new factor and the library has none for that region, market-based scope 2 falls
+    back to the location-based factor (the last step of the GHG Protocol Scope 2 Guidance's factor
+    hierarchy, Table 6.3), and the note says so.
+    """
+    from analytics.carbon.factors import FactorLibrary
+
+    lib = FactorLibrary.load(settings.carbon.factor_library, [Path(p) for p in settings.carbon.extra_factor_files])
+    grid = lib.get(factor_id)
+    residual = lib.get(settings.carbon.residual_factor)
+    update: dict[str, Any] = {"grid_factor": factor_id}
+    note = None
+    if residual.region != grid.region:
+        update["residual_factor"] = factor_id
+        note = (f"No residual mix for {grid.region} in the factor library: market-based scope 2 uses the grid factor {factor_id} "
+                f"(GHG Protocol Scope 2 Guidance, Table 6.3, last step); give a --carbon settings file with a residual_factor to change it.")
+    return settings.model_copy(update={"carbon": settings.carbon.model_copy(update=update)}), note

@@ -359,7 +359,7 @@ def _plant_demand(data: PlantData, window_s: float = 900.0) -> tuple[np.ndarray,
         for dev in data.process_devices(name):
             ds = data.devices.get(dev)
             if ds is not None and ds.has("active_energy_import"):
-                kwh += bin_counter(ds.t, ds.values["active_energy_import"], edges)
+                kwh += bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
     full = (edges[:-1] >= data.start) & (edges[1:] <= data.end)
     return edges[:-1][full], kwh[full] * 3600.0 / window_s
 
@@ -396,9 +396,9 @@ def _pf_hint(data: PlantData, settings: Settings, grid: Factor) -> Hint | None:
             ds = data.devices.get(dev)
             if ds is None or not ds.has("active_energy_import"):
                 continue
-            e = bin_counter(ds.t, ds.values["active_energy_import"], np.array([data.start, data.end]))[0]
+            e = bin_counter(ds.t, ds.values["active_energy_import"], np.array([data.start, data.end]), "active_energy_import")[0]
             if ds.has("reactive_energy_import"):
-                q = bin_counter(ds.t, ds.values["reactive_energy_import"], np.array([data.start, data.end]))[0]
+                q = bin_counter(ds.t, ds.values["reactive_energy_import"], np.array([data.start, data.end]), "reactive_energy_import")[0]
                 p_kwh += e
                 q_kvarh += q
             elif ds.has("power_factor") and ds.has("active_power"):
