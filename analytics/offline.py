@@ -75,9 +75,9 @@ def _open_table(path: Path, *, delimiter: str | None = None) -> tuple[TextIO, cs
     return f, reader
 
 
-def table_columns(path: Path) -> list[str]:
+def table_columns(path: Path, *, delimiter: str | None = None) -> list[str]:
     """The header of a CSV file, as :func:`detect_csv` and :func:`baseline_csv` read it."""
-    f, reader = _open_table(Path(path))
+    f, reader = _open_table(Path(path), delimiter=delimiter)
     with f:
         return list(reader.fieldnames or [])
 
@@ -234,24 +234,56 @@ class ReadStats:
         return [f"{n} row(s) with an empty or non-numeric {c!r}, treated as missing" for c, n in self.bad_values.items() if n]
 
 
-def _rows(path: Path, time_col: str, value_cols: list[str], context_cols: list[str], tz: str, stats: ReadStats) -> Iterator[_Row]:
-    f, reader = _open_table(path)
+def _rows(path: Path, time_col: str, value_cols: list[str], context_cols: list[str], tz: str, stats: ReadStats, *,
+          date_format: str | None = None, decimal: str = ".", delimiter: str | None = None) -> Iterator[_Row]:
+    f, reader = _open_table(path, delimiter=delimiter)
     with f:
         _require(path, list(reader.fieldnames or []), [time_col, *value_cols, *context_cols])
+        cols = [*value_cols, *context_cols]
+        nv = len(value_cols)
+        bad = stats.bad_values
         for rec in reader:
-            line = reader.line_num
             tt = rec.get(time_col) or ""
             try:
-                t = parse_timestamp(tt, tz)
-            except ValueError:
-                raise InputError(f"{path}, line {line}: {time_col!r} = {tt!r} is not a time (use ISO 8601 or epoch seconds)") from None
-            vals = np.array([_num(rec.get(c)) for c in value_cols])
-            ctx = np.array([_num(rec.get(c)) for c in context_cols])
-            for c, v in zip([*value_cols, *context_cols], [*vals, *ctx], strict=True):
-                if not math.isfinite(v):
-                    stats.bad_values[c] = stats.bad_values.get(c, 0) + 1
+                t = parse_timestamp(tt, tz, date_format=date_format)
+            except ValueError as exc:
+                hint = str(exc) if date_format or "could be day/month" in str(exc) else "use ISO 8601, epoch seconds or give --date-format"
+                raise InputError(f"{path}, line {reader.line_num}: {time_col!r} = {tt!r} is not a time ({hint})") from None
+            xs = [_num(rec.get(c), decimal=decimal) for c in cols]
+            for c, v in zip(cols, xs, strict=True):
+                if v != v:
+                    bad[c] = bad.get(c, 0) + 1
             stats.rows += 1
-            yield _Row(line, tt, t, vals, ctx)
+            yield _Row(reader.line_num, tt, t, xs[:nv], xs[nv:])  # type: ignore[arg-type]
+
+
+def _sniff_formats(path: Path, time_col: str, cols: list[str], date_format: str | None, decimal: str | None,
+                   delimiter: str | None, rows: int = 2000) -> tuple[str | None, str, list[str]]:
+    """Date order and decimal mark from the first ``rows`` rows, unless given; with the notes that announce them."""
+    notes: list[str] = []
+    if date_format is not None and decimal is not None:
+        return date_format, decimal, notes
+    f, reader = _open_table(path, delimiter=delimiter)
+    with f:
+        _require(path, list(reader.fieldnames or []), [time_col, *cols])
+        times: list[str] = []
+        values: dict[str, list[str]] = {c: [] for c in cols}
+        for i, rec in enumerate(reader):
+            if i >= rows:
+                break
+            times.append(rec.get(time_col) or "")
+            for c in cols:
+                values[c].append(rec.get(c) or "")
+    try:
+        if date_format is None:
+            date_format, note = detect_date_order(times)
+            notes += [note] if note else []
+        if decimal is None:
+            decimal, note = detect_decimal(values)
+            notes += [note] if note else []
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return date_format, decimal, notes
 
 
 # --------------------------------------------------------------------------- detect
@@ -278,6 +310,9 @@ def detect_csv(
     learn_until: float | None = None,
     tz: str = "UTC",
     progress: Callable[[int], None] | None = None,
+    date_format: str | None = None,
+    decimal: str | None = None,
+    delimiter: str | None = None,
 ) -> DetectSummary:
     """Score every row of a CSV causally, in file order; write ``time, score, alert, state, top_column`` per row.
 
@@ -295,6 +330,7 @@ def detect_csv(
         st = replace(st, learn_rows=10**12)
     det = StreamingDetector(len(value_cols), len(ctx_cols), st)
     stats = ReadStats()
+    date_format, dec, fmt_notes = _sniff_formats(path, time_col, [*value_cols, *ctx_cols], date_format, decimal, delimiter)
     own = not hasattr(out, "write")
     tmp = Path(str(out) + ".part") if own else None
     fh: Any = tmp.open("w", newline="") if tmp is not None else out
@@ -304,7 +340,7 @@ def detect_csv(
     try:
         w = csv.writer(fh)
         w.writerow([time_col, "score", "alert", "state", "top_column"])
-        for row in _rows(path, time_col, value_cols, ctx_cols, tz, stats):
+        for row in _rows(path, time_col, value_cols, ctx_cols, tz, stats, date_format=date_format, decimal=dec, delimiter=delimiter):
             if learn_until is not None and det.learning and row.t >= learn_until:
                 det.finish_learning()
             s = det.update(row.values, row.context if ctx_cols else None, t=row.t)
@@ -330,7 +366,7 @@ def detect_csv(
                 tmp.replace(Path(out))  # type: ignore[arg-type]
             else:
                 tmp.unlink(missing_ok=True)
-    return DetectSummary(n, learning, alerts, episodes, det.threshold, stats.notes() + det.notes())
+    return DetectSummary(n, learning, alerts, episodes, det.threshold, fmt_notes + stats.notes() + det.notes())
 
 
 # --------------------------------------------------------------------------- baseline

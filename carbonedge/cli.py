@@ -205,7 +205,7 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
         raise InputError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
     time_col, value_cols = a.time_col, a.value_col
     if not time_col or not value_cols:
-        header = table_columns(Path(a.csv))
+        header = table_columns(Path(a.csv), delimiter=a.delimiter)
         time_col = time_col or header[0]
         value_cols = value_cols or [c for c in header if c != time_col and c not in a.context_col]
         if not value_cols:
@@ -216,6 +216,7 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
     summary = detect_csv(
         Path(a.csv), Path(a.out), time_col=time_col, value_cols=value_cols, context_cols=a.context_col,
         settings=settings, learn_until=a.learn_until, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
+        date_format=a.date_format, decimal=a.decimal, delimiter=a.delimiter,
     )
     print(f"{a.csv}: {summary.rows:,} rows; warm-up on the first {summary.learning_rows:,} (learning continues after it); "
           f"{summary.alert_rows:,} rows above the alert threshold in {summary.alert_episodes:,} episode(s). Scores written to {a.out}")
@@ -529,6 +530,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     det.add_argument("--accept-after", type=float, default=1.0, help="hours of continuous alert after which a change is the new normal (default: 1)")
     det.add_argument("--level-halflife", type=float, default=6.0, help="hours: how fast the expected level follows slow change (default: 6)")
     det.add_argument("--tz", default="UTC", help="time zone of naive times in the file (default: UTC)")
+    det.add_argument("--date-format", help="dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
+    det.add_argument("--decimal", choices=[".", ","], help="decimal mark of the numbers (default: detected and announced)")
+    det.add_argument("--delimiter", help="field separator (default: sniffed from the header: comma, semicolon or tab)")
     det.set_defaults(func=cmd_analyze_detect)
 
     bl = asub.add_parser("baseline", help="energy baseline (time-of-week or ISO 50006 regression) with ASHRAE 14 fit for a CSV export",

@@ -134,3 +134,23 @@ def test_cli_scores_a_plain_time_value_csv_without_naming_columns(tmp_path: Path
     with out.open() as f:
         res = list(csv.DictReader(f))
     assert res[1200]["alert"] == "1"
+
+
+def test_cli_reads_a_european_export_semicolons_decimal_commas_day_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(11)
+    lines = []
+    for i in range(1200):
+        ts = datetime.fromtimestamp(T0 + 900 * i, UTC)
+        v = 1234.5 + 20 * rng.normal() + (900 if i == 1000 else 0)
+        lines.append(f"{ts:%d.%m.%Y %H:%M};{v:.1f}".replace(".", ",", 3).replace(",", ".", 2) + "\n")
+    p = tmp_path / "export.csv"
+    p.write_text("Zeit;Wirkarbeit kWh\n" + "".join(lines))
+    assert "," in lines[0].split(";")[1] and lines[0].count(".") == 2
+    out = tmp_path / "s.csv"
+    assert main(["analyze", "detect", "--csv", str(p), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "decimal comma" in text
+    with out.open() as f:
+        res = list(csv.DictReader(f))
+    assert len(res) == 1200 and res[1000]["alert"] == "1"
+    assert sum(r["alert"] == "1" for r in res) < 12
