@@ -67,7 +67,6 @@ DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 #: Slots of the seasonal profiles: half-hours of the day, hours of the week.
 SPREAD_MAD = True
-USE_PCA = True
 QUANT = 0.999
 DAY_SLOTS = 48
 WEEK_SLOTS = 168
@@ -255,10 +254,7 @@ class StreamingDetector:
         self._th_sust = _Threshold(st.margin, st.history_rows)
         self._th_t2 = _Threshold(st.margin, st.history_rows)
         self._prec: np.ndarray | None = None  # precision matrix of the smoothed residuals (several columns)
-        self._th_rec = _Threshold(st.margin, st.history_rows)
-        self._pca: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (mean, scale, components) of the residuals
         self._alert_since: float | None = None
-        self._rec = 0.0
         self._rates: tuple[float, ...] = (math.nan,)
         self._top = max(1, int(math.ceil(math.sqrt(n_values))))
         self.backward_times = 0
@@ -374,20 +370,6 @@ class StreamingDetector:
             self._prec = LedoitWolf(assume_centered=True).fit(Z).precision_
             self._th_t2.hist.extend(np.einsum("ij,jk,ik->i", Z, self._prec, Z).tolist())
             self._th_t2.refresh()
-        if self.n_values >= 3 and USE_PCA:
-            Rm = np.asarray(R, dtype=np.float64)
-            Rm = Rm[np.all(np.isfinite(Rm), axis=1)]
-            if len(Rm) >= 10:
-                lo, hi = Rm.min(axis=0), Rm.max(axis=0)
-                scale = np.where(hi > lo, hi - lo, 1.0)  # a column constant while learning keeps its own unit (as min-max scaling does)
-                mean = Rm.mean(axis=0)
-                S = (Rm - mean) / scale
-                _, sv, vt = np.linalg.svd(S, full_matrices=False)
-                var = np.cumsum(sv**2) / max(float((sv**2).sum()), 1e-300)
-                k = int(min(np.searchsorted(var, 0.95) + 1, self.n_values - 1))
-                self._pca = (mean, scale, vt[:k])
-                self._th_rec.hist.extend(self._rec_error(Rm).tolist())
-                self._th_rec.refresh()
         self._th_point.refresh()
         self._th_sust.refresh()
         self._buf = []
@@ -462,24 +444,14 @@ class StreamingDetector:
         if self._prec is not None:
             v = (np.array(zs) - self._zloc) / self._zsd
             t2 = float(v @ self._prec @ v)
-        if self._pca is not None:
-            self._rec = float(self._rec_error(np.array(r))[0])
         return math.sqrt(sum(q) / k), math.sqrt(sum(qs) / k), z, zs, t2
-
-    def _rec_error(self, R: np.ndarray) -> np.ndarray:
-        """Largest per-column reconstruction error of residual rows from the learned principal components."""
-        mean, scale, comp = self._pca  # type: ignore[misc]
-        S = (np.atleast_2d(R) - mean) / scale
-        S = np.where(np.isfinite(S), S, 0.0)
-        return np.abs(S - (S @ comp.T) @ comp).max(axis=1)
 
     def _score_stats(self, stats: tuple[float, float, list[float], list[float], float]) -> Score:
         sp, ss, z, zs, t2 = stats
         rp = sp / self._th_point.value
         rs = ss / self._th_sust.value
         rt = t2 / self._th_t2.value if self._prec is not None else 0.0
-        rr = self._rec / self._th_rec.value if self._pca is not None else 0.0
-        ratio = max(rp, rs, rt, rr)
+        ratio = max(rp, rs, rt)
         score = ratio / (1.0 + ratio) if math.isfinite(ratio) else 1.0
         alert = ratio > 1.0
         contrib = np.array(zs if rs > rp else z) ** 2 if alert else None
@@ -501,8 +473,6 @@ class StreamingDetector:
             self._th_sust.add(ss)
             if self._prec is not None:
                 self._th_t2.add(t2)
-            if self._pca is not None:
-                self._th_rec.add(self._rec)
         choose = self.rows % 64 == 0
         clip = 3.0
         for col, v, e, es in zip(self._cols, r, z, zs, strict=True):
