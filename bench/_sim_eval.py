@@ -334,8 +334,14 @@ def score_run(directory: Path, scenario: Any, labels: list[dict[str, Any]], sett
     res = Result(scenario.name, scenario.seed, labels, raised, learn_end_ms if learn_end_ms is not None else end_ms + 1)
     for lab in labels:
         res.sizes[lab["id"]] = fault_size(lab, directory, scenario)
+    assign(res, end_ms)
+    return res
+
+
+def assign(res: Result, end_ms: int) -> None:
+    """Mark each raised alert true positive, repeat or false positive (the rules in the module docstring)."""
     scored = res.scored_labels()
-    for r in raised:
+    for r in sorted(res.raised, key=lambda x: x.plant_ms):
         if r.outcome == "learning":
             continue
         hits = [lab for lab in scored if _matches(r, lab, end_ms)]
@@ -350,7 +356,6 @@ def score_run(directory: Path, scenario: Any, labels: list[dict[str, Any]], sett
             r.outcome, r.label_id = "repeat", lab["id"]
         else:
             r.outcome = "fp"
-    return res
 
 
 # --------------------------------------------------------------------------- figures
