@@ -477,8 +477,8 @@ def evaluate(split: str = "held-out", cache: Path | None = None, hours: float | 
                 r = score_run(out, sc, labels, settings)
                 results.append(r)
                 if verbose:
-                    print(f"  ({'generated in %.0f s, ' % gen_s if gen_s else ''}scored in {time.perf_counter() - t0:.0f} s)")
                     print_result(r, in_sample)
+                    print(f"    ({'generated in %.0f s, ' % gen_s if gen_s else ''}scored in {time.perf_counter() - t0:.0f} s)")
     f = figures(results)
     print(f"alerts after learning: {f.tp} first on a fault, {f.repeats} repeats (neither true nor false), {f.fp} false; "
           f"{f.learning} raised while learning (left out)")
