@@ -186,7 +186,7 @@ class _Predictor:
 class _Column:
     """Everything the detector knows about one value column."""
 
-    __slots__ = ("preds", "active", "spread", "ewz", "fast", "n")
+    __slots__ = ("preds", "active", "spread", "ewz", "fast", "fastres", "fastdev", "n")
 
     def __init__(self, seasonal: bool) -> None:
         self.preds = [_Predictor(1.0, 0)]
@@ -196,6 +196,8 @@ class _Column:
         self.spread = math.nan  # robust scale of the active predictor's residual
         self.ewz = 0.0  # smoothed standardised residual
         self.fast = math.nan  # short-term mean of the value (what a lasting change is reset to)
+        self.fastres = math.nan  # short-term mean of the residual against the expected value
+        self.fastdev = 0.0  # short-term mean absolute deviation of the residual from that mean (the spread a lasting change brings)
         self.n = 0
 
 
@@ -205,11 +207,13 @@ class _Column:
 class _Threshold:
     """``margin ×`` the 99th percentile of a statistic over recent normal rows, refreshed as rows arrive."""
 
-    __slots__ = ("hist", "margin", "value", "since")
+    __slots__ = ("hist", "margin", "value", "since", "floor")
 
-    def __init__(self, margin: float, rows: int) -> None:
+    def __init__(self, margin: float, rows: int, floor: float) -> None:
         self.hist: deque[float] = deque(maxlen=rows)
         self.margin = margin
+        #: Never below this (in spreads): a stream that was flat while learning must not alert on every later wiggle.
+        self.floor = floor
         self.value = math.inf
         self.since = 0
 
@@ -223,7 +227,7 @@ class _Threshold:
         self.since = 0
         if len(self.hist) >= 10:
             q = float(np.quantile(np.fromiter(self.hist, float), QUANT))
-            self.value = self.margin * max(q, 1e-9)
+            self.value = max(self.margin * q, self.floor)
 
 
 # --------------------------------------------------------------------------- the detector
@@ -250,9 +254,11 @@ class StreamingDetector:
         self._t_first: float | None = None
         self._t_last: float | None = None
         self._step = math.nan  # typical sampling step (s), for the first row after a gap in time
-        self._th_point = _Threshold(st.margin, st.history_rows)
-        self._th_sust = _Threshold(st.margin, st.history_rows)
-        self._th_t2 = _Threshold(st.margin, st.history_rows)
+        # Floors: 3 spreads for one row, 1 for the smoothed residual (3 standard deviations of white
+        # noise smoothed with weight 0.2), the number of columns for T² (its mean under normal noise).
+        self._th_point = _Threshold(st.margin, st.history_rows, 3.0)
+        self._th_sust = _Threshold(st.margin, st.history_rows, 1.0)
+        self._th_t2 = _Threshold(st.margin, st.history_rows, float(n_values))
         self._prec: np.ndarray | None = None  # precision matrix of the smoothed residuals (several columns)
         self._alert_since: float | None = None
         self._rates: tuple[float, ...] = (math.nan,)
@@ -481,6 +487,14 @@ class StreamingDetector:
             col.n += 1
             col.ewz = es
             col.fast = v if col.fast != col.fast else col.fast + a_fast * (v - col.fast)
+            if col.spread == col.spread:
+                res = e * col.spread
+                if col.fastres != col.fastres:
+                    col.fastres = res
+                else:
+                    d = res - col.fastres
+                    col.fastdev += a_fast * ((-d if d < 0 else d) - col.fastdev)
+                    col.fastres += a_fast * d
             # Spread: mean absolute residual, each residual clipped so a fault cannot widen it fast.
             if col.spread == col.spread:
                 ae = -e if e < 0 else e
@@ -508,6 +522,11 @@ class StreamingDetector:
                     # Keep the seasonal shape, move the level so the recent mean is expected.
                     p.level = col.fast - (sum(p.season) / len(p.season) if p.slots and all(p.seen) else 0.0)
             col.ewz = 0.0
+            # A new operating point may be far noisier than the old one (a machine that was off is now
+            # running): when the last hour's residuals scattered over three times the spread, take theirs.
+            if col.spread == col.spread and col.fastdev > 3.0 * col.spread:
+                col.spread = col.fastdev
+            col.fastres = math.nan
 
 
 # --------------------------------------------------------------------------- episodes over a series

@@ -154,3 +154,13 @@ def test_cli_reads_a_european_export_semicolons_decimal_commas_day_first(tmp_pat
         res = list(csv.DictReader(f))
     assert len(res) == 1200 and res[1000]["alert"] == "1"
     assert sum(r["alert"] == "1" for r in res) < 12
+
+
+def test_a_stream_that_was_flat_while_learning_settles_once_it_runs() -> None:
+    """A machine off (a constant reading) during the warm-up, then running with ordinary noise for days."""
+    rng = np.random.default_rng(12)
+    n_off, n_on = 600, 3000
+    x = np.concatenate([np.zeros(n_off), 50 + rng.normal(0, 2, n_on)])
+    alerts, det = _run(x, T0 + 300 * np.arange(x.size))
+    assert alerts[n_off : n_off + 3].any()  # it started: news
+    assert alerts[n_off + 100 :].mean() < 0.01  # then it is the new normal, noise and all
