@@ -30,7 +30,7 @@ def plant_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_factor_library_has_provenance_for_every_factor() -> None:
     lib = FactorLibrary.load()
-    assert lib.versions == ["carbonedge-ef@2026.1"]
+    assert lib.versions == ["carbonedge-ef@2026.2"]
     for f in lib.factors.values():
         assert f.publisher and f.source and f.unit and f.region and f.year > 1990, f.id
         assert f.quality in {"primary", "derived", "secondary", "unverified"}
@@ -44,7 +44,7 @@ def test_factor_library_errors_name_the_problem(tmp_path: Path) -> None:
     lib = FactorLibrary.load()
     with pytest.raises(ConfigError, match="unknown emission factor 'cn.grid.nope'"):
         lib.get("cn.grid.nope")
-    with pytest.raises(ConfigError, match="version '1999.9' not found; available: 2026.1"):
+    with pytest.raises(ConfigError, match="version '1999.9' not found; available: 2026.1, 2026.2"):
         FactorLibrary.load("1999.9")
     bad = tmp_path / "site.json"
     bad.write_text(json.dumps({"library": "site", "version": "1", "factors": [{"id": "x", "kind": "electricity", "value": -1}]}))
@@ -58,7 +58,7 @@ def test_site_factor_file_overrides_and_is_named(tmp_path: Path) -> None:
         {"id": "acme.supplier.2026", "kind": "electricity", "value": 412.0, "unit": "g CO2/kWh", "gas": "CO2", "region": "CN-East",
          "year": 2026, "publisher": "supplier disclosure", "purpose": "supplier-specific", "source": "site", "quality": "primary"}]}))
     lib = FactorLibrary.load(extra=[site])
-    assert lib.versions == ["carbonedge-ef@2026.1", "acme-ppa@3"]
+    assert lib.versions == ["carbonedge-ef@2026.2", "acme-ppa@3"]
     assert lib.get("acme.supplier.2026").kg_per_kwh == pytest.approx(0.412)
     assert lib.get("acme.supplier.2026").library == "acme-ppa@3"
 
@@ -251,7 +251,7 @@ def test_influx_round_trip_and_co2_write_back(plant_dir: tuple[Path, dict], serv
     for name, p in acc.processes.items():
         assert by_proc[name] == pytest.approx(p.scope2_location_kg.sum(), rel=1e-9)
     versions = reader.query("SELECT last(factor_version) FROM carbon")
-    assert versions[0]["values"][0][1] == "carbonedge-ef@2026.1"
+    assert versions[0]["values"][0][1] == "carbonedge-ef@2026.2"
     with pytest.raises(ConfigError, match="no readings for site 'nowhere'"):
         from_influx(reader, {**offline.plant, "site": "nowhere"}, offline.start, offline.end)
 

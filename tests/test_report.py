@@ -39,7 +39,7 @@ def test_report_files_and_json(report_dir: Path) -> None:
     assert names == ["cbam-steel.csv", "cbam-steel.json", "report.html", "report.json"]
     rep = json.loads((report_dir / "report.json").read_text())
     validate(rep, "report")
-    assert rep["factor_libraries"] == ["carbonedge-ef@2026.1"]
+    assert rep["factor_libraries"] == ["carbonedge-ef@2026.2"]
     em = rep["emissions"]
     assert sum(p["scope2_location_kg"] for p in em["by_process"].values()) / 1000 == pytest.approx(em["scope2_location_t"], rel=1e-9)
     assert rep["hints"][0]["rank"] == 1 and any(h["kind"] == "compressed_air_leak" for h in rep["hints"])
@@ -47,7 +47,7 @@ def test_report_files_and_json(report_dir: Path) -> None:
     html = (report_dir / "report.html").read_text()
     # Self-contained: no scripts, no external resources.
     assert "<script" not in html and not re.search(r"""(src|href)=["']https?:""", html)
-    assert "carbonedge-ef@2026.1" in html and "cn.grid.national-average.2023" in html
+    assert "carbonedge-ef@2026.2" in html and "cn.grid.national-average.2023" in html
     for s in SECTIONS:
         assert f'id="{s}"' in html
 
