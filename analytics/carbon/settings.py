@@ -84,6 +84,7 @@ class Battery(_Model):
     direct_connection_factor: str | None = Field(
         None, description="factor of directly connected supply (on-site or direct line); both variants may use it")
     direct_connection_mwh: float = Field(0.0, ge=0, description="MWh of the period supplied over the direct connection")
+    capacity_kwh: float | None = Field(None, gt=0, description="energy capacity of one battery (for the absolute footprint per battery)")
     performance_class: str | None = Field(None, description="carbon-footprint performance class, once the delegated act defines them")
     study_url: str | None = Field(None, description="web link to the public version of the supporting study (Art. 7(1))")
     passport_variant: Literal["draft-delegated-act", "jrc"] = "draft-delegated-act"
