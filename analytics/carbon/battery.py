@@ -192,11 +192,12 @@ def passport(decl: dict[str, Any], settings: Settings) -> dict[str, Any]:
     v = decl["variants"][decl["passport_variant"]]
     problems = []
     if not v["complete"]:
-        problems.append(f"all four stages (not assessed: {', '.join(s.replace('_', ' ') for s in v["missing_stages"])})")
+        missing = ", ".join(s.replace("_", " ") for s in v["missing_stages"])
+        problems.append(f"all four life-cycle stages (not assessed: {missing})")
     if not b.study_url:
-        problems.append("no link to the public carbon-footprint study (battery.study_url)")
+        problems.append("a link to the public carbon-footprint study (battery.study_url)")
     if not b.performance_class:
-        problems.append("no performance class (battery.performance_class; the classes need a delegated act under Art. 7(2))")
+        problems.append("a performance class (battery.performance_class; the classes need a delegated act under Art. 7(2))")
     if problems:
         raise BatteryError("the passport needs " + "; ".join(problems))
     doc: dict[str, Any] = {
