@@ -95,7 +95,7 @@ def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -
     assert console == []
     for s in SECTIONS:
         assert f'id="{s}"' in dom, s
-    assert "Ranked optimisation hints" in dom and "EU CBAM embedded emissions" in dom
+    assert "Ranked optimisation hints" in dom and "EU CBAM communication to importers" in dom and "China national ETS" in dom
     assert dom.count("<svg") >= 5
     # Non-blank: a real page has many distinct colours and a good share of non-white pixels.
     rgb = px[..., :3]
