@@ -78,7 +78,6 @@ class Battery(_Model):
     manufacturer: str = "manufacturer"
     service_life_kwh_per_kwh_capacity: float = Field(
         1000.0, gt=0, description="total energy delivered over the expected service life per kWh of capacity")
-    electricity_rule: Literal["national-mix", "market-based"] = "national-mix"
     distribution_kg_per_kwh: float | None = None
     end_of_life_kg_per_kwh: float | None = None
     direct_connection_factor: str | None = Field(
