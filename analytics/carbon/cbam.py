@@ -200,6 +200,9 @@ def communication(acc: Accounts, footprints: list[dict[str, Any]], settings: Set
             "2025/2546: physical site visit in the first verified year) " + cite("L4") + ".",
             "Default values and mark-ups come from a secondary copy of Implementing Regulation (EU) 2025/2621; check them against "
             "the Official Journal before use " + cite("L5", "C1") + ".",
+            *[f"No CBAM default value for CN {g['cn_code']} ({c.country}) in the factor library: add it from Implementing Regulation "
+              "(EU) 2025/2621 (a site factor file, basis cbam-default-direct) to compare actual and default." for g in goods
+              if g["default_value"] is None],
             *acc.method_notes,
         ],
         "sources": SOURCE_KEYS,

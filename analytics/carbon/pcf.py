@@ -97,7 +97,8 @@ def comparison(steel: dict[str, Any] | None = None, *, cbam: dict[str, Any] | No
                      "sources": cite("L12", "C11")})
         rows.append({"regime": "China ETS, with purchased electricity", "boundary": "whole enterprise, direct + purchased electricity",
                      "electricity": f"{ets['grid_factor']['factor_id']} (data year {ets['grid_factor']['data_year']})",
-                     "value": ets["company"]["total_including_electricity_t"] / q, "unit": "t CO2/t", "sources": cite("L12", "L16")})
+                     "value": ets["company"]["total_including_electricity_t"] / q, "unit": "t CO2/t",
+                     "sources": cite("L12", ets["grid_factor"]["source"].strip("[]"))})
     if battery is not None:
         for name, v in battery["variants"].items():
             rows.append({"regime": f"EU Battery Regulation, {name} electricity", "boundary": "life cycle without use phase, per kWh of "
