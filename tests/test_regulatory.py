@@ -369,6 +369,11 @@ def test_demo_plants_produce_every_document_reconciled(scenario: str, tmp_path: 
         kwh = docs["cbam_communication"]["installation_totals"]["electricity_mwh"] * 1000.0
         assert docs["china_ets_steel"]["company"]["purchased_electricity_mwh"] * 1000.0 == pytest.approx(plant_kwh, rel=1e-3)
         assert check_workbook(tmp_path / "out" / "cbam-communication.xlsx", docs["cbam_communication"]) == []
+        # Direct emissions from the simulator's true gas volumes and EAF output (IPCC natural gas, Tier 1 EAF 0.08 t/t).
+        gas = sum(p["media"].get("gas", {}).get("total", 0.0) for p in truth["processes"].values())
+        direct_t = gas * GAS_KG_PER_NM3 / 1000.0 + truth["processes"]["eaf"]["production"] * 0.08
+        assert docs["china_ets_steel"]["company"]["direct_t"] == pytest.approx(direct_t, rel=1e-3)
+        assert docs["cbam_communication"]["installation_totals"]["direct_t"] == pytest.approx(direct_t, rel=1e-3)
     assert abs(kwh - plant_kwh) / plant_kwh < 1e-3  # 0.1 % of the simulator's true plant energy
 
 
