@@ -92,8 +92,12 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
     # Clip the first and last bin to the period, so nothing outside [start, end] is counted.
     edges[0], edges[-1] = max(edges[0], data.start), min(edges[-1], data.end)
     grid = lib.get(c.grid_factor)
+    lib.same_year([c.grid_factor, c.residual_factor], "scope 2 location- and market-based factors", allow_mixed=c.allow_mixed_factor_years)
     loc_factor = np.full(len(edges) - 1, grid.kg_per_kwh)
     notes = [f"Scope 2 location-based: metered electricity x {grid.cite()}."]
+    if c.allow_mixed_factor_years and grid.year != lib.get(c.residual_factor).year:
+        notes.append(f"Factor years mixed on purpose (allow_mixed_factor_years): location-based data year {grid.year}, "
+                     f"residual mix data year {lib.get(c.residual_factor).year}.")
     if c.hourly_grid_factors:
         loc_factor = _hourly_factors(Path(c.hourly_grid_factors), edges, grid.kg_per_kwh)
         notes[0] = f"Scope 2 location-based: metered electricity x hourly grid factors from {c.hourly_grid_factors}; hours without a value use {grid.cite()}."

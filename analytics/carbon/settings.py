@@ -66,7 +66,9 @@ class Product(_Model):
     periods: list[tuple[str, str]] | None = None
     cn_code: str | None = None
     materials: list[Material] = []
-    cbam_default_factor: str | None = None
+    cbam_default_factor: str | None = Field(None, description="factor id of the CBAM default value (base, before the year's mark-up)")
+    cbam_route: str | None = Field(None, description="CBAM production route, e.g. 'EAF, scrap' or 'BF/BOF'")
+    qualifying_parameters: dict[str, float | str] = Field({}, description="CBAM qualifying parameters, e.g. scrap share, alloy content")
 
 
 class Battery(_Model):
@@ -76,9 +78,15 @@ class Battery(_Model):
     manufacturer: str = "manufacturer"
     service_life_kwh_per_kwh_capacity: float = Field(
         1000.0, gt=0, description="total energy delivered over the expected service life per kWh of capacity")
-    electricity_rule: Literal["national-mix", "market-based"] = "national-mix"
     distribution_kg_per_kwh: float | None = None
     end_of_life_kg_per_kwh: float | None = None
+    direct_connection_factor: str | None = Field(
+        None, description="factor of directly connected supply (on-site or direct line); both variants may use it")
+    direct_connection_mwh: float = Field(0.0, ge=0, description="MWh of the period supplied over the direct connection")
+    capacity_kwh: float | None = Field(None, gt=0, description="energy capacity of one battery (for the absolute footprint per battery)")
+    performance_class: str | None = Field(None, description="carbon-footprint performance class, once the delegated act defines them")
+    study_url: str | None = Field(None, description="web link to the public version of the supporting study (Art. 7(1))")
+    passport_variant: Literal["draft-delegated-act", "jrc"] = "draft-delegated-act"
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -161,7 +169,8 @@ class Tariff(_Model):
 
 
 class Carbon(_Model):
-    factor_library: str = "2026.1"
+    factor_library: str = "2026.2"
+    allow_mixed_factor_years: bool = False
     extra_factor_files: list[str] = []
     grid_factor: str = "cn.grid.national-average.2023"
     residual_factor: str = "cn.grid.excl-market-nonfossil.2023"
@@ -175,8 +184,34 @@ class Carbon(_Model):
     instruments: list[Instrument] = []
 
 
+class Cbam(_Model):
+    """CBAM definitive-period settings (Regulation (EU) 2023/956 as amended by 2025/2083; Implementing Reg. 2025/2547)."""
+
+    electricity_basis: Literal["grid", "ppa", "direct-link"] = Field(
+        "grid", description="Art. 8 of 2025/2547: actual electricity factors only with a direct technical link or a PPA")
+    electricity_factor: str | None = Field(None, description="factor id; default: the [carbon] grid factor")
+    electricity_evidence: str | None = Field(None, description="contract or connection evidence (required for ppa / direct-link)")
+    certificate_price_eur_per_t: float | None = Field(None, gt=0, description="default: the library's published price of the year")
+    carbon_price_paid_eur_per_t: float = Field(0.0, ge=0, description="carbon price effectively paid in the country of origin")
+    carbon_price_paid_evidence: str | None = None
+    unlocode: str | None = None
+    operator: str | None = None
+    verifier: str | None = None
+
+
+class ChinaEts(_Model):
+    """China national ETS report for iron and steel (MEE steel guideline, monthly evidence)."""
+
+    enterprise: str = "enterprise"
+    credit_code: str | None = Field(None, description="unified social credit code of the legal entity")
+    grid_factor: str | None = Field(None, description="factor id; default: the newest national-average factor published for the year")
+    max_gap_factor: float = Field(3.0, gt=1, description="a gap is a pause between readings longer than this many poll intervals")
+
+
 class Settings(_Model):
     carbon: Carbon = Carbon()
+    cbam: Cbam = Cbam()
+    china_ets: ChinaEts = ChinaEts()
     tariff: Tariff = Tariff()
     products: list[Product] = []
     battery: Battery | None = None
