@@ -15,7 +15,7 @@ import io
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -73,6 +73,13 @@ def _open_table(path: Path, *, delimiter: str | None = None) -> tuple[TextIO, cs
         f.close()
         raise InputError(f"{path}: empty file, no header row")
     return f, reader
+
+
+def table_columns(path: Path, *, delimiter: str | None = None) -> list[str]:
+    """The header of a CSV file, as :func:`detect_csv` and :func:`baseline_csv` read it."""
+    f, reader = _open_table(Path(path), delimiter=delimiter)
+    with f:
+        return list(reader.fieldnames or [])
 
 
 def _require(path: Path, header: list[str], cols: list[str]) -> None:
@@ -227,28 +234,56 @@ class ReadStats:
         return [f"{n} row(s) with an empty or non-numeric {c!r}, treated as missing" for c, n in self.bad_values.items() if n]
 
 
-def _rows(path: Path, time_col: str, value_cols: list[str], context_cols: list[str], tz: str, stats: ReadStats) -> Iterator[_Row]:
-    f, reader = _open_table(path)
+def _rows(path: Path, time_col: str, value_cols: list[str], context_cols: list[str], tz: str, stats: ReadStats, *,
+          date_format: str | None = None, decimal: str = ".", delimiter: str | None = None) -> Iterator[_Row]:
+    f, reader = _open_table(path, delimiter=delimiter)
     with f:
         _require(path, list(reader.fieldnames or []), [time_col, *value_cols, *context_cols])
-        last_t = -math.inf
+        cols = [*value_cols, *context_cols]
+        nv = len(value_cols)
+        bad = stats.bad_values
         for rec in reader:
-            line = reader.line_num
             tt = rec.get(time_col) or ""
             try:
-                t = parse_timestamp(tt, tz)
-            except ValueError:
-                raise InputError(f"{path}, line {line}: {time_col!r} = {tt!r} is not a time (use ISO 8601 or epoch seconds)") from None
-            if t < last_t:
-                raise InputError(f"{path}, line {line}: time {tt!r} is earlier than the row before; sort the file by time first")
-            last_t = t
-            vals = np.array([_num(rec.get(c)) for c in value_cols])
-            ctx = np.array([_num(rec.get(c)) for c in context_cols])
-            for c, v in zip([*value_cols, *context_cols], [*vals, *ctx], strict=True):
-                if not math.isfinite(v):
-                    stats.bad_values[c] = stats.bad_values.get(c, 0) + 1
+                t = parse_timestamp(tt, tz, date_format=date_format)
+            except ValueError as exc:
+                hint = str(exc) if date_format or "could be day/month" in str(exc) else "use ISO 8601, epoch seconds or give --date-format"
+                raise InputError(f"{path}, line {reader.line_num}: {time_col!r} = {tt!r} is not a time ({hint})") from None
+            xs = [_num(rec.get(c), decimal=decimal) for c in cols]
+            for c, v in zip(cols, xs, strict=True):
+                if v != v:
+                    bad[c] = bad.get(c, 0) + 1
             stats.rows += 1
-            yield _Row(line, tt, t, vals, ctx)
+            yield _Row(reader.line_num, tt, t, xs[:nv], xs[nv:])  # type: ignore[arg-type]
+
+
+def _sniff_formats(path: Path, time_col: str, cols: list[str], date_format: str | None, decimal: str | None,
+                   delimiter: str | None, rows: int = 2000) -> tuple[str | None, str, list[str]]:
+    """Date order and decimal mark from the first ``rows`` rows, unless given; with the notes that announce them."""
+    notes: list[str] = []
+    if date_format is not None and decimal is not None:
+        return date_format, decimal, notes
+    f, reader = _open_table(path, delimiter=delimiter)
+    with f:
+        _require(path, list(reader.fieldnames or []), [time_col, *cols])
+        times: list[str] = []
+        values: dict[str, list[str]] = {c: [] for c in cols}
+        for i, rec in enumerate(reader):
+            if i >= rows:
+                break
+            times.append(rec.get(time_col) or "")
+            for c in cols:
+                values[c].append(rec.get(c) or "")
+    try:
+        if date_format is None:
+            date_format, note = detect_date_order(times)
+            notes += [note] if note else []
+        if decimal is None:
+            decimal, note = detect_decimal(values)
+            notes += [note] if note else []
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return date_format, decimal, notes
 
 
 # --------------------------------------------------------------------------- detect
@@ -260,7 +295,7 @@ class DetectSummary:
     learning_rows: int
     alert_rows: int
     alert_episodes: int
-    threshold_t2: float
+    threshold: float
     notes: list[str]
 
 
@@ -275,48 +310,63 @@ def detect_csv(
     learn_until: float | None = None,
     tz: str = "UTC",
     progress: Callable[[int], None] | None = None,
+    date_format: str | None = None,
+    decimal: str | None = None,
+    delimiter: str | None = None,
 ) -> DetectSummary:
-    """Score every row of a CSV causally; write ``time, score, alert, state, top_column`` per row.
+    """Score every row of a CSV causally, in file order; write ``time, score, alert, state, top_column`` per row.
 
-    Learning ends after ``settings.learn_rows`` rows, or at the first row at or after
-    ``learn_until`` (epoch seconds) when given. ``context_cols`` are production-state columns that
-    explain the values (see :class:`analytics.detect.StreamingDetector`).
+    Rows are taken in the order they stand in the file (arrival order): a time that goes back or
+    repeats is counted in the notes, never refused and never reordered. The warm-up ends after
+    ``settings.learn_rows`` rows, or at the first row at or after ``learn_until`` (epoch seconds)
+    when given. ``context_cols`` are production-state columns that explain the values (see
+    :class:`analytics.detect.StreamingDetector`). A file output is written to a temporary file
+    and renamed at the end, so a failed run never leaves a truncated result.
     """
     path = Path(path)
     ctx_cols = list(context_cols or [])
     st = settings or DetectorSettings()
     if learn_until is not None:
-        st = DetectorSettings(learn_rows=10**12, smoothing=st.smoothing, margin=st.margin)
+        st = replace(st, learn_rows=10**12)
     det = StreamingDetector(len(value_cols), len(ctx_cols), st)
     stats = ReadStats()
+    date_format, dec, fmt_notes = _sniff_formats(path, time_col, [*value_cols, *ctx_cols], date_format, decimal, delimiter)
     own = not hasattr(out, "write")
-    fh: Any = Path(out).open("w", newline="") if own else out  # type: ignore[arg-type]
+    tmp = Path(str(out) + ".part") if own else None
+    fh: Any = tmp.open("w", newline="") if tmp is not None else out
     n = learning = alerts = episodes = 0
     prev_alert = False
+    ok = False
     try:
         w = csv.writer(fh)
         w.writerow([time_col, "score", "alert", "state", "top_column"])
-        for row in _rows(path, time_col, value_cols, ctx_cols, tz, stats):
+        for row in _rows(path, time_col, value_cols, ctx_cols, tz, stats, date_format=date_format, decimal=dec, delimiter=delimiter):
             if learn_until is not None and det.learning and row.t >= learn_until:
                 det.finish_learning()
-            s = det.update(row.values, row.context if ctx_cols else None)
+            s = det.update(row.values, row.context if ctx_cols else None, t=row.t)
             top = ""
             if s.alert and s.contributions is not None:
                 top = value_cols[int(np.argmax(s.contributions))]
-            w.writerow([row.time_text, f"{s.score:.6f}", int(s.alert), "learning" if s.learning else "scoring", top])
+            state = "learning" if s.learning else ("accepted" if s.accepted else "scoring")
+            w.writerow([row.time_text, f"{s.score:.6f}", int(s.alert), state, top])
             n += 1
             learning += int(s.learning)
             alerts += int(s.alert)
             episodes += int(s.alert and not prev_alert)
             prev_alert = s.alert
-            if progress and n % 10000 == 0:
+            if progress and n % 100_000 == 0:
                 progress(n)
+        if det.learning:
+            raise InputError(f"{path}: only {n} rows, all used for learning; give more data or a smaller --learn-rows")
+        ok = True
     finally:
-        if own:
+        if tmp is not None:
             fh.close()
-    if det.learning:
-        raise InputError(f"{path}: only {n} rows, all used for learning; give more data or a smaller --learn-rows")
-    return DetectSummary(n, learning, alerts, episodes, det.threshold, stats.notes())
+            if ok:
+                tmp.replace(Path(out))  # type: ignore[arg-type]
+            else:
+                tmp.unlink(missing_ok=True)
+    return DetectSummary(n, learning, alerts, episodes, det.threshold, fmt_notes + stats.notes() + det.notes())
 
 
 # --------------------------------------------------------------------------- baseline
