@@ -261,9 +261,10 @@ def cmd_report(a: argparse.Namespace) -> int:
     end = parse_time(a.end) if a.end else None
     if a.csv and Path(a.csv).is_file():
         data = from_meter_csv(Path(a.csv), energy_mode=a.energy, value_col=a.value_col, site=a.site, start=start, end=end, tz=a.tz, announce=print,
-                              stamps=a.stamps)
+                              stamps=a.stamps, date_format=a.date_format, decimal=a.decimal)
     elif a.csv:
-        data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz, stamps=a.stamps)
+        data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz, stamps=a.stamps,
+                            date_format=a.date_format, decimal=a.decimal, announce=print)
         if a.site:
             data.plant["site"] = a.site
     else:
@@ -594,6 +595,8 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     rp.add_argument("--stamps", choices=["end", "start"], default="end", help="with --energy interval: a row's time is the end "
                     "(default) or the start of its interval")
     rp.add_argument("--tz", default="UTC", help="time zone of naive times in the CSV (default: UTC)")
+    rp.add_argument("--date-format", help="dates in the CSV: dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
+    rp.add_argument("--decimal", choices=[".", ","], help="decimal mark of the CSV's numbers (default: detected and announced)")
     rp.add_argument("--influx-url", default="http://127.0.0.1:8086")
     _add_influx_auth(rp)
     rp.add_argument("--database", default="carbonedge")

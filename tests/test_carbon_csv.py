@@ -140,3 +140,20 @@ def test_interval_rows_stamped_at_their_start_cover_the_hour_after_the_stamp(tmp
     assert e_start[0] == pytest.approx(kwh[:3].sum()) and e_end[0] == pytest.approx(kwh[:4].sum())
     with pytest.raises(ConfigError, match="--stamps"):
         from_meter_csv(f, energy_mode="interval", stamps="middle")
+
+
+def test_a_european_meter_export_decimal_commas_semicolons_and_day_first_dates(tmp_path: Path) -> None:
+    """Read with the CSV helpers every analytics command uses: the date order and decimal comma are announced."""
+    kwh = _load(96 * 2)
+    t0 = np.datetime64("2025-01-13T00:15")
+    rows = []
+    for i, v in enumerate(kwh):
+        d = (t0 + np.timedelta64(15 * i, "m")).astype(object)
+        rows.append(f"{d:%d/%m/%Y %H:%M};{f'{v:.3f}'.replace('.', ',')}")
+    f = tmp_path / "zaehler.csv"
+    f.write_text("Zeit;kWh\n" + "\n".join(rows) + "\n")
+    said: list[str] = []
+    data = from_meter_csv(f, announce=said.append)
+    assert any("day-first" in s for s in said) and any("decimal comma" in s for s in said), said
+    assert compute_accounts(data, default_settings(data.plant)).plant_totals()["energy_kwh"] == pytest.approx(kwh.sum(), rel=1e-12)
+    assert data.start == pytest.approx(float(np.datetime64("2025-01-13T00:00").astype("datetime64[s]").astype(int)))

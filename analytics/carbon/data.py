@@ -183,27 +183,25 @@ def interval_to_counter(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_device_csv(f: Path, tz: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    from analytics.offline import _num, _open_table, parse_timestamp
+def _read_csv(path: Path, time_col: str, cols: list[str], *, tz: str, date_format: str | None, decimal: str | None,
+              announce: Callable[[str], None] | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Times and numeric columns of a CSV with :mod:`analytics.offline`'s table reading (delimiter, date
+    order and decimal mark detected and announced, unless given)."""
+    from analytics.offline import _num, _read_table, detect_decimal
 
-    fh, reader = _open_table(f)
-    try:
-        header = list(reader.fieldnames or [])
-        if "ts" not in header:
-            raise ConfigError(f"{f}: no 'ts' column; the file has: {', '.join(header)}")
-        cols = [q for q in FIELDS if q in header]
-        t: list[float] = []
-        vals: dict[str, list[float]] = {q: [] for q in cols}
-        for line, r in enumerate(reader, start=2):
-            try:
-                t.append(parse_timestamp(r["ts"] or "", tz))
-            except ValueError:
-                raise ConfigError(f"{f} line {line}: {r['ts']!r} is not a time (ISO 8601 or epoch seconds)") from None
-            for q in cols:
-                vals[q].append(_num(r.get(q)))
-    finally:
-        fh.close()
-    return np.array(t, dtype=np.float64), {q: np.array(v, dtype=np.float64) for q, v in vals.items()}
+    tab = _read_table(path, time_col, cols, tz=tz, date_format=date_format, delimiter=None)
+    notes = list(tab.announcements)
+    if decimal is None:
+        try:
+            decimal, note = detect_decimal(tab.cols)
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        if note:
+            notes.append(note)
+    if announce:
+        for n in notes:
+            announce(f"{path.name}: {n}")
+    return tab.t, {c: np.array([_num(x, decimal=decimal) for x in tab.cols[c]], dtype=np.float64) for c in cols}
 
 
 #: Where an interval row's time stamp lies: at the end of its interval (the usual meter and AMR export) or its start.
@@ -240,7 +238,8 @@ def _counters_from(where: str, t: np.ndarray, vals: dict[str, np.ndarray], energ
 
 
 def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = None, energy_mode: str = "counter", tz: str = "UTC",
-                 stamps: str = "end") -> PlantData:
+                 stamps: str = "end", date_format: str | None = None, decimal: str | None = None,
+                 announce: Callable[[str], None] | None = None) -> PlantData:
     """Load an offline export: ``plant.json`` and one ``<device>.csv`` per device (``ts`` column, ISO 8601 or epoch).
 
     ``energy_mode``: ``counter`` when the counter columns (energy, gas, production) are cumulative
@@ -263,7 +262,12 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
         f = path / f"{dev}.csv"
         if not f.exists():
             continue
-        t, vals = _read_device_csv(f, tz)
+        from analytics.offline import table_columns
+
+        header = table_columns(f)
+        if "ts" not in header:
+            raise ConfigError(f"{f}: no 'ts' column; the file has: {', '.join(header)}")
+        t, vals = _read_csv(f, "ts", [q for q in FIELDS if q in header], tz=tz, date_format=date_format, decimal=decimal, announce=announce)
         if not t.size:
             continue
         t, vals = _counters_from(str(f), t, vals, energy_mode, stamps=stamps)
@@ -285,7 +289,8 @@ _TIME_NAMES = ("ts", "time", "timestamp", "datetime", "date", "zeit", "datum")
 
 def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str | None = None, value_col: str | None = None,
                    site: str | None = None, start: float | None = None, end: float | None = None, tz: str = "UTC",
-                   announce: Callable[[str], None] | None = None, stamps: str = "end") -> PlantData:
+                   announce: Callable[[str], None] | None = None, stamps: str = "end", date_format: str | None = None,
+                   decimal: str | None = None) -> PlantData:
     """One meter's electricity from a plain CSV (``time,kWh``): a one-process plant, no plant model needed.
 
     The time column is ``time_col`` or the one named like a time (``ts``, ``time``, ``timestamp`` …),
@@ -295,36 +300,23 @@ def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str 
     large share of its rows is interval consumption, one that never falls a cumulative reading;
     anything between is refused with the question.
     """
-    from analytics.offline import _num, _open_table, parse_timestamp
+    from analytics.offline import table_columns
 
     path = Path(path)
-    fh, reader = _open_table(path)
-    try:
-        header = [h for h in (reader.fieldnames or []) if h is not None]
-        tc = time_col or next((h for h in header if h.strip().lower() in _TIME_NAMES), header[0] if header else None)
-        if tc is None or tc not in header:
-            raise ConfigError(f"{path}: no time column {tc!r}; the file has: {', '.join(header)}")
-        others = [h for h in header if h != tc]
-        if value_col is None:
-            if len(others) != 1:
-                raise ConfigError(f"{path}: {len(others)} columns besides the time {tc!r} ({', '.join(others)}); say which holds the "
-                                  "energy in kWh with --value-col")
-            value_col = others[0]
-        if value_col not in header:
-            raise ConfigError(f"{path}: no column {value_col!r}; the file has: {', '.join(header)}")
-        t: list[float] = []
-        v: list[float] = []
-        for line, r in enumerate(reader, start=2):
-            text = r.get(tc) or ""
-            if not text.strip():
-                continue
-            try:
-                t.append(parse_timestamp(text, tz))
-            except ValueError:
-                raise ConfigError(f"{path} line {line}: {text!r} in column {tc!r} is not a time (ISO 8601 or epoch seconds)") from None
-            v.append(_num(r.get(value_col)))
-    finally:
-        fh.close()
+    header = [h for h in table_columns(path) if h is not None]
+    tc = time_col or next((h for h in header if h.strip().lower() in _TIME_NAMES), header[0] if header else None)
+    if tc is None or tc not in header:
+        raise ConfigError(f"{path}: no time column {tc!r}; the file has: {', '.join(header)}")
+    others = [h for h in header if h != tc]
+    if value_col is None:
+        if len(others) != 1:
+            raise ConfigError(f"{path}: {len(others)} columns besides the time {tc!r} ({', '.join(others)}); say which holds the "
+                              "energy in kWh with --value-col")
+        value_col = others[0]
+    if value_col not in header:
+        raise ConfigError(f"{path}: no column {value_col!r}; the file has: {', '.join(header)}")
+    t, cols = _read_csv(path, tc, [value_col], tz=tz, date_format=date_format, decimal=decimal, announce=announce)
+    v = cols[value_col]
     ta, va = np.array(t, dtype=np.float64), np.array(v, dtype=np.float64)
     if int(np.isfinite(va).sum()) < 2:
         raise ConfigError(f"{path}: fewer than two numbers in column {value_col!r}")
