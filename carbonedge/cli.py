@@ -495,6 +495,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
         from analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
 
         add_analyze_commands(asub)
+        from analytics.pact.commands import add_commands as add_pact_commands  # carbonedge pact ...
+
+        add_pact_commands(sub)
 
     rp = sub.add_parser("report", help="carbon and optimisation report (HTML, report.json, CBAM / battery exports)",
                         description="Scope 1/2 carbon accounts per meter, process and product, product footprints, EU CBAM (steel) or EU Battery "
