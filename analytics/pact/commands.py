@@ -40,7 +40,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     scheme = "https" if a.cert else "http"
     print(f"PACT v3.0 host on {scheme}://{a.host}:{a.port} serving {n} footprint(s) from {a.db}", flush=True)
     serve(st, host=a.host, port=a.port, certfile=a.cert, keyfile=a.key, insecure_http=a.insecure_http, public_url=a.public_url,
-          log_level="debug" if a.verbose else "warning")
+          log_level="debug" if a.verbose else "warning", token_ttl_s=a.token_ttl, max_body=a.max_body)
     return 0
 
 
@@ -196,6 +196,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--key", help="TLS private key (PEM)")
     s.add_argument("--insecure-http", action="store_true", help="development only: plain HTTP, allowed on a loopback address")
     s.add_argument("--public-url", help="this host's base URL as partners reach it (the source of its events)")
+    s.add_argument("--token-ttl", type=float, default=3600.0, help="access token lifetime in seconds (default: 3600)")
+    s.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default: 1 MiB)")
     s.set_defaults(func=cmd_serve)
 
     c = ps.add_parser("client", help="data recipients allowed to read the footprints")

@@ -421,7 +421,7 @@ def notify_published(store: Store, disp: Dispatcher | None, pf_ids: list[str], s
 
 
 def serve(store: Store, *, host: str, port: int, certfile: str | None, keyfile: str | None, insecure_http: bool = False,
-          public_url: str | None = None, log_level: str = "info") -> None:
+          public_url: str | None = None, log_level: str = "info", token_ttl_s: float = 3600.0, max_body: int = 1 << 20) -> None:
     """Run the host until SIGINT/SIGTERM. Without a certificate only a loopback address with ``insecure_http`` is allowed."""
     import uvicorn
 
@@ -431,7 +431,7 @@ def serve(store: Store, *, host: str, port: int, certfile: str | None, keyfile: 
     scheme = "https" if certfile else "http"
     self_url = (public_url or f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}").rstrip("/")
     store.set_meta("public_url", self_url)
-    app = create_app(store, self_url=self_url, allow_plain_http=insecure_http)
+    app = create_app(store, self_url=self_url, allow_plain_http=insecure_http, token_ttl_s=token_ttl_s, max_body=max_body)
     cfg = uvicorn.Config(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile, log_level=log_level,
                          proxy_headers=False, server_header=False, access_log=log_level == "debug")
     uvicorn.Server(cfg).run()
