@@ -405,3 +405,137 @@ def test_two_plants_coil_footprint_travels_and_its_update_follows(tmp_path: Path
     finally:
         shost.stop()
         bhost.stop()
+
+
+# ----------------------------------------------------------------------------- integrity evidence
+def _signed_archive(root: Path, site: str, start: str, hours: int) -> tuple[Path, Path]:
+    """A collector archive of hourly signed batches of one gateway, and the trust file with its key."""
+    from carbonedge import wire
+    from carbonedge.clock import parse_time
+    from carbonedge.integrity import Archive, BatchSigner, TrustStore, generate_key
+
+    key = generate_key(root / "gw1.key")
+    signer = BatchSigner(key, site, "gw1", root / "chain.json")
+    signer.resume(0)
+    arch = Archive(root / "archive", "collector-1")
+    t0 = int(parse_time(start) * 1000)
+    for i in range(1, hours + 1):
+        ts = t0 + (i - 1) * 3_600_000 + 60_000
+        b = wire.Batch(site=site, gateway="gw1", boot_id="0a1b2c3d", seq=i, created=ts, devices=[
+            wire.DeviceReadings(device="eaf-meter", ts=ts, values={"active_energy_import": wire.Value(v=1000.0 * i, u="kWh")})])
+        sb = signer.sign(b)
+        signer.committed(i)
+        arch.append([(site, "gw1", i, sb.to_json())])
+    arch.close()
+    trust = TrustStore()
+    trust.add(site, "gw1", key.public_key())
+    trust.save(root / "trust.json")
+    return root / "archive", root / "trust.json"
+
+
+def test_integrity_evidence_travels_and_a_forged_one_is_caught(tmp_path: Path) -> None:
+    from analytics.pact.evidence import verify_evidence
+    from analytics.pact.schema import PactError
+    from carbonedge.integrity import TrustStore
+
+    plant, carbon, pact = _steel_plant(tmp_path)
+    archive, trust_path = _signed_archive(tmp_path, "synth-steel", "2026-01-05T00:00:00Z", 48)
+    trust = TrustStore.load(trust_path)
+    store = Store(tmp_path / "p.sqlite")
+    comp = compute_footprints(from_csv_dir(plant), load_settings(carbon), load_pact_settings(pact), store, archive=archive, trust=trust)
+    coil = next(c["doc"] for c in comp if c["doc"]["productNameCompany"] == "hot-rolled coil")
+    assert errors(coil) == []
+    ext = coil["extensions"][0]
+    assert ext["dataSchema"] == "urn:carbonedge:pact-extension:integrity-evidence:1.0.0"
+    chain = ext["data"]["chains"][0]
+    assert (chain["gateway"], chain["firstSeq"], chain["lastSeq"], chain["batches"]) == ("gw1", 1, 24, 24)  # the coil's day only
+    assert verify_evidence(ext["data"], trust) == ["synth-steel/gw1: seq 1-24 (24 batches), head signature valid, key registered in the trust file"]
+    forged = json.loads(json.dumps(ext["data"]))
+    forged["chains"][0]["head"]["hash"] = "0" * 64
+    with pytest.raises(PactError, match="signature does not verify"):
+        verify_evidence(forged)
+    # An archive with a hole in the period is refused: a figure is right or not published.
+    lines = (archive / "synth-steel" / "gw1.jsonl").read_text().splitlines()
+    (archive / "synth-steel" / "gw1.jsonl").write_text("\n".join(lines[:5] + lines[6:]) + "\n")
+    with pytest.raises(PactError, match="integrity finding"):
+        compute_footprints(from_csv_dir(plant), load_settings(carbon), load_pact_settings(pact), store, archive=archive, trust=trust)
+
+
+# ----------------------------------------------------------------------------- v2.3 suppliers
+V23 = {
+    "id": "3a6c14a7-4deb-498a-b5ea-16ce2535b576", "specVersion": "2.3.0", "version": 1, "created": "2025-11-03T08:00:00Z",
+    "status": "Active", "comment": "", "companyName": "Old Coil Works", "companyIds": ["urn:uuid:52c2b0a4-6d32-4e19-b2f3-0c9c2b0b8a11"],
+    "productDescription": "hot-rolled coil", "productIds": ["urn:gtin:4012345000016"], "productCategoryCpc": "41231",
+    "productNameCompany": "HRC",
+    "pcf": {"declaredUnit": "kilogram", "unitaryProductAmount": "1000", "referencePeriodStart": "2025-01-01T00:00:00Z",
+            "referencePeriodEnd": "2025-12-31T23:59:59Z", "pCfExcludingBiogenic": "1.85", "fossilGhgEmissions": "1.85",
+            "fossilCarbonContent": "0", "biogenicCarbonContent": "0", "characterizationFactors": "AR6",
+            "ipccCharacterizationFactorsSources": ["AR6"], "crossSectoralStandardsUsed": ["GHG Protocol Product standard"],
+            "boundaryProcessesDescription": "cradle-to-gate", "exemptedEmissionsPercent": 0, "exemptedEmissionsDescription": "",
+            "packagingEmissionsIncluded": False, "primaryDataShare": 56.0, "geographyCountry": "DE"},
+}
+
+
+def _v23_host(certs: dict[str, Path], docs: list[dict[str, Any]]) -> tuple[Any, threading.Thread, str]:
+    """A minimal PACT v2.3 host (a supplier not yet migrated) on uvicorn with TLS, in a thread."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def token(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != "Basic " + base64.b64encode(b"cellworks:s3cret").decode():
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        return JSONResponse({"access_token": "v2-token", "token_type": "bearer", "expires_in": 3600})
+
+    async def footprints(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != "Bearer v2-token":
+            return JSONResponse({"code": "AccessDenied", "message": "no"}, status_code=403)
+        return JSONResponse({"data": docs})
+
+    app = Starlette(routes=[Route("/auth/token", token, methods=["POST"]), Route("/2/footprints", footprints)])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ssl_certfile=str(certs["cert"]),
+                                           ssl_keyfile=str(certs["key"]), log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    wait_for(lambda: server.started, 15, "the v2.3 host")
+    return server, t, f"https://127.0.0.1:{port}"
+
+
+def test_fetch_from_a_v23_supplier_validates_and_converts(tmp_path: Path) -> None:
+    from analytics.pact.importer import fetch
+
+    certs = make_dev_certs(tmp_path / "certs", ["127.0.0.1"])
+    broken = json.loads(json.dumps(V23))
+    broken["id"], broken["pcf"]["pCfExcludingBiogenic"] = "9b2a2f7c-3d5e-4b7a-8c1d-2e3f4a5b6c7d", 1.9  # a number, not a decimal string
+    server, t, url = _v23_host(certs, [V23, broken])
+    try:
+        store = Store(tmp_path / "b.sqlite")
+        res = fetch(store, url, "cellworks", "s3cret", version="2.3", ca_file=str(certs["ca"]))
+        assert res["listed"] == 2 and res["new"] == 1
+        assert res["invalid"][0][0] == broken["id"] and "pcf/pCfExcludingBiogenic" in res["invalid"][0][1]
+        s = current_by_product(store)["urn:gtin:4012345000016"]
+        # v2.3: pCfExcludingBiogenic is per declared unit (1 kg), whatever unitaryProductAmount says.
+        assert (s["kg_co2e_per_unit"], s["unit"], s["primary_data_share"], s["spec_version"]) == (1.85, "kg", 56.0, "2.3.0")
+        with pytest.raises(Exception, match="refused"):
+            fetch(store, url, "cellworks", "wrong", version="2.3", ca_file=str(certs["ca"]))
+    finally:
+        server.should_exit = True
+        t.join(10)
+
+
+# ----------------------------------------------------------------------------- the official conformance service
+@pytest.mark.slow
+def test_official_conformance_service_passes_every_mandatory_v3_case() -> None:
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    svc = Path(os.environ.get("PACT_CONFORMANCE_SERVICE") or repo.parent / "shared" / "tools" / "pact-conformance-service")
+    if not (svc / "src" / "test-cases" / "v3-test-cases.ts").is_file() or shutil.which("npm") is None:
+        pytest.skip("the PACT conformance service source or Node.js/npm is not available (see docs/pact.md)")
+    r = subprocess.run([sys.executable, str(repo / "bench" / "pact_conformance.py"), "--service", str(svc)], capture_output=True,
+                       text=True, timeout=900)
+    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    assert r.returncode == 0 and last == "passed=39 failed=0 skipped=0", r.stdout[-3000:] + r.stderr[-2000:]
