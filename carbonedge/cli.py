@@ -228,6 +228,10 @@ def cmd_report(a: argparse.Namespace) -> int:
         print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
         data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
     settings = load_settings(Path(a.carbon)) if a.carbon else default_settings(data.plant)
+    if a.pact_db:
+        from analytics.pact.commands import purchased_settings
+
+        settings = purchased_settings(settings, a.pact, a.pact_db)
     baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
     write = None
     if not a.csv and not a.no_write_back:
@@ -516,6 +520,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     _add_influx_auth(rp)
     rp.add_argument("--database", default="carbonedge")
     rp.add_argument("--no-write-back", action="store_true", help="do not write hourly CO2 to InfluxDB (measurement carbon)")
+    rp.add_argument("--pact-db", help="use suppliers' PACT footprints fetched into this database (`carbonedge pact fetch`) for the materials "
+                    "mapped in --pact")
+    rp.add_argument("--pact", help="PACT settings TOML ([[purchased]] maps materials to suppliers' product ids)")
     rp.set_defaults(func=cmd_report)
 
     cf = sub.add_parser("config", help="configuration tools")

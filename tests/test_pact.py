@@ -65,6 +65,10 @@ product_ids = ["urn:gtin:4012345000023"]
 BATTERY_CARBON = """
 [carbon]
 country = "DE"
+[battery]
+model = "LFP module 280 Ah"
+manufacturer = "Cellworks GmbH"
+service_life_kwh_per_kwh_capacity = 2000
 [[products]]
 name = "LFP module"
 unit = "kWh"
@@ -387,6 +391,15 @@ def test_two_plants_coil_footprint_travels_and_its_update_follows(tmp_path: Path
         assert float(after["doc"]["pcf"]["primaryDataShare"]) > float(before["doc"]["pcf"]["primaryDataShare"])
         assert float(after["doc"]["pcf"]["pcfExcludingBiogenicUptake"]) != float(before["doc"]["pcf"]["pcfExcludingBiogenicUptake"])
         assert errors(after["doc"]) == []
+        # `carbonedge report` uses the supplier's figure in place of the generic factor and names it.
+        r = subprocess.run([CE, "report", "--csv", str(broot / "data"), "--carbon", str(broot / "carbon.toml"), "--pact", str(broot / "pact.toml"),
+                            "--pact-db", str(broot / "pact.sqlite"), "--out", str(broot / "report")], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"steel coil: 2.3 -> {coil_kg:.4g} kg CO2e/kg from Ruhr Steel AG (PACT {coil_v1['id']})" in r.stdout
+        rep = json.loads((broot / "report" / "report.json").read_text())
+        mat = rep["products"][0]["materials"][0]
+        assert mat["kg_co2e_per_amount"] == pytest.approx(coil_kg) and mat["source"].startswith(f"PACT footprint {coil_v1['id']} of Ruhr Steel AG")
+        assert rep["products"][0]["total_kg_co2e_per_unit_market"] == pytest.approx(after["fp"]["total_kg_co2e_per_unit_market"])
         # The steel mill recalculates (another residual-mix factor): a new footprint, the old one Deprecated, a PublishedEvent.
         _steel_plant(sroot, "cn.grid.national-average.2023")
         r = subprocess.run([CE, "pact", "publish", "--csv", str(plant), "--carbon", str(carbon), "--pact", str(pact), "--db",

@@ -177,6 +177,25 @@ def cmd_cert(a: argparse.Namespace) -> int:
     return 0
 
 
+def purchased_settings(settings: Any, pact_path: str | None, db: str) -> Any:
+    """``carbonedge report --pact-db``: carbon settings with the suppliers' PACT figures for mapped materials (printed)."""
+    from analytics.pact.importer import current_by_product, settings_with_purchased
+    from analytics.pact.model import load_pact_settings
+    from analytics.pact.store import Store
+    from carbonedge.errors import ConfigError
+
+    if not pact_path:
+        raise ConfigError("--pact-db needs --pact FILE, whose [[purchased]] entries say which material is which supplier product")
+    if not Path(db).is_file():
+        raise ConfigError(f"--pact-db {db}: no such database (fetch suppliers' footprints with `carbonedge pact fetch` first)")
+    st = Store(Path(db))
+    new, notes = settings_with_purchased(settings, load_pact_settings(Path(pact_path)), current_by_product(st))
+    st.close()
+    for n in notes:
+        print(f"purchased input: {n}", flush=True)
+    return new
+
+
 def add_commands(sub: Any) -> None:
     """Register ``carbonedge pact``."""
     p = sub.add_parser("pact", help="PACT v3.0 product footprint exchange: serve, publish, fetch",

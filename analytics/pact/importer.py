@@ -116,3 +116,34 @@ def apply_purchased(fps: list[dict[str, Any]], pact: PactSettings, purchased: di
         fp["total_kg_co2e_per_unit_market"] = up + st["manufacturing_scope1"] + st["manufacturing_scope2_market"]
         out.append(fp)
     return out
+
+
+def settings_with_purchased(settings: Any, pact: PactSettings, purchased: dict[str, dict[str, Any]]) -> tuple[Any, list[str]]:
+    """Carbon settings whose mapped materials carry their suppliers' PACT figures (for ``carbonedge report --pact-db``).
+
+    Returns the new settings and one line per substitution (or per mapped material left on its declared factor).
+    """
+    by_material = {p.material: p.product_id.lower() for p in pact.purchased}
+    notes: list[str] = []
+    products = []
+    for prod in settings.products:
+        mats = []
+        for m in prod.materials:
+            pid = by_material.get(m.name)
+            s = purchased.get(pid) if pid else None
+            if pid and s is None:
+                notes.append(f"{prod.name} / {m.name}: no current supplier footprint for {pid}; declared factor {m.kg_co2e_per_amount} "
+                             f"kg CO2e/{m.unit} ({m.source}) used")
+            if s is None:
+                mats.append(m)
+                continue
+            conv = _CONVERT.get((m.unit, s["unit"]))
+            if conv is None:
+                raise ConfigError(f"material {m.name!r} is counted in {m.unit!r} but its supplier's footprint {s['pf_id']} is per {s['unit']!r}")
+            k = s["kg_co2e_per_unit"] * conv
+            src = (f"PACT footprint {s['pf_id']} of {s['company']} (spec {s['spec_version']}, primary data share "
+                   f"{s['primary_data_share']:.1f} %), replacing {m.kg_co2e_per_amount:g} kg CO2e/{m.unit} from {m.source}")
+            mats.append(m.model_copy(update={"kg_co2e_per_amount": k, "source": src}))
+            notes.append(f"{prod.name} / {m.name}: {m.kg_co2e_per_amount:g} -> {k:.4g} kg CO2e/{m.unit} from {s['company']} (PACT {s['pf_id']})")
+        products.append(prod.model_copy(update={"materials": mats}))
+    return settings.model_copy(update={"products": products}), notes
