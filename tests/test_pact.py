@@ -552,3 +552,21 @@ def test_official_conformance_service_passes_every_mandatory_v3_case() -> None:
                        text=True, timeout=900)
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     assert r.returncode == 0 and last == "passed=39 failed=0 skipped=0", r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_publish_reports_an_unreachable_partner_and_keeps_the_footprint(tmp_path: Path) -> None:
+    plant, carbon, pact = _steel_plant(tmp_path)
+    db = tmp_path / "s.sqlite"
+    st = Store(db)
+    down = f"https://127.0.0.1:{free_port()}"
+    st.add_partner(down, "meltshop", "secret", notify=True)
+    r = subprocess.run([CE, "pact", "publish", "--csv", str(plant), "--carbon", str(carbon), "--pact", str(pact), "--db", str(db)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "public URL is unknown" in r.stderr and st.footprints() == []
+    r = subprocess.run([CE, "pact", "publish", "--csv", str(plant), "--carbon", str(carbon), "--pact", str(pact), "--db", str(db),
+                        "--public-url", "https://pact.meltshop.example"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and f"PublishedEvent NOT delivered to {down}" in r.stderr and "Traceback" not in r.stderr
+    assert len(st.footprints()) == 2
+    ev = st.events()
+    assert [(e["direction"], e["peer"], e["state"]) for e in ev] == [("out", down, "failed")]
+    assert {*json.loads(ev[0]["body"])["data"]["pfIds"]} == {d["id"] for d in st.footprints()}

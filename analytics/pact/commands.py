@@ -131,12 +131,19 @@ def cmd_publish(a: argparse.Namespace) -> int:
     if a.dry_run:
         print(json.dumps([c["doc"] for c in comp], indent=2))
         return 0
-    res = publish(st, comp, notify=not a.no_notify, self_url=a.public_url or st.meta("public_url") or "")
+    url = a.public_url or st.meta("public_url") or ""
+    if not url and not a.no_notify and st.partners(notify_only=True):
+        raise ConfigError("partners are to be notified, but this host's public URL is unknown: start `carbonedge pact serve` once "
+                          "(it records it) or give --public-url")
+    res = publish(st, comp, notify=not a.no_notify, self_url=url)
     for r in res:
         extra = f"; deprecated {', '.join(r['deprecated'])}" if r["deprecated"] else ""
         note = f"; PublishedEvent sent to {', '.join(r['notified'])}" if r["notified"] else ""
         print(f"{r['product']}: {r['state']} footprint {r['id']}{extra}{note}")
-    return 0
+    failed = sorted({f for r in res for f in r["notify_failed"]})
+    for f in failed:
+        print(f"PublishedEvent NOT delivered to {f} (the footprints are published; the event log has it)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_fetch(a: argparse.Namespace) -> int:

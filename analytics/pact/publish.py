@@ -73,8 +73,12 @@ def publish(store: Store, computed: list[dict[str, Any]], *, notify: bool = True
         fresh.append(doc["id"])
         results.append({"product": doc["productNameCompany"], "id": doc["id"], "state": "changed" if old else "new", "deprecated": old})
     notified: list[str] = []
+    failed: list[str] = []
     if fresh and notify:
-        notified = notify_published(store, None, fresh, self_url)
+        if not self_url:
+            raise ValueError("cannot notify partners without this host's public URL (start `pact serve` once or give --public-url)")
+        notified, failed = notify_published(store, None, fresh, self_url)
     for r in results:
         r["notified"] = notified if r["state"] != "unchanged" else []
+        r["notify_failed"] = failed if r["state"] != "unchanged" else []
     return results

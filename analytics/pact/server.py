@@ -399,9 +399,13 @@ def answer_request(store: Store, disp: Dispatcher, ev: dict[str, Any], filters: 
     disp.submit(lambda: partner_client(store, base).post_event(out), m, f"{out['type'].rsplit('.', 2)[-2]} to {base}")
 
 
-def notify_published(store: Store, disp: Dispatcher | None, pf_ids: list[str], self_url: str) -> list[str]:
-    """Send a PublishedEvent for ``pf_ids`` to every partner registered for notifications; returns their base URLs."""
-    sent = []
+def notify_published(store: Store, disp: Dispatcher | None, pf_ids: list[str], self_url: str) -> tuple[list[str], list[str]]:
+    """Send a PublishedEvent for ``pf_ids`` to every partner registered for notifications.
+
+    Without a dispatcher each is sent now, once; returns (partners reached, "partner: reason" for each failure).
+    Every event is in the event log with its delivery state.
+    """
+    sent, failed = [], []
     for p in store.partners(notify_only=True):
         ev = new_event(EV_PUBLISHED, f"{self_url}/3/events", {"pfIds": pf_ids})
         n = store.log_event("out", p["base_url"], ev, "queued")
@@ -411,13 +415,14 @@ def notify_published(store: Store, disp: Dispatcher | None, pf_ids: list[str], s
             try:
                 job()
                 store.set_event_state(n, "delivered")
+                sent.append(base)
             except PactError as exc:
                 store.set_event_state(n, "failed", str(exc))
-                raise
+                failed.append(f"{base}: {exc}")
         else:
             disp.submit(job, n, f"PublishedEvent to {base}")
-        sent.append(base)
-    return sent
+            sent.append(base)
+    return sent, failed
 
 
 def serve(store: Store, *, host: str, port: int, certfile: str | None, keyfile: str | None, insecure_http: bool = False,
