@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlparse
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from analytics.pact.client import PactClient, check_url, is_loopback
 from analytics.pact.schema import PactError, errors, parse_datetime
-from analytics.pact.store import SCOPES, Store
+from analytics.pact.store import Store
 
 log = logging.getLogger("carbonedge.pact")
 
