@@ -282,6 +282,10 @@ def cmd_report(a: argparse.Namespace) -> int:
         settings, note = with_grid_factor(settings, a.grid_factor)
         if note:
             print(note)
+    if a.pact_db:
+        from analytics.pact.commands import purchased_settings
+
+        settings = purchased_settings(settings, a.pact, a.pact_db)
     baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
     write = None
     if not a.csv and not a.no_write_back:
@@ -574,6 +578,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
         from analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
 
         add_analyze_commands(asub)
+        from analytics.pact.commands import add_commands as add_pact_commands  # carbonedge pact ...
+
+        add_pact_commands(sub)
 
     rp = sub.add_parser("report", help="carbon and optimisation report (HTML, report.json, CBAM / battery exports)",
                         description="Scope 1/2 carbon accounts per meter, process and product, product footprints, EU CBAM (steel) or EU Battery "
@@ -601,6 +608,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     _add_influx_auth(rp)
     rp.add_argument("--database", default="carbonedge")
     rp.add_argument("--no-write-back", action="store_true", help="do not write hourly CO2 to InfluxDB (measurement carbon)")
+    rp.add_argument("--pact-db", help="use suppliers' PACT footprints fetched into this database (`carbonedge pact fetch`) for the materials "
+                    "mapped in --pact")
+    rp.add_argument("--pact", help="PACT settings TOML ([[purchased]] maps materials to suppliers' product ids)")
     rp.set_defaults(func=cmd_report)
 
     cf = sub.add_parser("config", help="configuration tools")
