@@ -523,8 +523,8 @@ class StreamingDetector:
                     p.level = col.fast - (sum(p.season) / len(p.season) if p.slots and all(p.seen) else 0.0)
             col.ewz = 0.0
             # A new operating point may be far noisier than the old one (a machine that was off is now
-            # running): when the last hour's residuals scattered over three times the spread, take theirs.
-            if col.spread == col.spread and col.fastdev > 3.0 * col.spread:
+            # running): when the last hour's residuals scattered over ten times the spread, take theirs.
+            if col.spread == col.spread and col.fastdev > 10.0 * col.spread:
                 col.spread = col.fastdev
             col.fastres = math.nan
 
