@@ -90,7 +90,7 @@ class EnpiResult:
                     e = float(p.energy_kwh[m].sum())
                     fields = [f"energy_kwh={e!r}"]
                     if p.production is not None:
-                        prod = float(p.production[m].sum())
+                        prod = float(np.nansum(p.production[m]))
                         fields.append(f"production={prod!r}")
                         if prod > 0:
                             fields.append(f"sec={e / prod!r}")
@@ -227,7 +227,7 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
     # Utilities: the plant's output and how much of the hour any line ran.
     out_name = plant.get("output_process")
     lines_running = [p.running for p in res.processes.values() if p.running is not None]
-    plant_running = np.nanmax(np.vstack(lines_running), axis=0) if lines_running else None
+    plant_running = _nanmax_rows(lines_running) if lines_running else None
     plant_output = res.processes[out_name].production if out_name in res.processes else None
     for p in res.processes.values():
         if p.production is not None:
@@ -236,6 +236,15 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
             feats = {"plant_output": plant_output, "plant_productive_h": plant_running}
         _fit(p, {k: v for k, v in feats.items() if v is not None}, baseline_until_ms)
     return res
+
+
+def _nanmax_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Per hour, the largest of the lines' values; NaN where no line has one (no All-NaN warning)."""
+    M = np.vstack(rows)
+    seen = np.isfinite(M).any(axis=0)
+    out = np.full(M.shape[1], np.nan)
+    out[seen] = np.max(np.where(np.isfinite(M[:, seen]), M[:, seen], -np.inf), axis=0)
+    return out
 
 
 def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -> None:
@@ -252,6 +261,8 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
     except BaselineError as exc:
         p.note = f"no baseline: {exc}"
         p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
+        if p.production is not None:
+            p.production = np.where(np.isfinite(p.production), p.production, 0.0)
         return
     pred = b.predict(np.where(np.isfinite(X), X, 0.0))
     p.baseline = b
