@@ -122,3 +122,16 @@ def test_plant_time_recovered_through_a_clock_step_back(tmp_path: Path) -> None:
     stamps = [0, 60, 120, 180, 240, 120, 180, 240, 300, 360, 420]  # gateway seconds after T0: back 3 min at 300 s
     out = se._plant_times(tmp_path, sc, [int((T0 + s) * 1000) for s in stamps])
     assert out == [int((T0 + 60 * k) * 1000) for k in range(11)]
+
+
+def test_verdict_fails_below_any_target() -> None:
+    leak = _label("leak", "compressed_air_leak", 2000, None, process="compressed_air", waste=100.0)
+    stuck = _label("stuck", "stuck_meter", 3000, 3360, process="caster", device="caster-meter")
+    good = [se.Raised(_alert("process_excess_energy", "compressed_air"), _ms(2100)),
+            se.Raised(_alert("stuck_meter", "caster", "caster-meter"), _ms(3003))]
+    assert se.verdict([_score([leak, stuck], good)])[0]
+    slow = [good[0], se.Raised(_alert("stuck_meter", "caster", "caster-meter"), _ms(3011))]  # 11 min: over 10
+    assert not se.verdict([_score([leak, stuck], slow)])[0]
+    noisy = good + [se.Raised(_alert("process_excess_energy", "eaf"), _ms(2200))]  # precision 2/3
+    assert not se.verdict([_score([leak, stuck], noisy)])[0]
+    assert not se.verdict([_score([leak, stuck], good[:1])])[0]  # recall 1/2
