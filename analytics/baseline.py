@@ -183,9 +183,10 @@ def _bic(sse: float, n: int, k: int) -> float:
     return n * np.log(max(sse, 1e-300) / n) + k * np.log(n)
 
 
-def _change_point_forms(x: np.ndarray, name: str, grid: int = 24) -> list[tuple[list[Term], int]]:
+def _change_point_forms(x: np.ndarray, name: str, grid: int = 24, one_sided: bool = False) -> list[tuple[list[Term], int]]:
     """Candidate term sets for ``name`` with their number of balance points: linear, 3P heating and
-    cooling, 4P (one balance point, both sides) and 5P (heating below cooling)."""
+    cooling, 4P (one balance point, both sides) and 5P (heating below cooling); with ``one_sided``
+    only linear and 3P."""
     forms: list[tuple[list[Term], int]] = [([name], 0)]
     # Balance points where at least 10 % of the rows lie on each side, so a kink rests on data.
     lo, hi = np.quantile(x, [0.10, 0.90])
@@ -195,21 +196,27 @@ def _change_point_forms(x: np.ndarray, name: str, grid: int = 24) -> list[tuple[
     for b in points:
         forms.append(([Hinge(name, "heating", float(b))], 1))
         forms.append(([Hinge(name, "cooling", float(b))], 1))
-        forms.append(([Hinge(name, "heating", float(b)), Hinge(name, "cooling", float(b))], 1))
+        if not one_sided:
+            forms.append(([Hinge(name, "heating", float(b)), Hinge(name, "cooling", float(b))], 1))
+    if one_sided:
+        return forms
     for i, bh in enumerate(points):
         for bc in points[i + 2:]:
             forms.append(([Hinge(name, "heating", float(bh)), Hinge(name, "cooling", float(bc))], 2))
     return forms
 
 
-def fit_baseline(X: np.ndarray, y: np.ndarray, features: list[str], *, change_point: list[str] | tuple[str, ...] = ()) -> Baseline:
+def fit_baseline(X: np.ndarray, y: np.ndarray, features: list[str], *, change_point: list[str] | tuple[str, ...] = (),
+                 grid: int = 24, one_sided: bool = False) -> Baseline:
     """Fit a least-squares baseline of ``y`` on the columns of ``X`` (named ``features``).
 
     With no features the baseline is the mean (a constant EnB). Rows with a missing value are
     left out of the fit. Features named in ``change_point`` (outdoor temperature, dew point …) may
     enter as change-point terms instead of a straight line, whichever has the lower BIC (see the
     module notes). Raises :class:`BaselineError` when there are too few rows or a feature is
-    constant (its coefficient would be meaningless).
+    constant (its coefficient would be meaningless). ``grid`` balance points are tried between the
+    10th and 90th percentiles; ``one_sided`` allows only the 3P forms (one balance point, heating or
+    cooling), for fits on a short span of weather such as one day.
     """
     X = np.asarray(X, dtype=np.float64).reshape(len(y), len(features))
     y = np.asarray(y, dtype=np.float64)
@@ -231,7 +238,7 @@ def fit_baseline(X: np.ndarray, y: np.ndarray, features: list[str], *, change_po
         j = features.index(name)
         i = terms.index(name)
         best: tuple[float, list[Term], int] | None = None
-        for form, nb in _change_point_forms(X[:, j], name):
+        for form, nb in _change_point_forms(X[:, j], name, grid, one_sided):
             cand = terms[:i] + form + terms[i + 1:]
             D = _design(X, features, cand)
             if np.any(np.ptp(D, axis=0) == 0) or n <= len(cand) + 1 + extra + nb + 1:

@@ -228,7 +228,10 @@ def _fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: 
         proto = _WeatherTerm(inputs, None, lo.tolist(), hi.tolist(), 0.0)  # type: ignore[arg-type]
         F = proto.features(Z)
         try:
-            b = fit_baseline(F, y, feats, change_point=[f for f, (_, form) in zip(feats, inputs, strict=True) if form == "temperature"])
+            # One day of weather: straight lines or one-sided (3P) change points only, five balance points
+            # between the 10th and 90th percentiles; two-sided forms fitted on a day's swing do not extrapolate.
+            b = fit_baseline(F, y, feats, change_point=[f for f, (_, form) in zip(feats, inputs, strict=True) if form == "temperature"],
+                             grid=5, one_sided=True)
         except BaselineError:
             continue
         sse = float(((y - b.predict(F)) ** 2).sum())
