@@ -454,9 +454,7 @@ class Agent:
             self.publisher.stop()
             for drv in self.drivers.values():
                 drv.close()
-            for session in self._opcua.values():
-                with contextlib.suppress(Exception):
-                    await session.close()
+            await self.close_sessions()
             if self._stored_a_cycle or self.previous.state != "running":
                 self.outbox.mark_stopped()
             else:
@@ -465,6 +463,12 @@ class Agent:
                 log.warning("stopped before storing a poll cycle: the next start reports the gap since the previous "
                             "run %s, which did not stop cleanly", (self.previous.boot_id or "?")[:8])
         return self.stats()
+
+    async def close_sessions(self) -> None:
+        """Close the OPC UA sessions (shared by their devices)."""
+        for session in self._opcua.values():
+            with contextlib.suppress(Exception):
+                await session.close()
 
     def stats(self) -> dict[str, Any]:
         st = self.outbox.stats()

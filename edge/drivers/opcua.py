@@ -248,10 +248,18 @@ class OpcUaSession:
         results: list[Any] = []
         for i in range(0, len(reqs), 1000):  # servers cap items per request (MaxMonitoredItemsPerCall)
             results += await sub.create_monitored_items([r[2] for r in reqs[i : i + 1000]])
+        wanted = 0
         for (d, name, _), r in zip(reqs, results):
             if isinstance(r, ua.StatusCode):
                 d.refused[name] = status_name(r)
+            else:
+                wanted += 1
         self.subscribed = True
+        # The server sends each item's current value first: wait for those (a few publishing intervals at most),
+        # so the first cycle after a (re)connect carries values rather than "no value yet".
+        deadline = time.monotonic() + min(self.timeout_s, max(0.2, 4 * self.publishing_interval_ms / 1000.0))
+        while len(self.latest) < wanted and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _drop(self) -> None:
         c, self.client = self.client, None
