@@ -23,7 +23,7 @@ from carbonedge.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
-WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
+WARMUP_S = 12.0  # wall seconds for the processes to start before plant time begins (OPC UA PLC and session included)
 # The simulator starts plant time once every device was read three times (--sync-start) and the clock has
 # reached the start, and then freezes at the end: the gateway keeps polling for a while past the end so that
 # its last readings see the final state even when a poll is slow or missed. A meter that missed two polls
@@ -102,6 +102,9 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
     procs: list[_Proc] = []
     try:
         _say(f"      Mosquitto 127.0.0.1:{services.mqtt.port}, InfluxDB {services.influx.url}")
+        from simulators.opcua_plc import prepare
+
+        prepare()  # the simulated PLC's OPC UA address space, built once per machine (then it starts in a moment)
         start = parse_time(DEMO_START)
         end = start + duration
         spec = ClockSpec(start=start - lead_s, speed=speed, origin=time.time() + WARMUP_S)

@@ -30,6 +30,59 @@ for _name in ("asyncua", "asyncua.server", "asyncua.common", "asyncua.uaprotocol
 _VT = {name: getattr(ua.VariantType, name) for name in nodemaps.UA_TYPES}
 
 
+def _aspace_shelf() -> tuple[Path | None, Path | None]:
+    """The standard address space (namespace 0) as asyncua's shelf, cached per asyncua version.
+
+    Building namespace 0 from asyncua's generated code costs seconds of CPU at every server start (more on
+    a busy machine); asyncua loads it lazily from a shelf instead ("intended for slow devices"). The first
+    start writes the shelf into a fresh directory, which then replaces the cache directory in one rename.
+    Returns ``(shelf to pass to init, directory being built or None)``.
+    """
+    import importlib.metadata
+    import os
+    import tempfile
+
+    try:
+        version = importlib.metadata.version("asyncua")
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "carbonedge"
+        final = root / f"asyncua-{version}-ns0"
+        if (final / "ns0").is_file():
+            return final / "ns0", None
+        root.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".asyncua-{version}-", dir=root))
+        return building / "ns0", building
+    except OSError:
+        return None, None  # no writable cache: build namespace 0 every time
+
+
+def _keep_shelf(building: Path) -> None:
+    import shutil
+
+    final = building.parent / f"{building.name[1:].rsplit('-', 1)[0]}-ns0"
+    (building / "ns0").touch()  # asyncua checks for this path; dbm writes ns0.dat/.dir beside it
+    building.chmod(0o755)
+    try:
+        building.rename(final)
+    except OSError:  # another process was first
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def prepare() -> None:
+    """Build the cached namespace 0 now if it is missing (once per machine and asyncua version), so that the
+    simulated PLCs start in a fraction of a second."""
+    import asyncio
+
+    shelf, building = _aspace_shelf()
+    if building is None:
+        return
+
+    async def build() -> None:
+        await Server().init(shelf)
+
+    asyncio.run(build())
+    _keep_shelf(building)
+
+
 class OpcUaPlc:
     """An asyncua server with one object per line of ``node_map``; :meth:`set` changes what it serves."""
 
@@ -47,13 +100,17 @@ class OpcUaPlc:
         self.server: Server | None = None
         self.nodes: dict[tuple[str, str], ua.NodeId] = {}  # (object, point) -> node id
         self._served: dict[ua.NodeId, Any] = {}
+        self._last: dict[str, dict[str, float]] = {}
         #: Items the clients monitor, and Read requests served (the simulator's synchronised start counts them).
         self.monitored: set[ua.NodeId] = set()
         self.reads: dict[ua.NodeId, int] = {}
 
     async def start(self) -> OpcUaPlc:
         s = Server()
-        await s.init()
+        shelf, building = _aspace_shelf()
+        await s.init(shelf)
+        if building is not None:
+            _keep_shelf(building)
         s.set_endpoint(self.endpoint)
         s.set_server_name(self.name)
         await s.set_application_uri("urn:carbonedge:simulated-plc")
@@ -115,6 +172,7 @@ class OpcUaPlc:
         ``status`` gives a point an OPC UA status code (e.g. ``ua.StatusCodes.BadSensorFailure``).
         """
         assert self.server is not None
+        self._last.setdefault(obj, {}).update(values)
         ts = dt.datetime.fromtimestamp(source_time, dt.UTC) if source_time is not None else None
         for p in self.node_map.points:
             if p.name not in values:
@@ -140,7 +198,11 @@ class OpcUaPlc:
                               ServerTimestamp=dt.datetime.now(dt.UTC))
             await self.server.write_attribute_value(nid, dv)
 
+    def last_values(self, obj: str) -> dict[str, float]:
+        return dict(self._last.get(obj, {}))
+
     async def stop(self) -> None:
         if self.server is not None:
             s, self.server = self.server, None
             await s.stop()
+

@@ -54,6 +54,11 @@ for _name in ("asyncua", "asyncua.client", "asyncua.common", "asyncua.uaprotocol
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 _SERVER_START_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime)
+_SERVER_CURRENT_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 _BAD_SECURITY = ("BadSecurityChecksFailed", "BadCertificate", "BadIdentityToken", "BadSecurityPolicyRejected",
                  "BadSecurityModeRejected", "BadUserAccessDenied")
 
@@ -99,6 +104,12 @@ def certificate_uri(path: Path) -> str:
     return uris[0]
 
 
+class _ConnectFailed(Exception):
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
 class _Handler:
     def __init__(self, session: OpcUaSession) -> None:
         self.session = session
@@ -107,7 +118,6 @@ class _Handler:
         dv = data.monitored_item.Value
         self.session.latest[node.nodeid] = dv
         self.session.notifications += 1
-        self.session.note_server_time(dv)
 
     def status_change_notification(self, status: Any) -> None:
         self.session.lost = f"subscription status {status.Status}"
@@ -126,7 +136,6 @@ class OpcUaSession:
         self.sampling_interval_ms = sampling_interval_ms
         self.drivers: list[OpcUaDriver] = []
         self.client: Client | None = None
-        self.lock = asyncio.Lock()
         self.latest: dict[ua.NodeId, ua.DataValue] = {}
         self.lost: str | None = None
         self.notifications = 0
@@ -134,37 +143,79 @@ class OpcUaSession:
         self.restarts = 0
         self.subscribed = False  # False in poll mode or when the server refused the subscription (fallback)
         self._warned_insecure = False
-        self.max_server_skew_s = 0.0  # largest |server timestamp - gateway wall clock| on receipt
+        self.max_server_skew_s = 0.0  # largest |server clock - gateway wall clock| seen at a connect
+        self.server_clock_offset_s: float | None = None
+        self._task: asyncio.Task[Client] | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._last_error: tuple[str, str] | None = None
 
-    def note_server_time(self, dv: ua.DataValue) -> None:
-        if dv.ServerTimestamp is not None:
-            skew = abs(dv.ServerTimestamp.replace(tzinfo=dt.UTC).timestamp() - time.time())
-            if skew > self.max_server_skew_s:
-                self.max_server_skew_s = skew
-                if skew > 5.0:
-                    log.warning("OPC UA %s: the server's clock is %.1f s away from the gateway's (check NTP on both)", self.endpoint, skew)
+    async def _check_server_clock(self, c: Client) -> None:
+        """Compare the server's clock (ServerStatus.CurrentTime) with the gateway's, once per session."""
+        t0 = time.time()
+        try:
+            now = (await c.read_attributes([c.get_node(_SERVER_CURRENT_TIME)]))[0].Value.Value
+        except Exception:  # noqa: BLE001 - optional in small servers
+            return
+        if not isinstance(now, dt.datetime):
+            return
+        t1 = time.time()
+        offset = _utc(now).timestamp() - (t0 + t1) / 2.0
+        self.server_clock_offset_s = offset
+        self.max_server_skew_s = max(self.max_server_skew_s, abs(offset))
+        if abs(offset) > 5.0:
+            log.warning("OPC UA %s: the server's clock is %+.1f s off the gateway's (check NTP on both); readings keep the "
+                        "gateway's poll time", self.endpoint, offset)
 
     # ------------------------------------------------------------------ connect
     async def ensure(self, device: str) -> Client:
-        async with self.lock:
-            c = self.client
-            if c is not None and self.lost is None and _connected(c):
-                return c
-            if c is not None:
-                reason = self.lost or "connection lost"
-                log.warning("OPC UA %s: %s; reconnecting", self.endpoint, reason)
-                await self._drop()
-            try:
-                return await asyncio.wait_for(self._connect(device), self.timeout_s * 4)
-            except MeterReadError:
-                await self._drop()
-                raise
-            except (TimeoutError, OSError, ua.UaError, ConnectionError) as exc:
-                await self._drop()
-                raise MeterReadError(device, f"cannot open an OPC UA session with {self.endpoint}: {_describe(exc)}",
-                                     code="meter.connect_failed") from exc
+        """The connected client; (re)connects in a task of its own.
 
-    async def _connect(self, device: str) -> Client:
+        Opening a secure session takes longer than a fast poll cycle's deadline (RSA handshakes), so the
+        attempt runs on while the cycle that started it moves on; later cycles find the session ready.
+        A failed attempt is retried after 1 s, doubling to 30 s (wall time), and reported meanwhile.
+        """
+        c = self.client
+        if c is not None and self.lost is None and _connected(c):
+            return c
+        if self._task is None or self._task.done():
+            if self._task is None or time.monotonic() >= self._next_attempt:
+                self._task = asyncio.create_task(self._attempt(), name=f"opcua-connect {self.endpoint}")
+                self._task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved here; reported by ensure
+            elif self._last_error is not None:
+                raise MeterReadError(device, f"{self._last_error[0]} (next attempt in {self._next_attempt - time.monotonic():.0f} s)",
+                                     code=self._last_error[1])
+        try:
+            return await asyncio.shield(self._task)
+        except _ConnectFailed as exc:
+            raise MeterReadError(device, exc.message, code=exc.code) from None
+
+    async def _attempt(self) -> Client:
+        if self.client is not None:
+            log.warning("OPC UA %s: %s; reconnecting", self.endpoint, self.lost or "connection lost")
+            await self._drop()
+        try:
+            c = await asyncio.wait_for(self._connect(), self.timeout_s * 4)
+        except _ConnectFailed as exc:
+            await self._drop()
+            self._failed(exc)
+            raise
+        except (TimeoutError, OSError, ua.UaError, ConnectionError, ValueError) as exc:
+            await self._drop()
+            err = _ConnectFailed(f"cannot open an OPC UA session with {self.endpoint}: {_describe(exc)}", "meter.connect_failed")
+            self._failed(err)
+            raise err from exc
+        self._failures, self._last_error = 0, None
+        return c
+
+    def _failed(self, exc: _ConnectFailed) -> None:
+        self._failures += 1
+        self._last_error = (exc.message, exc.code)
+        self._next_attempt = time.monotonic() + min(30.0, 2.0 ** (self._failures - 1))
+        if self._failures in (1, 10, 100) or self._failures % 1000 == 0:
+            log.warning("%s (%d failed attempts in a row)", exc.message, self._failures)
+
+    async def _connect(self) -> Client:
         sec = self.security
         c = Client(self.endpoint, timeout=self.timeout_s, watchdog_intervall=max(0.5, self.timeout_s))
         c.name = c.description = "carbonedge gateway"
@@ -199,9 +250,8 @@ class OpcUaSession:
         except ua.UaStatusCodeError as exc:
             name = type(exc).__name__
             if any(name.startswith(b) for b in _BAD_SECURITY) or "Security" in name or "Certificate" in name:
-                raise MeterReadError(device, f"OPC UA server {self.endpoint} refused the gateway's session ({name}): "
-                                     "is the gateway's certificate in the server's trust list, and the policy/mode offered by the server?",
-                                     code="meter.connect_failed") from exc
+                raise _ConnectFailed(f"OPC UA server {self.endpoint} refused the gateway's session ({name}): is the gateway's "
+                                     "certificate in the server's trust list, and the policy/mode offered by the server?", "meter.connect_failed") from exc
             raise
         except Exception:
             with _quiet():
@@ -218,8 +268,9 @@ class OpcUaSession:
             log.warning("OPC UA %s restarted (start time %s, before %s): values it did not send before the restart are recorded as a gap",
                         self.endpoint, start.isoformat(), self.start_time.isoformat())
             for d in self.drivers:
-                d.restart_noticed = (self.start_time, start)
+                d.restart_noticed = (_utc(self.start_time).isoformat(), _utc(start).isoformat())
         self.start_time = start or self.start_time
+        await self._check_server_clock(c)
         for d in self.drivers:
             await d.resolve(c)
         self.subscribed = False
@@ -270,6 +321,10 @@ class OpcUaSession:
                 await asyncio.wait_for(c.disconnect(), 2.0)
 
     async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with _quiet():
+                await self._task
         await self._drop()
 
 
@@ -284,7 +339,7 @@ class OpcUaDriver:
         self.nodes: dict[str, ua.NodeId] = {}
         self.missing: dict[str, str] = {}  # point -> why it could not be resolved
         self.refused: dict[str, str] = {}  # point -> status of a refused monitored item
-        self.restart_noticed: tuple[Any, Any] | None = None
+        self.restart_noticed: tuple[str, str] | None = None  # (server start time before, after) of a restart
         self.max_source_skew_s = 0.0  # largest amount a source timestamp was ahead of the gateway clock
         session.drivers.append(self)
 
@@ -333,8 +388,6 @@ class OpcUaDriver:
                 s.lost = f"read failed ({_describe(exc)})"
                 raise MeterReadError(self.device, f"OPC UA {s.endpoint}: read failed: {_describe(exc)}", code="meter.timeout") from exc
             dvs = dict(zip(names, res))
-            for dv in res:
-                s.note_server_time(dv)
         return self._decode(dvs)
 
     def _decode(self, dvs: dict[str, ua.DataValue | None]) -> ReadResult:
@@ -363,7 +416,7 @@ class OpcUaDriver:
                 uncertain.add(qn)
                 partial.append(f"{p.name}: {status_name(code)}")
             if dv.SourceTimestamp is not None and self.clock_now is not None:
-                skew = dv.SourceTimestamp.replace(tzinfo=dt.UTC).timestamp() - self.clock_now()
+                skew = _utc(dv.SourceTimestamp).timestamp() - self.clock_now()
                 if skew > 0:  # a source time in the future of the gateway's clock: one of the two clocks is wrong
                     self.max_source_skew_s = max(self.max_source_skew_s, skew)
         if raw and all(v is None for v in raw.values()) and (self.missing or self.refused) and len(self.missing) + len(self.refused) == len(raw):
@@ -374,7 +427,7 @@ class OpcUaDriver:
 
     clock_now: Any = None  # set by the agent: the gateway clock's now() (for the source-timestamp check)
 
-    def take_restart(self) -> tuple[Any, Any] | None:
+    def take_restart(self) -> tuple[str, str] | None:
         r, self.restart_noticed = self.restart_noticed, None
         return r
 
