@@ -77,6 +77,11 @@ class Agent:
         self.ledger = integrity.Ledger.from_env()  # fault tests only: the ground truth the checker compares with
         self.tracker = CounterTracker(self.outbox.counter_rows())
         self.publisher = Publisher(cfg, self.outbox, self.boot_id)
+        self.sparkplug = None  # optional Sparkplug B edge node for SCADA (edge/sparkplug); the JSON batches stay the record
+        if cfg.sparkplug is not None and cfg.sparkplug.enabled:
+            from edge.sparkplug import from_config
+
+            self.sparkplug = from_config(cfg, self.data_dir)
         self._lines: dict[str, SerialLine] = {}
         self._opcua: dict[str, "OpcUaSession"] = {}
         self.devices = [self._runtime(d) for d in cfg.devices]
@@ -355,6 +360,8 @@ class Agent:
         self.counters["bad_values"] += n_bad
         self.counters["events"] += len(events)
         self.publisher._wake.set()
+        if self.sparkplug is not None:
+            self.sparkplug.cycle(list(readings))
         return seq
 
     # ------------------------------------------------------------------ health
@@ -431,6 +438,8 @@ class Agent:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         self.publisher.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
         interval = self.cfg.gateway.poll_interval_s
         next_t = -(-self.clock.now() // interval) * interval  # the next boundary: cycles stay aligned to the interval
         log.info("gateway %s/%s polling %d devices every %g s (boot %s)", self.cfg.gateway.site, self.cfg.gateway.id, len(self.cfg.devices), interval, self.boot_id[:8])
@@ -456,6 +465,8 @@ class Agent:
                     await asyncio.sleep(0.05)
         finally:
             self.publisher.stop()
+            if self.sparkplug is not None:
+                await asyncio.to_thread(self.sparkplug.stop)
             for drv in self.drivers.values():
                 drv.close()
             await self.close_sessions()
@@ -488,6 +499,7 @@ class Agent:
             "outbox_dropped_readings": st["dropped_readings"],
             **dict(self.counters),
             **{f"mqtt.{k}": v for k, v in self.publisher.stats().items()},
+            **(self.sparkplug.stats() if self.sparkplug is not None else {}),
             "plant_time": iso(self.clock.now()),
             "wall_time": time.time(),
             "pid": os.getpid(),

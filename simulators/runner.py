@@ -388,7 +388,7 @@ async def run(
     host: str = "127.0.0.1",
     stop: asyncio.Event | None = None,
     sync_start: bool = False,
-    plc_protocol: str = "opcua",
+    plc_protocol: str = "modbus",
 ) -> dict[str, Any]:
     """Serve ``sim`` until ``stop`` is set (or SIGTERM); returns the truth at the end.
 
@@ -401,7 +401,7 @@ async def run(
     timeout would leave the gateway's first good reading after the plant had started.
 
     The PLC's line counters are served over Modbus (``plc-line-counter``) and, with
-    ``plc_protocol = "opcua"`` (the default), also by an OPC UA server (node map
+    ``plc_protocol = "opcua"`` (``carbonedge sim``'s default), also by an OPC UA server (node map
     ``plc-line-opcua``, Basic256Sha256 SignAndEncrypt with certificates written to
     ``opcua/``); the written ``gateway.toml`` then reads them over OPC UA. A counter
     watched by a gateway's OPC UA subscription (or read three times) counts as read for
