@@ -33,8 +33,9 @@ TAIL_POLLS = 3
 TAIL_WALL_S = 4.0
 # The gateway starts polling LEAD_POLLS cycles before plant time starts: its first readings of every
 # device are taken (and held by the simulator until each device was read three times) before the plant
-# moves, so a slow first answer costs nothing and plant time equals gateway time.
-LEAD_POLLS = 10
+# moves, so a slow first answer costs nothing and plant time equals gateway time. The lead also covers the
+# gateway's secure OPC UA session with the PLC (handshake, subscription), which takes a moment on a busy machine.
+LEAD_POLLS = 60
 
 
 def tail_polls(speed: float, poll_interval_s: float) -> int:

@@ -440,6 +440,8 @@ class Agent:
         self.publisher.start()
         if self.sparkplug is not None:
             self.sparkplug.start()
+        for session in self._opcua.values():  # open the OPC UA sessions now, not at the first poll
+            session.connect_soon()
         interval = self.cfg.gateway.poll_interval_s
         next_t = -(-self.clock.now() // interval) * interval  # the next boundary: cycles stay aligned to the interval
         log.info("gateway %s/%s polling %d devices every %g s (boot %s)", self.cfg.gateway.site, self.cfg.gateway.id, len(self.cfg.devices), interval, self.boot_id[:8])
@@ -500,6 +502,8 @@ class Agent:
             **dict(self.counters),
             **{f"mqtt.{k}": v for k, v in self.publisher.stats().items()},
             **(self.sparkplug.stats() if self.sparkplug is not None else {}),
+            **({"opcua.notifications": sum(s.notifications for s in self._opcua.values()),
+                "opcua.server_clock_offset_s_max": max(s.max_server_skew_s for s in self._opcua.values())} if self._opcua else {}),
             "plant_time": iso(self.clock.now()),
             "wall_time": time.time(),
             "pid": os.getpid(),

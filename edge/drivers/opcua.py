@@ -190,12 +190,18 @@ class OpcUaSession:
         except _ConnectFailed as exc:
             raise MeterReadError(device, exc.message, code=exc.code) from None
 
+    def connect_soon(self) -> None:
+        """Start connecting in the background (the gateway does this at start, before its first poll)."""
+        if self.client is None and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._attempt(), name=f"opcua-connect {self.endpoint}")
+            self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     async def _attempt(self) -> Client:
         if self.client is not None:
             log.warning("OPC UA %s: %s; reconnecting", self.endpoint, self.lost or "connection lost")
             await self._drop()
         try:
-            c = await asyncio.wait_for(self._connect(), self.timeout_s * 4)
+            c = await self._connect()
         except _ConnectFailed as exc:
             await self._drop()
             self._failed(exc)
@@ -217,7 +223,11 @@ class OpcUaSession:
 
     async def _connect(self) -> Client:
         sec = self.security
-        c = Client(self.endpoint, timeout=self.timeout_s, watchdog_intervall=max(0.5, self.timeout_s))
+        # Requests may take longer than a poll's deadline on a busy server (creating thousands of monitored items);
+        # the poll cycle never waits for them (see ensure), so the request timeout can be generous.
+        # The keep-alive probe must not take a server that is busy with a large request for a dead one; a closed
+        # connection (server stopped) is still seen at once.
+        c = Client(self.endpoint, timeout=max(4.0, 2 * self.timeout_s), watchdog_intervall=max(5.0, 2 * self.timeout_s))
         c.name = c.description = "carbonedge gateway"
         c.application_uri = "urn:carbonedge:gateway"
         c.product_uri = "urn:carbonedge"
@@ -246,7 +256,7 @@ class OpcUaSession:
 
         c.connection_lost_callback = on_lost
         try:
-            await c.connect()
+            await asyncio.wait_for(c.connect(), 4 * self.timeout_s)
         except ua.UaStatusCodeError as exc:
             name = type(exc).__name__
             if any(name.startswith(b) for b in _BAD_SECURITY) or "Security" in name or "Certificate" in name:
@@ -297,8 +307,8 @@ class OpcUaSession:
                 reqs.append((d, name, sub._make_monitored_item_request(c.get_node(nid), ua.AttributeIds.Value, mfilter, 1,
                                                                        ua.MonitoringMode.Reporting, self.sampling_interval_ms)))
         results: list[Any] = []
-        for i in range(0, len(reqs), 1000):  # servers cap items per request (MaxMonitoredItemsPerCall)
-            results += await sub.create_monitored_items([r[2] for r in reqs[i : i + 1000]])
+        for i in range(0, len(reqs), 500):  # servers cap items per request (MaxMonitoredItemsPerCall); short requests
+            results += await sub.create_monitored_items([r[2] for r in reqs[i : i + 500]])
         wanted = 0
         for (d, name, _), r in zip(reqs, results):
             if isinstance(r, ua.StatusCode):
