@@ -578,6 +578,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     kt.add_argument("--gateway", required=True)
     kt.add_argument("--trust", required=True)
     kt.set_defaults(func=cmd_keys_trust)
+    from edge.opcua_cli import add_commands as opcua_commands
+
+    opcua_commands(sub)
     return p
 
 

@@ -503,7 +503,9 @@ class Agent:
             **{f"mqtt.{k}": v for k, v in self.publisher.stats().items()},
             **(self.sparkplug.stats() if self.sparkplug is not None else {}),
             **({"opcua.notifications": sum(s.notifications for s in self._opcua.values()),
-                "opcua.server_clock_offset_s_max": max(s.max_server_skew_s for s in self._opcua.values())} if self._opcua else {}),
+                "opcua.server_clock_offset_s_max": max(s.max_server_skew_s for s in self._opcua.values()),
+                "opcua.source_ahead_s_max": max((rt.driver.max_source_skew_s for rt in self.devices if rt.cfg.driver == "opcua"),  # type: ignore[union-attr]
+                                                default=0.0)} if self._opcua else {}),
             "plant_time": iso(self.clock.now()),
             "wall_time": time.time(),
             "pid": os.getpid(),
