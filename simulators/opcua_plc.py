@@ -144,6 +144,9 @@ class OpcUaPlc:
                     leaf = ident.split(".")[-1]
                     nid = ua.NodeId(ident, ns)
                 var = await folder.add_variable(nid, ua.QualifiedName(leaf, ns), initial)
+                # Until the program writes a value, the server says so (OPC 10000-4 §7.39), as real servers do after a
+                # restart: a client must not take the placeholder for a reading (a counter at 0 would look like a reset).
+                await s.write_attribute_value(var.nodeid, ua.DataValue(initial, StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
                 self.nodes[(obj, p.name)] = var.nodeid
         s.subscribe_server_callback(CallbackType.ItemSubscriptionCreated, self._on_monitored)
         s.subscribe_server_callback(CallbackType.PostRead, self._on_read)
