@@ -20,7 +20,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     c.add_argument("--hostname", default=socket.gethostname(), help="DNS name in the certificate (default: this host)")
     c.add_argument("--days", type=int, default=825, help="validity in days (default: 825)")
     c.set_defaults(func=cmd_cert)
-    r = ps.add_parser("read", help="open each OPC UA server of a gateway config once and print what its devices read")
+    r = ps.add_parser("read", help="open each OPC UA server of a gateway config once and print what its devices read "
+                      "(exit 1 when a device gave no value)")
     r.add_argument("--config", required=True, help="gateway TOML file")
     r.set_defaults(func=cmd_read)
 
@@ -65,6 +66,7 @@ def cmd_read(a: argparse.Namespace) -> int:
                         continue
                     vals = ", ".join(f"{q}={'bad' if v is None else f'{v:g}'}" for q, v in res.items())
                     print(f"{rt.cfg.id}: {vals}" + (f"  [{'; '.join(res.partial)}]" if res.partial else ""))
+                    bad += all(v is None for v in res.values())
             finally:
                 await agent.close_sessions()
                 agent.outbox.close()
