@@ -334,3 +334,14 @@ def test_simulated_plant_serves_production_over_opcua_as_over_modbus(tmp_path: P
         assert d.values["production_mass"].v == pytest.approx(truth[d.device], abs=1e-9)  # a Double: exact
         assert d.values["production_mass"].v == pytest.approx(by_modbus[d.device]["production_mass"], abs=0.001)  # Modbus: whole kg
         assert d.values["production_count"].v == by_modbus[d.device]["production_count"]
+
+
+def test_opcua_cert_command_writes_a_usable_certificate_and_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from carbonedge.cli import main
+    from edge.drivers.opcua import certificate_uri
+
+    assert main(["opcua", "cert", "--out", str(tmp_path), "--uri", "urn:plant-a:gw1", "--hostname", "gw1.plant-a"]) == 0
+    assert certificate_uri(tmp_path / "gateway-cert.pem") == "urn:plant-a:gw1"
+    assert (tmp_path / "gateway-key.pem").stat().st_mode & 0o777 == 0o600
+    assert main(["opcua", "cert", "--out", str(tmp_path)]) == 2
+    assert "not overwritten" in capsys.readouterr().err
