@@ -223,7 +223,9 @@ def test_sparkplug_state_machine_births_data_rebirth_death(tmp_path: Path) -> No
             assert dev is not None
             names = {m["name"] for m in p["metrics"]}
             assert {"active_power", "active_energy_import", "voltage_l1_n", "frequency"} <= names
-            assert all(m["datatype"] == 10 and "alias" in m and "value" in m for m in p["metrics"])
+            assert all(m["datatype"] == 10 and "alias" in m for m in p["metrics"])
+            # A value, or an explicit null with its quality (a value the gateway could not read is never left out).
+            assert all("value" in m or (m.get("is_null") and m["props"].get("Quality") == 0) for m in p["metrics"])
             assert _metric(p, "active_energy_import")["props"]["engUnit"] == "kWh"
             aliases[dev] = {m["alias"]: m["name"] for m in p["metrics"]}
             all_aliases |= {(dev, a) for a in aliases[dev]}
