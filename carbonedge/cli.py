@@ -96,7 +96,8 @@ def cmd_sim(a: argparse.Namespace) -> int:
     site = a.site or (sc.site if a.scenario else f"demo-{sc.plant}")
     poll = a.poll_interval if a.poll_interval is not None else sc.poll_interval_s
     sim = Simulation.from_scenario(sc)
-    truth = asyncio.run(run(sim, clock, Path(a.out), site=site, gateway=a.gateway, poll_interval_s=poll, sync_start=a.sync_start))
+    truth = asyncio.run(run(sim, clock, Path(a.out), site=site, gateway=a.gateway, poll_interval_s=poll, sync_start=a.sync_start,
+                       plc_protocol=a.plc_protocol))
     print(json.dumps(truth["plant_total"]))
     return 0
 
@@ -453,6 +454,8 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--site", help="site name in gateway.toml and plant.json (default: the scenario's, else demo-<plant>)")
     s.add_argument("--gateway", default="gw1", help="gateway id written into gateway.toml (default: gw1)")
     s.add_argument("--poll-interval", type=float, help="poll interval written into gateway.toml, plant seconds (default: the scenario's, else 60)")
+    s.add_argument("--plc-protocol", choices=["opcua", "modbus"], default="opcua",
+                   help="how gateway.toml reads the PLC's production counters (both are served; default: opcua)")
     s.add_argument("--sync-start", action="store_true", help="hold the initial state until every device was read three times (exact ground-truth windows)")
     s.add_argument("--out", default="sim-out", help="directory for devices.json, gateway.toml, plant.json, then truth.json and labels.jsonl")
     s.set_defaults(func=cmd_sim)
@@ -673,6 +676,9 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     kt.add_argument("--gateway", required=True)
     kt.add_argument("--trust", required=True)
     kt.set_defaults(func=cmd_keys_trust)
+    from edge.opcua_cli import add_commands as opcua_commands
+
+    opcua_commands(sub)
     return p
 
 

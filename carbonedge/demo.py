@@ -23,7 +23,7 @@ from carbonedge.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
-WARMUP_S = 8.0  # wall seconds for the processes to start before plant time begins
+WARMUP_S = 12.0  # wall seconds for the processes to start before plant time begins (OPC UA PLC and session included)
 # The simulator starts plant time once every device was read three times (--sync-start) and the clock has
 # reached the start, and then freezes at the end: the gateway keeps polling for a while past the end so that
 # its last readings see the final state even when a poll is slow or missed. A meter that missed two polls
@@ -33,8 +33,9 @@ TAIL_POLLS = 3
 TAIL_WALL_S = 4.0
 # The gateway starts polling LEAD_POLLS cycles before plant time starts: its first readings of every
 # device are taken (and held by the simulator until each device was read three times) before the plant
-# moves, so a slow first answer costs nothing and plant time equals gateway time.
-LEAD_POLLS = 10
+# moves, so a slow first answer costs nothing and plant time equals gateway time. The lead also covers the
+# gateway's secure OPC UA session with the PLC (handshake, subscription), which takes a moment on a busy machine.
+LEAD_POLLS = 60
 
 
 def tail_polls(speed: float, poll_interval_s: float) -> int:
@@ -102,6 +103,9 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
     procs: list[_Proc] = []
     try:
         _say(f"      Mosquitto 127.0.0.1:{services.mqtt.port}, InfluxDB {services.influx.url}")
+        from simulators.opcua_plc import prepare
+
+        prepare()  # the simulated PLC's OPC UA address space, built once per machine (then it starts in a moment)
         start = parse_time(DEMO_START)
         end = start + duration
         spec = ClockSpec(start=start - lead_s, speed=speed, origin=time.time() + WARMUP_S)

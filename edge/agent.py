@@ -21,9 +21,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from carbonedge import integrity, profiles, quantities, wire
+from carbonedge import integrity, nodemaps, profiles, quantities, wire
 from carbonedge.clock import Clock, WallClock, iso
 from carbonedge.errors import MeterReadError
 from edge.config import DeviceConfig, GatewayConfig
@@ -32,15 +32,18 @@ from edge.drivers import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLin
 from edge.outbox import Outbox, OutboxWriteError
 from edge.publisher import Publisher
 
+if TYPE_CHECKING:  # asyncua is imported only by gateways with OPC UA devices (a second of CPU on a Pi)
+    from edge.drivers.opcua import OpcUaDriver, OpcUaSession
+
 log = logging.getLogger("carbonedge.edge")
 
-Driver = ModbusTcpDriver | ModbusRtuDriver | SimulatedDriver
+Driver = "ModbusTcpDriver | ModbusRtuDriver | SimulatedDriver | OpcUaDriver"
 
 
 @dataclass
 class _DeviceRuntime:
     cfg: DeviceConfig
-    profile: profiles.Profile
+    profile: profiles.Profile | nodemaps.NodeMap
     driver: Driver
     every: int  # poll every N cycles
     counters: dict[str, tuple[float | None, float | None]]  # quantity -> (modulus, max per hour)
@@ -74,7 +77,13 @@ class Agent:
         self.ledger = integrity.Ledger.from_env()  # fault tests only: the ground truth the checker compares with
         self.tracker = CounterTracker(self.outbox.counter_rows())
         self.publisher = Publisher(cfg, self.outbox, self.boot_id)
+        self.sparkplug = None  # optional Sparkplug B edge node for SCADA (edge/sparkplug); the JSON batches stay the record
+        if cfg.sparkplug is not None and cfg.sparkplug.enabled:
+            from edge.sparkplug import from_config
+
+            self.sparkplug = from_config(cfg, self.data_dir)
         self._lines: dict[str, SerialLine] = {}
+        self._opcua: dict[str, "OpcUaSession"] = {}
         self.devices = [self._runtime(d) for d in cfg.devices]
         self.drivers = {rt.cfg.id: rt.driver for rt in self.devices}
         self.counters: Counter[str] = Counter()
@@ -100,6 +109,8 @@ class Agent:
         return signer
 
     def _runtime(self, d: DeviceConfig) -> _DeviceRuntime:
+        if d.driver == "opcua":
+            return self._opcua_runtime(d)
         prof = self.cfg.profile_for(d)
         drv: Driver
         if d.driver == "modbus-rtu":
@@ -122,6 +133,27 @@ class Agent:
                 counters[dspec.quantity] = (None, self._limit(d, dspec.quantity))
         units = {q: quantities.get(q).unit for q in prof.published_quantities()}
         return _DeviceRuntime(d, prof, drv, self.cfg.every_n_cycles(d), counters, units)
+
+    def _opcua_runtime(self, d: DeviceConfig) -> _DeviceRuntime:
+        from edge.drivers.opcua import OpcUaDriver, OpcUaSession, Security
+
+        assert d.server is not None
+        nm = self.cfg.node_map_for(d)
+        session = self._opcua.get(d.server)
+        if session is None:
+            o = self.cfg.opcua_server(d.server)
+            sec = Security(o.security_policy, o.security_mode, o.certificate, o.private_key, o.server_certificate)
+            session = self._opcua[d.server] = OpcUaSession(o.endpoint, sec, o.timeout_s, mode=o.mode, publishing_interval_ms=o.publishing_interval_ms,
+                                                           sampling_interval_ms=o.sampling_interval_ms)
+        drv = OpcUaDriver(d.id, nm, session, d.object or d.id)
+        drv.clock_now = self.clock.now
+        counters: dict[str, tuple[float | None, float | None]] = {}
+        for p in nm.points:
+            q = p.quantity_name
+            if q is not None and nodemaps.is_counter(p):
+                counters[q] = (nodemaps.counter_modulus(p), self._limit(d, q))
+        units = {q: quantities.get(q).unit for q in nm.published_quantities()}
+        return _DeviceRuntime(d, nm, drv, self.cfg.every_n_cycles(d), counters, units)
 
     @staticmethod
     def _limit(d: DeviceConfig, q: str) -> float | None:
@@ -165,6 +197,15 @@ class Agent:
         rt.failures, rt.retry_at = 0, 0.0
         vals: dict[str, wire.Value] = {}
         events: list[wire.Event] = []
+        uncertain = result.uncertain
+        if rt.cfg.driver == "opcua":
+            restart = rt.driver.take_restart()  # type: ignore[union-attr]
+            if restart is not None:  # the server restarted: what it held and did not send is not on record
+                events.append(wire.Event(kind="gap", ts=ts, device=d.id, detail={
+                    "cause": "the OPC UA server restarted; values it did not send before the restart were not observed",
+                    "server": rt.driver.session.endpoint,  # type: ignore[union-attr]
+                    "server_started_before": restart[0], "server_started": restart[1]}))
+                self.counters["opcua_server_restarts"] += 1
         # Validated construction: pydantic-core's validator is faster than model_construct (~3 vs ~6 µs
         # a value, measured), so there is nothing to gain by skipping the checks.
         make = wire.Value
@@ -177,9 +218,9 @@ class Agent:
             if spec is not None:
                 r = self.tracker.update(d.id, q, v, ts, modulus=spec[0], max_per_hour=spec[1])
                 events.extend(r.events)
-                vals[q] = make(v=r.value, u=unit, q=r.quality)
+                vals[q] = make(v=r.value, u=unit, q="uncertain" if q in uncertain and r.quality == "good" else r.quality)
             else:
-                vals[q] = make(v=v, u=unit, q="good")
+                vals[q] = make(v=v, u=unit, q="uncertain" if q in uncertain else "good")
         self._pending_events.extend(events)
         status = "partial" if result.partial else "ok"
         error = ("; ".join(result.partial))[:500] if result.partial else None
@@ -319,6 +360,8 @@ class Agent:
         self.counters["bad_values"] += n_bad
         self.counters["events"] += len(events)
         self.publisher._wake.set()
+        if self.sparkplug is not None:
+            self.sparkplug.cycle(list(readings))
         return seq
 
     # ------------------------------------------------------------------ health
@@ -395,6 +438,10 @@ class Agent:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         self.publisher.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
+        for session in self._opcua.values():  # open the OPC UA sessions now, not at the first poll
+            session.connect_soon()
         interval = self.cfg.gateway.poll_interval_s
         next_t = -(-self.clock.now() // interval) * interval  # the next boundary: cycles stay aligned to the interval
         log.info("gateway %s/%s polling %d devices every %g s (boot %s)", self.cfg.gateway.site, self.cfg.gateway.id, len(self.cfg.devices), interval, self.boot_id[:8])
@@ -420,8 +467,11 @@ class Agent:
                     await asyncio.sleep(0.05)
         finally:
             self.publisher.stop()
+            if self.sparkplug is not None:
+                await asyncio.to_thread(self.sparkplug.stop)
             for drv in self.drivers.values():
                 drv.close()
+            await self.close_sessions()
             if self._stored_a_cycle or self.previous.state != "running":
                 self.outbox.mark_stopped()
             else:
@@ -430,6 +480,12 @@ class Agent:
                 log.warning("stopped before storing a poll cycle: the next start reports the gap since the previous "
                             "run %s, which did not stop cleanly", (self.previous.boot_id or "?")[:8])
         return self.stats()
+
+    async def close_sessions(self) -> None:
+        """Close the OPC UA sessions (shared by their devices)."""
+        for session in self._opcua.values():
+            with contextlib.suppress(Exception):
+                await session.close()
 
     def stats(self) -> dict[str, Any]:
         st = self.outbox.stats()
@@ -445,6 +501,11 @@ class Agent:
             "outbox_dropped_readings": st["dropped_readings"],
             **dict(self.counters),
             **{f"mqtt.{k}": v for k, v in self.publisher.stats().items()},
+            **(self.sparkplug.stats() if self.sparkplug is not None else {}),
+            **({"opcua.notifications": sum(s.notifications for s in self._opcua.values()),
+                "opcua.server_clock_offset_s_max": max(s.max_server_skew_s for s in self._opcua.values()),
+                "opcua.source_ahead_s_max": max((rt.driver.max_source_skew_s for rt in self.devices if rt.cfg.driver == "opcua"),  # type: ignore[union-attr]
+                                                default=0.0)} if self._opcua else {}),
             "plant_time": iso(self.clock.now()),
             "wall_time": time.time(),
             "pid": os.getpid(),

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
-from carbonedge import profiles, quantities
+from carbonedge import nodemaps, profiles, quantities
 from carbonedge.errors import ConfigError
 from carbonedge.wire import Identifier, TagKey, TagValue
 
@@ -178,10 +178,91 @@ class ProfileConfig(_Model):
         return profiles.Profile(self.name, self.manufacturer, self.model, self.table, tuple(pts), max_gap=self.max_gap, source="gateway config file")
 
 
+class NodePointConfig(_Model):
+    """One value of a custom OPC UA node map (see :class:`carbonedge.nodemaps.NodePoint`)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    #: Node id (``s={object}.Mass``, ``ns=3;s="DB"."Mass"``) or browse path (``/Objects/PLC/{object}/Mass``).
+    node: str = Field(min_length=1, max_length=512)
+    ua_type: Literal["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double"] = "Double"
+    scale: float = 1.0
+    #: Catalogue quantity this value publishes; defaults to ``name``.
+    quantity: str | None = None
+    deadband: float = Field(default=0.0, ge=0)
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v) or v == 0:
+            raise ValueError("scale must be a finite, non-zero number")
+        return v
+
+
+class NodeMapConfig(_Model):
+    """An OPC UA node map defined in the config file, for PLC programs the catalogue does not have."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    namespace: str = Field(min_length=1, max_length=256)
+    model: str = ""
+    points: list[NodePointConfig] = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> NodeMapConfig:
+        self.build()
+        return self
+
+    def build(self) -> nodemaps.NodeMap:
+        pts = []
+        for p in self.points:
+            q = p.quantity or p.name
+            if q not in quantities.QUANTITIES:
+                raise ValueError(f"point {p.name!r}: unknown quantity {q!r}; known: {', '.join(sorted(quantities.QUANTITIES))}")
+            pts.append(nodemaps.NodePoint(p.name, p.node, p.ua_type, p.scale, "" if q == p.name else q, p.deadband))
+        return nodemaps.NodeMap(self.name, self.namespace, tuple(pts), manufacturer="custom", model=self.model, source="gateway config file")
+
+
+class OpcUaServerConfig(_Model):
+    """One OPC UA server (PLC, DCS, level-2 system); its devices share one session."""
+
+    name: Identifier
+    endpoint: str = Field(pattern=r"^opc\.tcp://[^\s/]+(:\d+)?(/\S*)?$")
+    #: ``None`` is for a lab only (the gateway logs a warning); plants use Basic256Sha256 with certificates.
+    security_policy: Literal["None", "Basic256Sha256"] = "Basic256Sha256"
+    security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    #: The gateway's application instance certificate and key (``carbonedge opcua cert``), PEM or DER.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    #: The server's certificate: the only one the gateway trusts for this endpoint (pinned).
+    server_certificate: Path | None = None
+    #: ``subscribe``: monitored items (polling when the server refuses them); ``poll``: one Read per cycle.
+    mode: Literal["subscribe", "poll"] = "subscribe"
+    publishing_interval_ms: float = Field(default=500.0, ge=10, le=600_000)
+    sampling_interval_ms: float = Field(default=250.0, ge=0, le=600_000)
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _security(self) -> OpcUaServerConfig:
+        if self.security_policy != "None":
+            absent = [k for k in ("certificate", "private_key", "server_certificate") if getattr(self, k) is None]
+            if absent:
+                raise ValueError(f"security_policy {self.security_policy} needs {', '.join(absent)} "
+                                 '(or security_policy = "None", for a lab only)')
+        for k in ("certificate", "private_key", "server_certificate"):
+            p = getattr(self, k)
+            if p is not None and not Path(p).is_file():
+                raise ValueError(f"{k} {str(p)!r} does not exist or is not a file")
+        return self
+
+
 class DeviceConfig(_Model):
     id: Identifier
-    profile: str
-    driver: Literal["modbus-tcp", "modbus-rtu", "simulated"] = "modbus-tcp"
+    #: Modbus register map (modbus-tcp, modbus-rtu, simulated).
+    profile: str = ""
+    driver: Literal["modbus-tcp", "modbus-rtu", "simulated", "opcua"] = "modbus-tcp"
+    # OPC UA: the [[opcua_servers]] entry, the node map, and the device's object in the server (default: the id)
+    server: str | None = None
+    node_map: str | None = None
+    object: str | None = Field(default=None, min_length=1, max_length=256)
     # Modbus TCP
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
@@ -211,7 +292,7 @@ class DeviceConfig(_Model):
         # load_config passes the names of the file's own [[profiles]]; without them the
         # gateway-level check below still catches an unknown name.
         ctx = info.context or {}
-        if "profiles" in ctx and v not in profiles.PROFILES and v not in ctx["profiles"]:
+        if v and "profiles" in ctx and v not in profiles.PROFILES and v not in ctx["profiles"]:
             known = ", ".join(sorted([*profiles.PROFILES, *ctx["profiles"]]))
             raise ValueError(f"unknown meter profile {v!r}; known: {known}")
         return v
@@ -229,6 +310,11 @@ class DeviceConfig(_Model):
 
     @model_validator(mode="after")
     def _driver_fields(self) -> DeviceConfig:
+        if self.driver == "opcua":
+            if not self.server or not self.node_map:
+                raise ValueError("an opcua device needs server (an [[opcua_servers]] name) and node_map")
+        elif not self.profile:
+            raise ValueError(f"a {self.driver} device needs profile (a meter register map)")
         if self.driver == "modbus-rtu":
             if not self.serial_port:
                 raise ValueError("a modbus-rtu device needs serial_port (e.g. /dev/ttyUSB0)")
@@ -237,13 +323,31 @@ class DeviceConfig(_Model):
         return self
 
 
+class SparkplugSection(_Model):
+    """Sparkplug B for SCADA and MES (Ignition, HiveMQ, Neuron): an optional second publisher, QoS 0 as the
+    specification requires, beside the durable JSON batches (which stay the source of truth)."""
+
+    enabled: bool = True
+    #: Sparkplug group and edge node ids (topic ``spBv1.0/{group_id}/NBIRTH/{edge_node_id}``); default: site and gateway id.
+    group_id: str | None = Field(default=None, pattern=r"^[^/+#]{1,64}$")
+    edge_node_id: str | None = Field(default=None, pattern=r"^[^/+#]{1,64}$")
+    #: Broker for Sparkplug (default: the [mqtt] broker). Sparkplug has its own MQTT session (its own Will).
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class GatewayConfig(_Model):
     gateway: GatewaySection
     mqtt: MqttSection = MqttSection()
     outbox: OutboxSection = OutboxSection()
     profiles: list[ProfileConfig] = Field(default_factory=list)
+    opcua_servers: list[OpcUaServerConfig] = Field(default_factory=list)
+    node_maps: list[NodeMapConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(min_length=1)
+    #: Optional Sparkplug B publisher for SCADA/MES (see edge/sparkplug.py); the JSON batches stay the source of truth.
+    sparkplug: SparkplugSection | None = None
     _custom: dict[str, profiles.Profile] = PrivateAttr(default_factory=dict)
+    _custom_maps: dict[str, nodemaps.NodeMap] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> GatewayConfig:
@@ -253,13 +357,27 @@ class GatewayConfig(_Model):
                 raise ValueError(f"profile name {pc.name!r} is already taken")
             custom[pc.name] = pc.build()
         self._custom = custom
+        maps: dict[str, nodemaps.NodeMap] = {}
+        for mc in self.node_maps:
+            if mc.name in nodemaps.NODE_MAPS or mc.name in maps:
+                raise ValueError(f"node map name {mc.name!r} is already taken")
+            maps[mc.name] = mc.build()
+        self._custom_maps = maps
+        servers = {o.name for o in self.opcua_servers}
+        if len(servers) != len(self.opcua_servers):
+            raise ValueError("two [[opcua_servers]] have the same name")
         seen: set[str] = set()
         base = self.gateway.poll_interval_s
         for d in self.devices:
             if d.id in seen:
                 raise ValueError(f"device id {d.id!r} is used twice")
             seen.add(d.id)
-            if d.profile not in profiles.PROFILES and d.profile not in custom:
+            if d.driver == "opcua":
+                if d.server not in servers:
+                    raise ValueError(f"device {d.id!r}: no [[opcua_servers]] named {d.server!r}; defined: {', '.join(sorted(servers)) or 'none'}")
+                if d.node_map not in nodemaps.NODE_MAPS and d.node_map not in maps:
+                    raise ValueError(f"device {d.id!r}: unknown OPC UA node map {d.node_map!r}; known: {', '.join(sorted([*nodemaps.NODE_MAPS, *maps]))}")
+            elif d.profile not in profiles.PROFILES and d.profile not in custom:
                 raise ValueError(f"device {d.id!r}: unknown meter profile {d.profile!r}; known: {', '.join(sorted([*profiles.PROFILES, *custom]))}")
             if d.poll_interval_s is not None:
                 k = d.poll_interval_s / base
@@ -274,6 +392,13 @@ class GatewayConfig(_Model):
             pts = tuple(dataclasses.replace(p, word_order=d.word_order) if p.width > 1 else p for p in prof.points)
             prof = dataclasses.replace(prof, points=pts)
         return prof
+
+    def node_map_for(self, d: DeviceConfig) -> nodemaps.NodeMap:
+        assert d.node_map is not None
+        return self._custom_maps.get(d.node_map) or nodemaps.get_node_map(d.node_map)
+
+    def opcua_server(self, name: str) -> OpcUaServerConfig:
+        return next(o for o in self.opcua_servers if o.name == name)
 
     def every_n_cycles(self, d: DeviceConfig) -> int:
         return 1 if d.poll_interval_s is None else int(round(d.poll_interval_s / self.gateway.poll_interval_s))
@@ -300,7 +425,7 @@ def format_validation_error(path: Path, exc: ValidationError, data: dict[str, An
     for err in exc.errors():
         loc = list(err["loc"])
         # Name devices and profiles by their id/name rather than by list index where we can.
-        for section, key in (("devices", "id"), ("profiles", "name")):
+        for section, key in (("devices", "id"), ("profiles", "name"), ("opcua_servers", "name"), ("node_maps", "name")):
             if len(loc) >= 2 and loc[0] == section and isinstance(loc[1], int):
                 try:
                     loc[1] = f"[{key}={data[section][loc[1]][key]}]"

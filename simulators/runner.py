@@ -3,7 +3,9 @@
 On start the runner writes, into its output directory:
 
 - ``devices.json``  — each device's address, port, unit id, profile and tags;
-- ``gateway.toml``  — a ready-to-use gateway configuration for those devices;
+- ``gateway.toml``  — a ready-to-use gateway configuration for those devices (PLC line
+  counters over OPC UA, meters over Modbus);
+- ``opcua/``        — the simulated PLC's and the gateway's OPC UA certificates (Basic256Sha256);
 - ``plant.json``    — the plant model (processes, meters, production counters,
   the plant's output process) that analytics uses;
 - ``ready``         — created once every server listens.
@@ -386,6 +388,7 @@ async def run(
     host: str = "127.0.0.1",
     stop: asyncio.Event | None = None,
     sync_start: bool = False,
+    plc_protocol: str = "modbus",
 ) -> dict[str, Any]:
     """Serve ``sim`` until ``stop`` is set (or SIGTERM); returns the truth at the end.
 
@@ -396,6 +399,13 @@ async def run(
     interval. One read is not enough: the simulator cannot see whether its answer
     reached the gateway in time, and a first answer that arrives after the gateway's
     timeout would leave the gateway's first good reading after the plant had started.
+
+    The PLC's line counters are served over Modbus (``plc-line-counter``) and, with
+    ``plc_protocol = "opcua"`` (``carbonedge sim``'s default), also by an OPC UA server (node map
+    ``plc-line-opcua``, Basic256Sha256 SignAndEncrypt with certificates written to
+    ``opcua/``); the written ``gateway.toml`` then reads them over OPC UA. A counter
+    watched by a gateway's OPC UA subscription (or read three times) counts as read for
+    the synchronised start.
     """
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import SimDevice
@@ -408,6 +418,11 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    plc = None
+    opcua_server: dict[str, Any] | None = None
+    if plc_protocol == "opcua" and sim.counters:
+        plc, opcua_server = _opcua_plc(sim, out_dir, host, clock, poll_interval_s)
+        await plc.start()  # before the Modbus servers: a first start on a machine builds asyncua's namespace cache
     servers: list[Any] = []
     served_all: list[_ServedDevice] = []
     devices: list[dict[str, Any]] = []
@@ -423,11 +438,15 @@ async def run(
         servers.append(ModbusTcpServer(units if len(units) > 1 else units[0], address=(host, port)))
 
     tasks = [asyncio.create_task(s.serve_forever(), name=f"modbus-{i}") for i, s in enumerate(servers)]
+    if plc is not None:
+        by_id = {d["id"]: d for d in devices}
+        for c in sim.counters:
+            by_id[c.device]["opcua"] = {"endpoint": plc.endpoint, "node_map": plc.node_map.name, "object": c.device}
     await asyncio.sleep(0.2)
     (out_dir / "devices.json").write_text(json.dumps(devices, indent=2))
     (out_dir / "plant.json").write_text(json.dumps(sim.plant_model(site), indent=2))
     (out_dir / "gateway-clock.json").write_text(json.dumps(faults.gateway_clock(sim.faults), indent=2))
-    (out_dir / "gateway.toml").write_text(gateway_toml(site, gateway, poll_interval_s, devices))
+    (out_dir / "gateway.toml").write_text(gateway_toml(site, gateway, poll_interval_s, devices, opcua_server))
     (out_dir / "ready").write_text(str(time.time()))
     log.info("serving %d devices on %d ports", len(devices), len(servers))
 
@@ -443,12 +462,22 @@ async def run(
             sd.first_read_wall = None
             sd.count_from = origin
             sd.sync_requests = 0
+    counters = set(id(c) for c in sim.counters)
+
+    def synced(sd: _ServedDevice) -> bool:
+        if sd.sync_requests >= SYNC_READS * sd.blocks:
+            return True
+        return plc is not None and id(sd.source) in counters and plc.served_by_gateway(sd.source.device, SYNC_READS)
+
+    if plc is not None:
+        await _serve_counters(plc, sim)
+        log.info("OPC UA PLC serving %d production lines at %s", len(sim.counters), plc.endpoint)
     try:
         while not stop.is_set():
             now = clock.now()
             if offset is None:
                 # A device that is silent by scenario (comm_loss at the start) cannot hold the plant back.
-                if all(sd.sync_requests >= SYNC_READS * sd.blocks for sd in served_all if not sd.source.silent):
+                if all(synced(sd) for sd in served_all if not sd.source.silent):
                     offset = max(0.0, now - sim.start)
                     log.info("every device was read %d times; plant time starts (offset %.1f s)", SYNC_READS, offset)
                 else:
@@ -458,7 +487,11 @@ async def run(
                 # Advance in slices of a minute of plant time and let pending Modbus requests in between,
                 # so a fast clock never keeps a gateway waiting for an answer.
                 sim.advance_to(min(target, sim.t + 60.0))
+                if plc is not None:
+                    await _serve_counters(plc, sim)
                 await asyncio.sleep(0)
+            if plc is not None:
+                await _serve_counters(plc, sim)
             while next_row <= sim.t:
                 truth_csv.write(iso(next_row) + "," + ",".join(f"{p.energy_kwh:.6f},{p.production:.6f}" for p in sim.processes)
                                 + ("".join(f",{x:.6f}" for x in sim.weather.truth()) if sim.weather is not None else "") + "\n")
@@ -471,6 +504,9 @@ async def run(
                 await asyncio.wait_for(stop.wait(), timeout=0.01)
     finally:
         truth_csv.close()
+        if plc is not None:
+            with contextlib.suppress(Exception):
+                await plc.stop()
         for s in servers:
             await s.shutdown()
         for t in tasks:
@@ -479,7 +515,46 @@ async def run(
     return truth or sim.truth()
 
 
-def gateway_toml(site: str, gateway: str, poll_interval_s: float, devices: list[dict[str, Any]]) -> str:
+def _opcua_plc(sim: Simulation, out_dir: Path, host: str, clock: Clock, poll_interval_s: float) -> tuple[Any, dict[str, Any]]:
+    """The plant's PLC as an OPC UA server, with certificates for it and for the gateway (each trusts the other)."""
+    from carbonedge import nodemaps
+    from edge.drivers.opcua import make_certificate
+    from simulators.opcua_plc import OpcUaPlc
+
+    certs = out_dir / "opcua"
+    plc_cert, plc_key = make_certificate(certs, "plc", "urn:carbonedge:simulated-plc", server=True, hostname=host)
+    gw_cert, gw_key = make_certificate(certs, "gateway", "urn:carbonedge:gateway", hostname=host)
+    trusted = certs / "trusted"
+    trusted.mkdir(exist_ok=True)
+    (trusted / "gateway.pem").write_bytes(gw_cert.read_bytes())
+    plc = OpcUaPlc(nodemaps.PLC_LINE_OPCUA, [c.device for c in sim.counters], host=host, port=free_port(), certificate=plc_cert,
+                   private_key=plc_key, trusted=[trusted], allow_none=False, name=f"{sim.plant} plant PLC (simulated)")
+    # Publish a few times per poll cycle of wall time, so a poll sees what the PLC held a fraction of a cycle before.
+    speed = float(getattr(getattr(clock, "spec", None), "speed", 1.0) or 1.0)
+    publishing_ms = max(20.0, min(500.0, poll_interval_s / speed * 1000.0 / 2.0))
+    server = {"name": "plc", "endpoint": plc.endpoint, "security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt",
+              "certificate": str(gw_cert.resolve()), "private_key": str(gw_key.resolve()), "server_certificate": str(plc_cert.resolve()),
+              "publishing_interval_ms": round(publishing_ms, 1), "sampling_interval_ms": 0}
+    return plc, server
+
+
+async def _serve_counters(plc: Any, sim: Simulation) -> None:
+    """Write the lines' counters into the PLC's address space (the server notifies only changes)."""
+    from asyncua import ua
+
+    t = sim.t
+    for c in sim.counters:
+        values = c.values()
+        if c.silent:
+            # Communication loss by scenario (the line's controller behind the server is unreachable): the server
+            # keeps the last values and flags them, as aggregating OPC UA servers do.
+            await plc.set(c.device, plc.last_values(c.device), source_time=t, status={k: ua.StatusCodes.BadNoCommunication for k in values})
+            continue
+        await plc.set(c.device, values, source_time=t)
+
+
+def gateway_toml(site: str, gateway: str, poll_interval_s: float, devices: list[dict[str, Any]],
+                 opcua_server: dict[str, Any] | None = None) -> str:
     lines = [
         "# Gateway configuration written by the carbonedge simulator.",
         "[gateway]",
@@ -492,7 +567,23 @@ def gateway_toml(site: str, gateway: str, poll_interval_s: float, devices: list[
         "port = 1883",
         "",
     ]
+    if opcua_server is not None:
+        lines += ["# The PLC's production counters are read over OPC UA (node map plc-line-opcua), meters over Modbus.", "[[opcua_servers]]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in opcua_server.items()]
+        lines.append("")
     for d in devices:
+        if opcua_server is not None and "opcua" in d:
+            lines += [
+                "[[devices]]",
+                f'id = "{d["id"]}"',
+                'driver = "opcua"',
+                f'server = "{opcua_server["name"]}"',
+                f'node_map = "{d["opcua"]["node_map"]}"',
+                f'object = "{d["opcua"]["object"]}"',
+                "tags = { " + ", ".join(f'{k} = "{v}"' for k, v in d["tags"].items()) + " }",
+                "",
+            ]
+            continue
         lines += [
             "[[devices]]",
             f'id = "{d["id"]}"',

@@ -28,13 +28,16 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 class ReadResult(dict[str, float | None]):
-    """Published quantities of one read (``None`` = bad); ``partial`` lists blocks that failed."""
+    """Published quantities of one read (``None`` = bad); ``partial`` lists blocks that failed;
+    ``uncertain`` names quantities whose value the source flagged as uncertain (OPC UA status)."""
 
     partial: list[str]
+    uncertain: set[str]
 
     def __init__(self, values: dict[str, float | None], partial: list[str] | None = None) -> None:
         super().__init__(values)
         self.partial = partial or []
+        self.uncertain = set()
 
 
 _CODE = {"uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "uint64": "Q", "int64": "q", "float32": "f", "float64": "d"}
