@@ -103,9 +103,15 @@ class MqttSection(_Model):
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
     tls: TlsSection | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    #: How many batches may await the broker's PUBACK at once.
+    #: How many batches may await the broker's PUBACK at once (lowered to the Receive Maximum the
+    #: broker announces on connect, MQTT v5 flow control).
     max_inflight: int = Field(default=20, ge=1, le=1000)
-    #: Resend everything above the watermark when the collector has not advanced it for this long.
+    #: How many batches may be sent beyond the collector's watermark before the gateway waits for it
+    #: (end-to-end flow control: a resend repeats at most this many batches).
+    max_unconfirmed: int = Field(default=200, ge=1, le=100_000)
+    #: When the collector has not advanced the watermark for this long, resend the oldest unconfirmed
+    #: batches (all of them if that moved the watermark only within them); while it stays stuck, each
+    #: further resend waits twice as long (up to 32x).
     resend_after_s: float = Field(default=30.0, gt=0)
     #: Reconnect attempts back off from 1 s to this.
     reconnect_max_s: float = Field(default=30.0, ge=1, le=3600)
