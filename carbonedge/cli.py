@@ -384,7 +384,7 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
                    "speed are replaced by the demo's, its faults keep their offsets from the start")
     d.add_argument("--hours", type=positive(), default=24.0, help="hours of plant operation to simulate (default: 24)")
     d.add_argument("--speed", type=positive(), default=1440.0, help="plant seconds per wall second (default: 1440, a day per minute)")
-    d.add_argument("--seed", type=int, help="random seed of the plant (default: 7, or the scenario's)")
+    d.add_argument("--seed", type=Number(int, min=0), help="random seed of the plant (default: 7, or the scenario's)")
     d.add_argument("--poll-interval", type=Number(float, min=1), default=60.0, help="gateway poll interval in plant seconds (default: 60)")
     d.add_argument("--out", type=OutputDir(), default="demo-out", help="output directory (default: ./demo-out)")
     d.set_defaults(func=cmd_demo)
@@ -394,7 +394,7 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     s.add_argument("--scenario", type=_scenario, help="scenario: a bundled name (steel-default, battery-week-faults, ...) or a TOML file; "
                    "the flags below override its values")
     s.add_argument("--plant", choices=["steel", "battery"], help="which plant (default: the scenario's, else steel)")
-    s.add_argument("--seed", type=int, help="random seed (default: the scenario's, else 7)")
+    s.add_argument("--seed", type=Number(int, min=0), help="random seed (default: the scenario's, else 7)")
     s.add_argument("--duration", type=Duration(), help="plant time to simulate, e.g. 24h (default: the scenario's, else 24h)")
     s.add_argument("--start", type=Time(), help="plant start time, ISO 8601 (default: the clock's start with --clock, else the scenario's, else now)")
     s.add_argument("--clock", help="virtual clock: start=ISO,speed=N[,origin=EPOCH] (default: the scenario's speed, else the wall clock)")
