@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -70,6 +72,8 @@ class Publisher(threading.Thread):
         self._acked_watermark = outbox.watermark
         self._broker_max: int | None = None  # Maximum Packet Size the broker announced in CONNACK
         self._held: set[int] = set()  # seqs too large for the broker, reported once each
+        self.last_connect_error: str | None = None  # why the last connection attempt failed (None once connected)
+        self._same_error = 0  # consecutive attempts that failed for the same reason
 
         m = cfg.mqtt
         c = mqtt.Client(
@@ -93,6 +97,7 @@ class Publisher(threading.Thread):
             log.warning("MQTT to %s is not encrypted: set [mqtt.tls] for any broker off this machine", m.host)
         c.will_set(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=boot_id).to_json(), qos=1, retain=True)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
@@ -103,9 +108,14 @@ class Publisher(threading.Thread):
     # -- paho callbacks (network thread)
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         if rc.is_failure:
-            self.counters["connect_refused"] += 1
-            log.warning("broker refused connection: %s", rc)
+            kind = "auth" if int(rc.value) in (0x86, 0x87, 0x8C) else "refused"
+            self._connect_failed(kind, f"the broker refused the connection: {rc} (reason code {int(rc.value):#04x})"
+                                 + (": check [mqtt] username, password and the broker's ACL" if kind == "auth" else ""))
             return
+        if self.last_connect_error:
+            log.warning("connected to MQTT broker %s:%s after %d failed attempt(s) (last: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port,
+                        self._same_error, self.last_connect_error)
+        self.last_connect_error, self._same_error = None, 0
         g = self.cfg.gateway
         receive_max = getattr(props, "ReceiveMaximum", None)
         limit = min(self.cfg.mqtt.max_inflight, int(receive_max)) if receive_max else self.cfg.mqtt.max_inflight
@@ -132,11 +142,34 @@ class Publisher(threading.Thread):
         log.info("connected to MQTT broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         self._wake.set()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its ``except OSError`` block: the exception is the reason.
+        exc = sys.exc_info()[1]
+        kind, reason = describe_connect_error(exc, self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self._connect_failed(kind, reason)
+
+    def _connect_failed(self, kind: str, reason: str) -> None:
+        """Count a failed connection attempt and log it: at once, again when the reason changes, then every 10th time."""
+        self.counters["connect_failures"] += 1
+        self.counters[f"connect_failures_{kind}"] += 1
+        same = reason == self.last_connect_error
+        self._same_error = self._same_error + 1 if same else 1
+        self.last_connect_error = reason
+        if not same or self._same_error % 10 == 0:
+            log.warning("cannot connect to MQTT broker %s:%s: %s%s; retrying (backoff up to %g s)", self.cfg.mqtt.host, self.cfg.mqtt.port,
+                        reason, f" ({self._same_error} attempts)" if same else "", self.cfg.mqtt.reconnect_max_s)
+
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         with self._lock:
-            self._connected = False
+            was_connected, self._connected = self._connected, False
         if not self._halt.is_set() and not self._stopping:
-            log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
+            if was_connected:
+                self.counters["disconnects"] += 1
+                log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
+            elif not (getattr(rc, "is_failure", False) and self.last_connect_error):
+                # Closed before CONNACK: a TLS listener spoken to in plain text, or a broker that drops unknown clients.
+                self._connect_failed("closed", f"the broker closed the connection before accepting it ({rc}); "
+                                               "TLS on one side only, or a client id or protocol it refuses?")
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: mqtt.ReasonCode, props: object) -> None:
         with self._lock:
@@ -344,6 +377,25 @@ class Publisher(threading.Thread):
     def stats(self) -> dict[str, int]:
         return dict(self.counters)
 
+
+
+def describe_connect_error(exc: BaseException | None, host: str, port: int) -> tuple[str, str]:
+    """``(kind, reason)`` of a failed MQTT connection attempt, for the log and the health counters.
+
+    kind is one of dns, refused, tls, timeout, network."""
+    if isinstance(exc, socket.gaierror):
+        return "dns", f"cannot resolve host name {host!r} ({exc.strerror or exc}): check [mqtt] host and the gateway's DNS"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", f"connection refused by {host}:{port} (no broker listening on that port?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls", f"TLS: the broker's certificate was rejected: {exc.verify_message or exc} (check [mqtt.tls] ca_file and the host name)"
+    if isinstance(exc, ssl.SSLError):
+        return "tls", f"TLS handshake failed: {getattr(exc, 'reason', None) or exc} (is the port a TLS listener? are client certificate and key right?)"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timeout", f"no answer from {host}:{port} (firewall, wrong address or the network is down)"
+    if isinstance(exc, OSError):
+        return "network", f"{exc.strerror or exc}"
+    return "network", str(exc) if exc else "connection failed"
 
 
 def _is_loopback(host: str) -> bool:
