@@ -17,7 +17,7 @@ from carbonedge.clock import ClockSpec, VirtualClock, parse_time
 from carbonedge.services import free_port
 from edge import Agent
 from edge.config import GatewayConfig
-from edge.publisher import describe_connect_error
+from carbonedge.errors import describe_connect_error
 from test_edge_security import broker, pki  # noqa: F401  (module fixtures: a throw-away PKI and a broker with TLS and passwords)
 
 START = parse_time("2026-01-05T00:00:00Z")
@@ -106,3 +106,34 @@ def test_describe_connect_error_names_each_kind():
     assert describe_connect_error(ssl.SSLError(1, "wrong version number"), "h", 1)[0] == "tls"
     assert describe_connect_error(TimeoutError(), "h", 1)[0] == "timeout"
     assert describe_connect_error(OSError(101, "Network is unreachable"), "h", 1) == ("network", "Network is unreachable")
+
+
+@pytest.mark.parametrize("case", ["dns", "refused", "auth"])
+def test_the_collector_says_why_it_cannot_connect(case, tmp_path, services, database, broker, caplog):  # noqa: F811
+    import threading
+
+    from collector import Collector, CollectorSettings
+
+    caplog.set_level(logging.WARNING, logger="carbonedge.collector")
+    kw: dict[str, object] = {"mqtt_port": free_port()}
+    words = "connection refused"
+    if case == "dns":
+        kw, words = {"mqtt_host": "broker.plant.invalid"}, "cannot resolve host name"
+    elif case == "auth":
+        kw, words = {"mqtt_port": broker["password"], "mqtt_username": "gw1", "mqtt_password": "wrong"}, "mqtt-username"
+    c = Collector(CollectorSettings(influx_url=services.influx.url, database=database, state_dir=tmp_path / "c", client_id="c-conn",
+                                    share_group=None, **kw))  # type: ignore[arg-type]
+    t = threading.Thread(target=c.run)
+    t0 = time.monotonic()
+    t.start()
+    try:
+        while time.monotonic() - t0 < 8 and not any(k.startswith("mqtt_connect_failures_") and v for k, v in c.counters.items()):
+            time.sleep(0.05)
+    finally:
+        c.stop()
+        t.join(15)
+    assert time.monotonic() - t0 < 8, f"{case}: no connection failure counted"
+    kinds = {k.removeprefix("mqtt_connect_failures_") for k, v in c.counters.items() if k.startswith("mqtt_connect_failures_") and v}
+    assert kinds == {case}
+    assert any(words in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert f"mqtt_connect_failures_{case}=" in c.metrics.pipeline_line("c-conn", 0)  # written to InfluxDB with the other metrics
