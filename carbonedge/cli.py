@@ -238,11 +238,9 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_config_check(a: argparse.Namespace) -> int:
-    from edge import load_config
+    from carbonedge.commission import config_check
 
-    cfg = load_config(a.file)
-    print(f"{a.file}: OK — gateway {cfg.gateway.site}/{cfg.gateway.id}, {len(cfg.devices)} devices")
-    return 0
+    return config_check(a.file)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
