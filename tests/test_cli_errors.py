@@ -10,6 +10,7 @@ an argument that reads like a path, a time or a number must have a checking type
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -172,3 +173,17 @@ def test_a_wrong_file_found_at_run_time_is_one_line(tmp_path, capsys):
     code = cli.main(["keys", "trust", str(pub), "--site", "s", "--gateway", "g", "--trust", str(trust)])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_an_unreachable_influxdb_is_one_short_line(tmp_path, capsys):
+    """Not the 400-character URL-encoded query that requests puts into its exception."""
+    from carbonedge.services import free_port
+
+    plant = tmp_path / "plant.json"
+    plant.write_text(json.dumps({"site": "s1", "plant": "steel", "sec_unit": "kWh/t", "output_process": "eaf",
+                                 "processes": {"eaf": {"area": "melt", "production_unit": "t", "meters": ["m1"], "counters": ["c1"]}}}))
+    code = cli.main(["analyze", "sec", "--plant", str(plant), "--start", "2026-01-05", "--end", "2026-01-06",
+                     "--influx-url", f"http://127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 200 and "%20" not in err, err
+    assert "connection refused" in err
