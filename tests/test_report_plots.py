@@ -42,6 +42,11 @@ def _no_legend_over_a_plot(fig) -> None:  # type: ignore[no-untyped-def]
                 assert not lb.overlaps(t.get_window_extent(r)), f"legend {name} covers the axis text {t.get_text()!r}"
         for other in legs[i + 1:]:
             assert not lb.overlaps(other.get_window_extent(r)), f"legend {name} covers another legend"
+        for t in fig.texts:
+            assert not lb.overlaps(t.get_window_extent(r)), f"legend {name} covers the note {t.get_text()!r}"
+    for t in fig.texts:
+        for ax in fig.axes:
+            assert not t.get_window_extent(r).overlaps(ax.get_tightbbox(r)), f"the note {t.get_text()!r} covers a plot or its labels"
 
 
 def _hourly(n_full: int, tail_s: float) -> np.ndarray:
@@ -67,6 +72,7 @@ def test_a_partial_last_bin_is_not_drawn_as_a_drop_to_zero():
     rows = np.where(last_col.any(axis=1))[0]
     # The line ends where it ran (the upper part of the plot), not at the bottom as a one-minute bin would put it.
     assert rows.max() < 0.5 * (bottom - top), f"the measured line ends at row {rows.max()} of {bottom - top}"
+    _no_legend_over_a_plot(fig)
     notes = [t.get_text() for t in fig.texts]
     assert any("last bin (1 min of 1 h) is partial and not drawn" in n for n in notes), notes
     assert ax.lines[0].get_xdata().size == 48
@@ -88,6 +94,7 @@ def test_the_energy_and_sec_plot_has_one_legend_below_the_plot_and_drops_a_parti
     legs = _legends(fig)
     assert len(legs) == 1 and "plant SEC (kWh/t)" in [t.get_text() for t in legs[0].get_texts()]
     assert len(fig.axes[0].patches) == 9 * 7  # 7 whole days of bars per process, the 1-hour day left out
+    _no_legend_over_a_plot(fig)
     assert any("partial" in t.get_text() for t in fig.texts)
 
 

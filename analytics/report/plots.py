@@ -38,8 +38,12 @@ def complete_bins(edges: np.ndarray) -> tuple[int, str | None]:
 
 
 def _note(fig: Any, text: str | None) -> None:
+    """A remark about the figure, above everything in it (below, it would collide with a legend under the plot)."""
     if text:
-        fig.text(0.01, -0.02, text, fontsize=8, color="#555555", ha="left", va="top")
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        top = max(a.get_tightbbox(r).y1 for a in fig.axes) / fig.bbox.height
+        fig.text(0.01, top + 0.01, text, fontsize=8, color="#555555", ha="left", va="bottom")
 
 
 def _below(ax: Any, handles: list[Any], labels: list[str], *, y: float = -0.14) -> Any:
