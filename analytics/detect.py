@@ -1,36 +1,75 @@
-"""Causal, streaming multivariate anomaly detection, aware of production state.
+"""Streaming anomaly detection that adapts: one learn-one / score-one API for every stream.
 
-:class:`StreamingDetector` sees one row at a time and never looks ahead: the score of row *t* is a
-function of rows ``0 … t`` only. It works in two phases.
+:class:`StreamingDetector` sees one row at a time, in arrival order, and never looks ahead: the
+score of row *t* depends on rows ``0 … t`` only. It is used by ``carbonedge analyze detect`` (any
+``time,value`` CSV, or several value columns with optional production-context columns), by the
+live monitor and by the report, so there is one implementation of each idea.
 
-1. **Learning** (the first ``learn_rows`` rows, or every row before ``learn_until``): rows are
-   collected and scored 0. This period must be normal operation.
-2. **Scoring**: at the first row after learning, the detector fits, on the learning rows only,
+How a row is scored
+===================
 
-   * an optional *production model*: a linear regression of each value on the context columns
-     (production rate, running flag, line speed …). The detector then watches the residual
-     ``value − expected value for this production state``: a furnace drawing power while melting
-     is expected, the same power while producing nothing is a residual;
-   * a standardisation and a shrunk covariance (Ledoit–Wolf, scikit-learn) of the exponentially
-     smoothed residuals, and the Hotelling T² statistic on them.
+For every value column the detector keeps, online:
 
-   The alert threshold is ``margin ×`` the largest T² seen during learning. Each row's score is
-   ``T² / (T² + threshold)``, in [0, 1) and 0.5 exactly at the threshold.
+* an **expected value**: a reference *level* (exponentially weighted, time-based half-life
+  ``level_halflife_h``) plus, when the stream has one, a **seasonal profile** (time of day, or
+  time of week) learned as a per-slot exponentially weighted mean of the deviation from the level.
+  Seasonality is detected, not declared: the plain, daily and weekly predictors run side by side
+  and the one with the smallest recent absolute error is used (a seasonal one only once it has seen
+  two periods and is clearly better), as in additive Holt–Winters exponential smoothing
+  (Hyndman & Athanasopoulos, *Forecasting: Principles and Practice*, 3rd ed., §8.3);
+* a **robust spread** of the residual (exponentially weighted mean absolute deviation, updated with
+  residuals clipped at the alert level so a fault does not widen its own yardstick — a Huber-type
+  update, Huber & Ronchetti, *Robust Statistics*, 2009);
+* a **production model** when context columns (production rate, running flag …) are given: a
+  linear regression of each value on the context, fitted on the learning rows, so the detector
+  watches ``value − expected value for this production state`` (a furnace drawing power while
+  melting is expected; the same power while producing nothing is a residual).
 
-Exponential smoothing (weight ``smoothing`` on the newest row) trades a few rows of delay for far
-fewer false alarms on noisy meters; it is causal. Missing values (NaN) leave the smoothed state of
-that column unchanged.
+Each row's standardised residuals ``z`` feed two statistics: a *point* statistic (the root mean
+square of the largest standardised residuals: spikes, one bad reading) and a *sustained* one (the
+same on exponentially smoothed residuals, weight ``smoothing``: level shifts and slow leaks that
+stay within the noise of single rows). Each statistic's alert threshold is ``margin ×`` its
+99th percentile over recent normal rows (the learning rows first, then a rolling window of rows
+that raised no alert), so the threshold carries the stream's own noise and tail; the score is
+``s / (s + threshold)`` of the statistic that is furthest over its threshold: in [0, 1), exactly
+0.5 at the alert threshold, the same meaning for every stream.
+
+Adaptation with a bound
+=======================
+
+The level follows slow change (half-life ``level_halflife_h``), so drift does not alert forever. A
+*lasting* step is accepted as the new normal after ``accept_after_h`` of continuous alert: the
+level is reset to the recent mean and the alert ends, with a note. A spike never lasts that long,
+and a slow leak that keeps growing keeps crossing the threshold again, so both are still caught.
+
+Arrival order
+=============
+
+Rows are processed as they come. A time that goes backwards or repeats (a DST fall-back, an NTP
+step, a re-sent row) is not refused and not reordered: it is counted, and the row is scored with
+no time elapsed. Missing values (NaN) leave that column's state unchanged; irregular sampling is
+handled because every rate is a half-life in time, not in rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
-from sklearn.linear_model import LinearRegression
 
 from carbonedge.errors import CarbonEdgeError
+
+LN2 = math.log(2.0)
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+#: Slots of the seasonal profiles: half-hours of the day, hours of the week.
+SPREAD_MAD = True
+QUANT = 0.999
+DAY_SLOTS = 48
+WEEK_SLOTS = 168
 
 
 class DetectorError(CarbonEdgeError):
@@ -41,24 +80,39 @@ class DetectorError(CarbonEdgeError):
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """Tuning of :class:`StreamingDetector`; the defaults are meant to work without tuning.
+    """Tuning of :class:`StreamingDetector`. One set of defaults for all data; they are meant to work untuned.
 
-    ``learn_rows``: rows of normal operation to learn from (at least ~10 per value column).
-    ``smoothing``: EWMA weight of the newest row, 0 < smoothing ≤ 1 (1 = no smoothing).
-    ``margin``: threshold as a multiple of the largest learning-period T².
+    ``learn_rows``: rows that initialise the detector (scored 0; at least 10). Learning never stops:
+    this is only the warm-up before scores are given.
+    ``smoothing``: weight of the newest row in the sustained statistic, 0 < smoothing ≤ 1.
+    ``margin``: alert threshold as a multiple of the statistic's 99th percentile over normal rows.
+    ``level_halflife_h``: how fast the expected level follows slow change (hours).
+    ``accept_after_h``: a change that keeps alerting this long becomes the new normal (hours).
+    ``seasonality``: detect daily/weekly profiles (``auto``) or not (``none``).
     """
 
     learn_rows: int = 400
     smoothing: float = 0.2
-    margin: float = 2.0
+    margin: float = 1.5
+    level_halflife_h: float = 6.0
+    accept_after_h: float = 1.0
+    seasonality: str = "auto"
+    #: Rows of recent normal statistics the threshold is taken from.
+    history_rows: int = 5000
 
     def __post_init__(self) -> None:
         if self.learn_rows < 10:
             raise DetectorError(f"learn_rows={self.learn_rows}: at least 10 rows of normal operation are needed")
         if not 0 < self.smoothing <= 1:
             raise DetectorError(f"smoothing={self.smoothing}: must be in (0, 1]")
-        if self.margin <= 0:
+        if not self.margin > 0:
             raise DetectorError(f"margin={self.margin}: must be positive")
+        if not self.level_halflife_h > 0:
+            raise DetectorError(f"level_halflife_h={self.level_halflife_h}: must be positive")
+        if not self.accept_after_h > 0:
+            raise DetectorError(f"accept_after_h={self.accept_after_h}: must be positive")
+        if self.seasonality not in ("auto", "none"):
+            raise DetectorError(f"seasonality={self.seasonality!r}: use 'auto' or 'none'")
 
 
 @dataclass(frozen=True)
@@ -68,115 +122,456 @@ class Score:
     score: float  # in [0, 1); 0.5 at the alert threshold; 0 while learning
     alert: bool
     learning: bool
-    t2: float  # raw Hotelling T² of the smoothed residuals (0 while learning)
+    statistic: float = 0.0  # the statistic over its threshold (score = r / (1 + r))
     contributions: np.ndarray | None = None  # per value column, squared standardised residual
+    accepted: bool = False  # this row ended a lasting alert: the change is the new normal
+
+
+# --------------------------------------------------------------------------- per-column state
+
+
+class _Predictor:
+    """Level + optional seasonal profile of one column (additive Holt–Winters without trend)."""
+
+    __slots__ = ("period", "slots", "level", "season", "seen", "filled", "err", "n")
+
+    def __init__(self, period: float, slots: int) -> None:
+        self.period = period
+        self.slots = slots
+        self.level = math.nan
+        self.season = [0.0] * slots if slots else []
+        self.seen = [0] * slots if slots else []
+        self.filled = 0  # slots seen at least once
+        self.err = math.nan  # exponentially weighted mean absolute one-step error
+        self.n = 0
+
+    def slot(self, t: float) -> int:
+        return int((t % self.period) / self.period * self.slots) if self.slots else 0
+
+    def expected(self, t: float) -> float:
+        if not self.slots:
+            return self.level
+        k = self.slot(t)
+        return self.level + (self.season[k] if self.seen[k] else 0.0)
+
+    def ready(self, span: float) -> bool:
+        """A seasonal predictor counts only after two whole periods, with every slot seen."""
+        return not self.slots or (self.filled == self.slots and span >= 2 * self.period)
+
+    def learn(self, t: float, x: float, a_level: float, a_err: float, a_season: float) -> None:
+        level = self.level
+        if level != level:  # NaN: the first value
+            self.level = x
+            return
+        if not self.slots:
+            e = x - level
+            self.err = abs(e) if self.err != self.err else self.err + a_err * (abs(e) - self.err)
+            self.level = level + a_level * e
+            return
+        k = int((t % self.period) / self.period * self.slots)
+        seen = self.seen[k]
+        s = self.season[k] if seen else 0.0
+        e = x - level - s
+        self.err = abs(e) if self.err != self.err else self.err + a_err * (abs(e) - self.err)
+        if seen:
+            s += a_season * ((x - level) - s)
+        else:
+            s = x - level
+            self.filled += 1
+        self.season[k] = s
+        self.seen[k] = seen + 1
+        self.level = level + a_level * ((x - s) - level)
+
+
+class _Column:
+    """Everything the detector knows about one value column."""
+
+    __slots__ = ("preds", "active", "spread", "ewz", "fast", "fastres", "fastdev", "n")
+
+    def __init__(self, seasonal: bool) -> None:
+        self.preds = [_Predictor(1.0, 0)]
+        if seasonal:
+            self.preds += [_Predictor(DAY_S, DAY_SLOTS), _Predictor(WEEK_S, WEEK_SLOTS)]
+        self.active = 0
+        self.spread = math.nan  # robust scale of the active predictor's residual
+        self.ewz = 0.0  # smoothed standardised residual
+        self.fast = math.nan  # short-term mean of the value (what a lasting change is reset to)
+        self.fastres = math.nan  # short-term mean of the residual against the expected value
+        self.fastdev = 0.0  # short-term mean absolute deviation of the residual from that mean (the spread a lasting change brings)
+        self.n = 0
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+class _Threshold:
+    """``margin ×`` the 99th percentile of a statistic over recent normal rows, refreshed as rows arrive."""
+
+    __slots__ = ("hist", "margin", "value", "since", "floor")
+
+    def __init__(self, margin: float, rows: int, floor: float) -> None:
+        self.hist: deque[float] = deque(maxlen=rows)
+        self.margin = margin
+        #: Never below this (in spreads): a stream that was flat while learning must not alert on every later wiggle.
+        self.floor = floor
+        self.value = math.inf
+        self.since = 0
+
+    def add(self, s: float) -> None:
+        self.hist.append(s)
+        self.since += 1
+        if self.since >= max(50, len(self.hist) // 10):
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.since = 0
+        if len(self.hist) >= 10:
+            q = float(np.quantile(np.fromiter(self.hist, float), QUANT))
+            self.value = max(self.margin * q, self.floor)
+
+
+# --------------------------------------------------------------------------- the detector
 
 
 class StreamingDetector:
-    """Learn normal operation from the first rows, then score each new row causally.
+    """Adaptive streaming detector over ``n_values`` columns, optionally explained by ``n_context`` columns.
 
-    ``n_values`` columns are watched; ``n_context`` optional columns describe the production state
-    that explains them. Call :meth:`update` once per row, in time order.
+    River-style API: :meth:`score_one` scores a row without learning from it, :meth:`learn_one`
+    learns from it; :meth:`update` does both in that order (prequential: a row never helps to score
+    itself) and is what the CLI, the monitor and the report call, once per row, in arrival order.
     """
 
     def __init__(self, n_values: int, n_context: int = 0, settings: DetectorSettings | None = None) -> None:
         if n_values < 1:
             raise DetectorError("give at least one value column to watch")
         self.n_values, self.n_context = n_values, n_context
-        self.settings = settings or DetectorSettings()
-        self._rows: list[np.ndarray] = []
-        self._ctx: list[np.ndarray] = []
+        self.settings = st = settings or DetectorSettings()
+        self._cols = [_Column(st.seasonality == "auto") for _ in range(n_values)]
         self._learning = True
-        self._ewm: np.ndarray | None = None
-        self._reg: LinearRegression | None = None
-        self._mu = self._sd = self._loc = self._prec = None
-        self.threshold = float("nan")
+        self._buf: list[tuple[float, np.ndarray, np.ndarray | None]] = []
+        self._coef: np.ndarray | None = None
+        self._icpt: np.ndarray | None = None
+        self._t_first: float | None = None
+        self._t_last: float | None = None
+        self._step = math.nan  # typical sampling step (s), for the first row after a gap in time
+        # Floors: 3 spreads for one row, 1 for the smoothed residual (3 standard deviations of white
+        # noise smoothed with weight 0.2), the number of columns for T² (its mean under normal noise).
+        self._th_point = _Threshold(st.margin, st.history_rows, 3.0)
+        self._th_sust = _Threshold(st.margin, st.history_rows, 1.0)
+        self._th_t2 = _Threshold(st.margin, st.history_rows, float(n_values))
+        self._prec: np.ndarray | None = None  # precision matrix of the smoothed residuals (several columns)
+        self._alert_since: float | None = None
+        self._rates: tuple[float, ...] = (math.nan,)
+        self._top = max(1, int(math.ceil(math.sqrt(n_values))))
+        self.backward_times = 0
+        self.repeated_times = 0
+        self.accepted_changes = 0
+        self.rows = 0
+        #: Residual of the first value column against its expected value, for the last scored row (NaN before).
+        self.last_residual = math.nan
+
+    # ------------------------------------------------------------------ public API
 
     @property
     def learning(self) -> bool:
         return self._learning
 
+    @property
+    def threshold(self) -> float:
+        """The point statistic's current alert threshold (for reports)."""
+        return self._th_point.value
+
+    def update(self, values: np.ndarray | list[float] | float, context: np.ndarray | list[float] | None = None, t: float | None = None) -> Score:
+        """Score one row, then learn from it. ``t`` is its time in epoch seconds (row number when None)."""
+        x = self._vec(values, self.n_values)
+        c = self._vec(context, self.n_context) if self.n_context else None
+        tt = float(self.rows) if t is None else float(t)
+        self.rows += 1
+        if self._learning:
+            self._buf.append((tt, x, c))
+            if len(self._buf) >= self.settings.learn_rows:
+                self.finish_learning()
+            return Score(0.0, False, True)
+        dt = self._advance(tt)
+        r = self._residual(x, c)
+        stats = self._stats(tt, r)
+        s = self._score_stats(stats)
+        col = self._cols[0]
+        self.last_residual = stats[2][0] * col.spread if col.spread == col.spread else math.nan
+        self._learn(tt, dt, r, stats, alerting=s.alert)
+        if s.alert:
+            if self._alert_since is None:
+                self._alert_since = tt
+            elif tt - self._alert_since >= 3600.0 * self.settings.accept_after_h:
+                self._accept()
+                self._alert_since = None
+                return Score(s.score, s.alert, False, s.statistic, s.contributions, accepted=True)
+        else:
+            self._alert_since = None
+        return s
+
+    def score_one(self, values: np.ndarray | list[float] | float, context: np.ndarray | list[float] | None = None, t: float | None = None) -> Score:
+        """The row's score, without learning from it (0 while learning)."""
+        if self._learning:
+            return Score(0.0, False, True)
+        x = self._vec(values, self.n_values)
+        c = self._vec(context, self.n_context) if self.n_context else None
+        tt = float(self.rows) if t is None else float(t)
+        return self._score_stats(self._stats(tt, self._residual(x, c)))
+
+    def learn_one(self, values: np.ndarray | list[float] | float, context: np.ndarray | list[float] | None = None, t: float | None = None) -> None:
+        """Learn from one row without scoring it."""
+        self.update(values, context, t)
+
     def finish_learning(self) -> None:
-        """End the learning period now (used when learning is bounded by time, not by row count)."""
+        """End the warm-up now (used when it is bounded by time, not by row count)."""
         if not self._learning:
             return
-        if len(self._rows) < 10:
-            raise DetectorError(f"only {len(self._rows)} rows in the learning period; at least 10 rows of normal operation are needed")
-        X = np.vstack(self._rows)
-        C = np.vstack(self._ctx) if self.n_context else None
-        resid = self._residuals_fit(X, C)
-        # Replay the smoothing over the learning rows: the same recursion the scoring phase continues.
-        sm = np.empty_like(resid)
-        state = None
-        for i, r in enumerate(resid):
-            state = self._smooth(state, r)
-            sm[i] = state
-        usable = np.all(np.isfinite(sm), axis=1)
-        if usable.sum() < 10:
-            raise DetectorError("fewer than 10 learning rows have every value column filled; check the columns for gaps")
-        sm_ok = sm[usable]
-        self._mu = sm_ok.mean(axis=0)
-        sd = sm_ok.std(axis=0)
-        # A column that never moved while learning still gets a finite scale: any later movement is news.
-        self._sd = np.maximum(sd, 1e-9 + 1e-6 * np.abs(self._mu))
-        Z = (sm_ok - self._mu) / self._sd
-        lw = LedoitWolf().fit(Z)
-        self._loc, self._prec = lw.location_, lw.precision_
-        t2 = np.einsum("ij,jk,ik->i", Z - self._loc, self._prec, Z - self._loc)
-        self.threshold = float(self.settings.margin * max(float(t2.max()), 1e-12))
-        self._ewm = state
+        rows = self._buf
+        if len(rows) < 10:
+            raise DetectorError(f"only {len(rows)} rows in the learning period; at least 10 rows of normal operation are needed")
+        X = np.vstack([r[1] for r in rows])
+        if self.n_context:
+            C = np.vstack([r[2] for r in rows])  # type: ignore[misc]
+            ok = np.all(np.isfinite(C), axis=1) & np.all(np.isfinite(X), axis=1)
+            if ok.sum() < 10:
+                raise DetectorError("fewer than 10 learning rows have every value and context column filled")
+            A = np.column_stack([np.ones(int(ok.sum())), C[ok]])
+            beta, *_ = np.linalg.lstsq(A, X[ok], rcond=None)
+            self._icpt, self._coef = beta[0], beta[1:].T
+        usable = np.isfinite(X).any(axis=0)
+        if not usable.any():
+            raise DetectorError("no value column has a number in the learning period")
+        # Initialise each column from the learning rows: level = median, spread = mean absolute
+        # deviation of the one-step residuals; then replay the learning rows through the online
+        # updates, collecting the statistics that seed the thresholds.
         self._learning = False
-        self._rows.clear()
-        self._ctx.clear()
+        R = [self._residual(x, c) for _, x, c in rows]
+        for j, col in enumerate(self._cols):
+            vals = np.array([r[j] for r in R])
+            vals = vals[np.isfinite(vals)]
+            if vals.size:
+                med = float(np.median(vals))
+                for p in col.preds:
+                    p.level = med
+                col.fast = med
+                mad = float(np.mean(np.abs(vals - med)))
+                d = float(np.mean(np.abs(np.diff(vals)))) if vals.size > 1 else 0.0
+                col.spread = max(mad if SPREAD_MAD else (min(mad, d) if d > 0 else mad), 1e-9 + 1e-6 * abs(med))
+        self._t_first = rows[0][0]
+        self._t_last = None
+        ZS = []
+        for (tt, _x, _c), r in zip(rows, R, strict=True):
+            dt = self._advance(tt)
+            stats = self._stats(tt, r)
+            ZS.append(stats[3])
+            self._learn(tt, dt, r, stats, alerting=False)
+        if self.n_values > 1:
+            from sklearn.covariance import LedoitWolf
 
-    def update(self, values: np.ndarray, context: np.ndarray | None = None) -> Score:
-        """Feed one row (values, and context when ``n_context`` > 0); return its score."""
-        x = np.asarray(values, dtype=np.float64).reshape(self.n_values)
-        c = np.asarray(context, dtype=np.float64).reshape(self.n_context) if self.n_context else None
-        if self._learning:
-            self._rows.append(x)
-            if c is not None:
-                self._ctx.append(c)
-            if len(self._rows) >= self.settings.learn_rows:
-                self.finish_learning()
-            return Score(0.0, False, True, 0.0)
-        r = x - self._expected(c)
-        self._ewm = self._smooth(self._ewm, r)
-        z = (self._ewm - self._mu) / self._sd
-        z = np.where(np.isfinite(z), z, 0.0)
-        d = z - self._loc
-        t2 = float(d @ self._prec @ d)
-        score = t2 / (t2 + self.threshold)
-        return Score(score, t2 > self.threshold, False, t2, contributions=z**2)
+            Z = np.asarray(ZS, dtype=np.float64)
+            self._zloc = Z.mean(axis=0)
+            self._zsd = np.maximum(Z.std(axis=0), 1e-6)
+            Z = (Z - self._zloc) / self._zsd
+            self._prec = LedoitWolf(assume_centered=True).fit(Z).precision_
+            self._th_t2.hist.extend(np.einsum("ij,jk,ik->i", Z, self._prec, Z).tolist())
+            self._th_t2.refresh()
+        self._th_point.refresh()
+        self._th_sust.refresh()
+        self._buf = []
+        # Rows replayed above were counted by _advance; count only true arrivals.
+        self.backward_times = self.repeated_times = 0
+
+    def notes(self) -> list[str]:
+        """What the detector handled on the way (backward or repeated times, accepted changes)."""
+        out = []
+        if self.backward_times:
+            out.append(f"{self.backward_times} row(s) stamped earlier than the row before (clock step, DST); scored in arrival order as no time elapsed")
+        if self.repeated_times:
+            out.append(f"{self.repeated_times} row(s) with the same time as the row before; scored in arrival order")
+        if self.accepted_changes:
+            out.append(f"{self.accepted_changes} lasting change(s) accepted as the new normal after {self.settings.accept_after_h:g} h of alert")
+        return out
 
     # ------------------------------------------------------------------ internals
 
-    def _smooth(self, state: np.ndarray | None, r: np.ndarray) -> np.ndarray:
-        if state is None:
-            return r.copy()
-        a = self.settings.smoothing
-        new = a * r + (1 - a) * state
-        # NaN in this row: keep the column's previous state; NaN state: take the first value seen.
-        new = np.where(np.isfinite(r), new, state)
-        return np.where(np.isfinite(state), new, r)
+    @staticmethod
+    def _vec(v: object, n: int) -> np.ndarray:
+        if isinstance(v, float | int):
+            v = [float(v)]
+        a = np.asarray(v, dtype=np.float64).reshape(-1)
+        if a.size != n:
+            raise DetectorError(f"expected {n} value(s) per row, got {a.size}")
+        return a
 
-    def _residuals_fit(self, X: np.ndarray, C: np.ndarray | None) -> np.ndarray:
-        if C is None:
-            return X
-        ok = np.all(np.isfinite(C), axis=1) & np.all(np.isfinite(X), axis=1)
-        if ok.sum() < 10:
-            raise DetectorError("fewer than 10 learning rows have every value and context column filled")
-        self._reg = LinearRegression().fit(C[ok], X[ok])
-        # Keep plain arrays: one matrix product per row is far cheaper than sklearn's predict().
-        self._coef = np.asarray(self._reg.coef_, dtype=np.float64).reshape(self.n_values, self.n_context)
-        self._icpt = np.asarray(self._reg.intercept_, dtype=np.float64).reshape(self.n_values)
-        expected = self._icpt + np.where(np.isfinite(C), C, 0.0) @ self._coef.T
-        expected[~np.all(np.isfinite(C), axis=1)] = np.nan
-        return X - expected
+    def _advance(self, t: float) -> float:
+        """Time elapsed since the previous row (0 for a time that went back or repeated)."""
+        last = self._t_last
+        if last is None:
+            self._t_last = t
+            return 0.0
+        dt = t - last
+        if dt < 0:
+            self.backward_times += 1
+            return 0.0
+        if dt == 0:
+            self.repeated_times += 1
+            return 0.0
+        self._t_last = t
+        self._step = dt if math.isnan(self._step) else self._step + 0.01 * (dt - self._step)
+        return dt
 
-    def _expected(self, c: np.ndarray | None) -> np.ndarray:
-        if self._reg is None or c is None:
-            return np.zeros(self.n_values)
+    def _residual(self, x: np.ndarray, c: np.ndarray | None) -> list[float]:
+        if self._coef is None or c is None:
+            return x.tolist()
         if not np.all(np.isfinite(c)):
-            return np.full(self.n_values, np.nan)
-        return self._icpt + self._coef @ c
+            return [math.nan] * self.n_values
+        return (x - (self._icpt + self._coef @ c)).tolist()
+
+    def _stats(self, t: float, r: list[float]) -> tuple[float, float, list[float], list[float], float]:
+        """(point statistic, sustained statistic, z per column, smoothed z per column) for residuals ``r``."""
+        a = self.settings.smoothing
+        z = []
+        zs = []
+        for col, v in zip(self._cols, r, strict=True):
+            if v != v or col.spread != col.spread:
+                z.append(0.0)
+                zs.append(col.ewz)
+                continue
+            e = (v - col.preds[col.active].expected(t)) / col.spread
+            z.append(e)
+            zs.append(col.ewz + a * (e - col.ewz))
+        k = self._top
+        if len(z) == 1:
+            return abs(z[0]), abs(zs[0]), z, zs, 0.0
+        q = sorted((e * e for e in z), reverse=True)[:k]
+        qs = sorted((e * e for e in zs), reverse=True)[:k]
+        t2 = 0.0
+        if self._prec is not None:
+            v = (np.array(zs) - self._zloc) / self._zsd
+            t2 = float(v @ self._prec @ v)
+        return math.sqrt(sum(q) / k), math.sqrt(sum(qs) / k), z, zs, t2
+
+    def _score_stats(self, stats: tuple[float, float, list[float], list[float], float]) -> Score:
+        sp, ss, z, zs, t2 = stats
+        rp = sp / self._th_point.value
+        rs = ss / self._th_sust.value
+        rt = t2 / self._th_t2.value if self._prec is not None else 0.0
+        ratio = max(rp, rs, rt)
+        score = ratio / (1.0 + ratio) if math.isfinite(ratio) else 1.0
+        alert = ratio > 1.0
+        contrib = np.array(zs if rs > rp else z) ** 2 if alert else None
+        return Score(score, alert, False, ratio, contributions=contrib)
+
+    def _learn(self, t: float, dt: float, r: list[float], stats: tuple[float, float, list[float], list[float], float], *, alerting: bool) -> None:
+        if dt != self._rates[0]:
+            st = self.settings
+            self._rates = (dt, *(1.0 - 2.0 ** (-dt / h) if dt > 0 else 0.0 for h in (
+                3600.0 * st.level_halflife_h, 900.0 * st.accept_after_h, 14_400.0 * st.level_halflife_h, DAY_S,
+                # Each visit of a seasonal slot moves it by about a fifth, whatever the sampling rate.
+                DAY_S / DAY_SLOTS / 3.0, WEEK_S / WEEK_SLOTS / 3.0)))
+        _, a_level, a_fast, a_spread, a_err, a_day, a_week = self._rates
+        a_season = (0.0, a_day, a_week)
+        span = t - (self._t_first if self._t_first is not None else t)
+        sp, ss, z, zs, t2 = stats
+        if not alerting:
+            self._th_point.add(sp)
+            self._th_sust.add(ss)
+            if self._prec is not None:
+                self._th_t2.add(t2)
+        choose = self.rows % 64 == 0
+        clip = 3.0
+        for col, v, e, es in zip(self._cols, r, z, zs, strict=True):
+            if v != v:
+                continue
+            col.n += 1
+            col.ewz = es
+            col.fast = v if col.fast != col.fast else col.fast + a_fast * (v - col.fast)
+            if col.spread == col.spread:
+                res = e * col.spread
+                if col.fastres != col.fastres:
+                    col.fastres = res
+                else:
+                    d = res - col.fastres
+                    col.fastdev += a_fast * ((-d if d < 0 else d) - col.fastdev)
+                    col.fastres += a_fast * d
+            # Spread: mean absolute residual, each residual clipped so a fault cannot widen it fast.
+            if col.spread == col.spread:
+                ae = -e if e < 0 else e
+                col.spread += a_spread * ((ae if ae < clip else clip) * col.spread - col.spread)
+            # While alerting the level does not chase the fault (it is accepted explicitly, or not at all).
+            if not alerting:
+                for i, p in enumerate(col.preds):
+                    p.learn(t, v, a_level, a_err, a_season[i])
+            # Use a seasonal predictor once it has seen two periods and is clearly better.
+            if choose:
+                best = 0
+                for i, p in enumerate(col.preds[1:], start=1):
+                    if p.ready(span) and not math.isnan(p.err) and p.err < 0.8 * col.preds[best].err:
+                        best = i
+                col.active = best
+
+    def _accept(self) -> None:
+        """A lasting change: make the recent level the expected one and forget the smoothed residual."""
+        self.accepted_changes += 1
+        for col in self._cols:
+            if math.isnan(col.fast):
+                continue
+            for p in col.preds:
+                if not math.isnan(p.level):
+                    # Keep the seasonal shape, move the level so the recent mean is expected.
+                    p.level = col.fast - (sum(p.season) / len(p.season) if p.slots and all(p.seen) else 0.0)
+            col.ewz = 0.0
+            # A new operating point may be far noisier than the old one (a machine that was off is now
+            # running): when the last hour's residuals scattered over three times the spread, take theirs.
+            if col.spread == col.spread and col.fastdev > 3.0 * col.spread:
+                col.spread = col.fastdev
+            col.fastres = math.nan
+
+
+# --------------------------------------------------------------------------- episodes over a series
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A run of consecutive alerting rows of a series scored by :func:`alert_episodes`."""
+
+    start: float  # time of the first alerting row
+    end: float  # time of the last alerting row
+    rows: int
+    peak_score: float
+    excess: float  # Σ (value − expected) over the episode's rows, in the value's unit (context member only)
+    accepted: bool  # ended because the change was accepted as the new normal
+
+
+def alert_episodes(times: np.ndarray, values: np.ndarray, context: np.ndarray | None = None, *, learn_until: float,
+                   settings: DetectorSettings | None = None) -> list[Episode]:
+    """Score one series with :class:`StreamingDetector` (the same detector as ``analyze detect``) and
+    return its alert episodes after ``learn_until``.
+
+    ``context`` (rows × k) explains the values, e.g. a process model's expected energy or the
+    production per bin: the detector's production member then watches the residual. Rows before
+    ``learn_until`` are the warm-up (at least 10 are needed; fewer gives no episodes).
+    """
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    c = None if context is None else np.asarray(context, dtype=np.float64).reshape(len(v), -1)
+    if int((t < learn_until).sum()) < 10:
+        return []
+    det = StreamingDetector(1, 0 if c is None else c.shape[1], replace(settings or DetectorSettings(), learn_rows=10**12))
+    out: list[Episode] = []
+    cur: list[Any] | None = None
+    for i in range(len(v)):
+        if det.learning and t[i] >= learn_until:
+            det.finish_learning()
+        s = det.update([v[i]], None if c is None else c[i], t=t[i])
+        if s.alert:
+            if cur is None:
+                cur = [t[i], t[i], 0, 0.0, 0.0, False]
+            cur[1], cur[2], cur[3] = t[i], cur[2] + 1, max(cur[3], s.score)
+            cur[4] += det.last_residual if det.last_residual == det.last_residual else 0.0
+            cur[5] = s.accepted
+        if cur is not None and (not s.alert or s.accepted or i == len(v) - 1):
+            out.append(Episode(*cur))
+            cur = None
+    return out

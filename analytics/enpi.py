@@ -2,8 +2,9 @@
 
 For every process of the plant model and every local hour of the period:
 
-* ``energy_kwh`` — from the process's energy counters (reset-safe increments, split across hour
-  boundaries in proportion to time, :mod:`analytics.interval`);
+* ``energy_kwh`` — from the process's energy counters (the kernel's increments, :mod:`carbonedge.energy`:
+  rollover, reset and out-of-order safe; split across hour boundaries in proportion to time,
+  :mod:`analytics.interval`);
 * ``production`` — increase of its production counters (tonnes, pieces or kWh of cell capacity);
   utilities have none;
 * ``sec`` — energy per unit of production, hours with production only;
@@ -121,30 +122,13 @@ class EnpiResult:
         return "\n".join(lines)
 
 
-def drop_out_of_order(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop counter readings that went back only a little: readings out of order, not resets.
+def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], tz: Any, hours: np.ndarray,
+            quantity: str) -> np.ndarray | None:
+    """Sum of the devices' counter increments per hour (nan where a device has no data for the hour).
 
-    In time order, a gateway whose clock stepped back leaves a few readings stamped later than
-    newer ones, so the counter seems to go back by a poll's worth. A reset restarts near zero and
-    a rollover wraps to a small value; a reading still above half of the highest value so far is
-    neither, and counting it as a reset would add the whole counter to one hour.
+    Increments are the kernel's (:mod:`carbonedge.energy`): rollovers, resets and readings out of
+    order (a gateway clock that stepped back) are handled as everywhere else.
     """
-    keep = np.ones(v.size, dtype=bool)
-    top = -np.inf
-    for i, x in enumerate(v.tolist()):
-        if not np.isfinite(x):
-            continue
-        if x >= top:
-            top = x
-        elif x > 0.5 * top:
-            keep[i] = False
-        else:
-            top = x  # a reset or rollover: start again from here
-    return t[keep], v[keep]
-
-
-def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], tz: Any, hours: np.ndarray) -> np.ndarray | None:
-    """Sum of the devices' counter increments per hour (nan where a device has no data for the hour)."""
     if not devices:
         return None
     total = np.zeros(hours.size)
@@ -153,7 +137,7 @@ def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: li
         have = np.zeros(hours.size, dtype=bool)
         if d in reader_series:
             t, v = reader_series[d]
-            for k, (_, inc, _) in aggregate(intervals(*drop_out_of_order(t, v)), "hour", tz).items():
+            for k, (_, inc, _) in aggregate(intervals(t, v, quantity=quantity), "hour", tz).items():
                 i = index.get(k)
                 if i is not None:
                     total[i] += inc
@@ -229,7 +213,7 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
     res = EnpiResult(site, tz, int(h0), int(h1), int(baseline_until_ms))
     procs = plant.get("processes", {})
     for name, spec in procs.items():
-        e = _hourly(energy, list(spec.get("meters", [])), tzi, hours)
+        e = _hourly(energy, list(spec.get("meters", [])), tzi, hours, eq)
         if e is None:
             continue
         prod = run = None
@@ -237,7 +221,7 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
             pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
             if pq not in prod_cache:
                 prod_cache[pq] = fetch(pq)
-            prod = _hourly(prod_cache[pq], list(spec["counters"]), tzi, hours)
+            prod = _hourly(prod_cache[pq], list(spec["counters"]), tzi, hours, pq)
             run = _productive(running, prod_cache[pq], list(spec["counters"]), hours)
         res.processes[name] = ProcessEnpi(name, spec.get("area", ""), hours, e, prod, run)
     # Utilities: the plant's output and how much of the hour any line ran.

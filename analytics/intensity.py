@@ -1,9 +1,9 @@
 """Energy, production and specific energy consumption (SEC) per process and for the plant.
 
 Energy and production come from cumulative counters: the consumption over a period is
-the sum of the counter's increments between consecutive readings. A decrease is a
-counter reset (meter swap, power loss on a meter without non-volatile totals): the
-increment after it is the new value itself, never a negative or a spike.
+the sum of the counter's increments between consecutive readings, from the kernel's counter
+arithmetic (:mod:`carbonedge.energy`): rollovers counted exactly, resets never a negative or a
+spike, readings out of order not counted twice, the same as every other figure of the pipeline.
 """
 
 from __future__ import annotations
@@ -14,16 +14,22 @@ from typing import Any
 import numpy as np
 
 from analytics.influx import InfluxReader, quote_literal, time_range
+from carbonedge import energy as counters
 
 
-def counter_increase(values: np.ndarray) -> tuple[float, int]:
-    """Total increase of a cumulative counter series; returns ``(increase, resets)``."""
-    if values.size < 2:
+def counter_increase(values: np.ndarray, t_ms: np.ndarray | None = None, quantity: str | None = None) -> tuple[float, int]:
+    """Total increase of a cumulative counter series; returns ``(increase, resets)``.
+
+    ``t_ms``: reading times (ms; without them the readings are taken as evenly spaced, one a minute);
+    ``quantity``: what the counter counts, for the register ranges it may roll over at.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
         return 0.0, 0
-    d = np.diff(values)
-    resets = d < 0
-    d = np.where(resets, values[1:], d)
-    return float(d.sum()), int(resets.sum())
+    t = np.asarray(t_ms, dtype=np.int64) if t_ms is not None else np.arange(v.size, dtype=np.int64) * 60_000
+    spec = counters.CounterSpec.for_quantity(quantity) if quantity else counters.CounterSpec()
+    inc = counters.increments(t, v, spec)
+    return inc.total, inc.count(counters.RESET)
 
 
 @dataclass
@@ -100,7 +106,7 @@ def energy_intensity(reader: InfluxReader, plant: dict[str, Any], start_ms: int,
         e_total, resets, n = 0.0, 0, 0
         for dev in spec.get("meters", []):
             if dev in energy:
-                inc, r = counter_increase(energy[dev][1])
+                inc, r = counter_increase(energy[dev][1], energy[dev][0], eq)
                 e_total += inc
                 resets += r
                 n += energy[dev][1].size
@@ -109,7 +115,7 @@ def energy_intensity(reader: InfluxReader, plant: dict[str, Any], start_ms: int,
             production = 0.0
             for dev in spec["counters"]:
                 if dev in prod:
-                    inc, r = counter_increase(prod[dev][1])
+                    inc, r = counter_increase(prod[dev][1], prod[dev][0], pq)
                     production += inc
                     resets += r
         figs.processes[name] = ProcessFigure(

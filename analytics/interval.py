@@ -1,12 +1,9 @@
 """Interval consumption from cumulative counters, and aggregation into plant periods.
 
-A counter's consumption between two readings is their difference, except where the counter went
-backwards:
-
-* a **rollover** — an unsigned register wrapped at its modulus (``2**bits × scale``, see
-  ``carbonedge.profiles.counter_modulus``): the increment is ``modulus − previous + current``;
-* a **reset** — meter swap, or a meter without non-volatile totals lost power: the increment is the
-  new value itself (the counter restarted at zero), never a negative or a spike.
+A counter's consumption between two readings comes from the kernel's counter arithmetic
+(:mod:`carbonedge.energy`, the one implementation shared with the gateway and every analytics
+path): rollovers at the register's modulus (``2**bits × scale``, ``carbonedge.profiles.counter_modulus``)
+counted exactly, resets never a negative or a spike, readings out of order not counted twice.
 
 A **gap** (no reading for longer than ``max_gap_s``) is explicit: the consumption across it is still
 known exactly from the counter, but it is flagged so that rates and per-interval figures do not
@@ -25,10 +22,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from carbonedge import energy
+from carbonedge.energy import GAP, IMPLAUSIBLE, OUT_OF_ORDER, RESET, ROLLOVER, CounterSpec
 from carbonedge.errors import ConfigError
 
-#: Interval flags.
-OK, RESET, ROLLOVER, GAP = 0, 1, 2, 4
+#: Interval flags (bits, as in :mod:`carbonedge.energy`).
+OK = 0
+__all__ = ["GAP", "IMPLAUSIBLE", "OK", "OUT_OF_ORDER", "RESET", "ROLLOVER", "Intervals", "aggregate", "intervals"]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Intervals:
     start_ms: np.ndarray  # int64, interval start (previous reading)
     end_ms: np.ndarray  # int64, interval end (this reading)
     delta: np.ndarray  # float64, consumption in the interval
-    flags: np.ndarray  # int8, OR of RESET / ROLLOVER / GAP
+    flags: np.ndarray  # int8, OR of RESET / ROLLOVER / GAP / IMPLAUSIBLE / OUT_OF_ORDER
 
     @property
     def total(self) -> float:
@@ -57,12 +57,13 @@ class Intervals:
         return int(((self.flags & GAP) != 0).sum())
 
 
-def intervals(times_ms: np.ndarray, values: np.ndarray, *, modulus: float | None = None, max_gap_s: float | None = None) -> Intervals:
+def intervals(times_ms: np.ndarray, values: np.ndarray, *, modulus: float | None = None, max_gap_s: float | None = None,
+              quantity: str | None = None, spec: CounterSpec | None = None) -> Intervals:
     """Split a cumulative counter into per-interval increments (reset, rollover and gap safe).
 
-    ``modulus`` is the counter's rollover value when it is an unsigned register; a decrease is a
-    rollover only when the wrapped increment is small compared with the modulus (less than half),
-    otherwise it is a reset. Readings must be in time order; duplicate timestamps are dropped.
+    The counter is described by ``spec``, or by ``modulus`` (its register's rollover value), or by
+    its ``quantity`` (any meter profile's register for it, :meth:`carbonedge.energy.CounterSpec.for_quantity`).
+    Readings are put in time order first; duplicate timestamps are dropped (the first is kept).
     """
     t = np.asarray(times_ms, dtype=np.int64)
     v = np.asarray(values, dtype=np.float64)
@@ -79,22 +80,13 @@ def intervals(times_ms: np.ndarray, values: np.ndarray, *, modulus: float | None
     if t.size < 2:
         empty_i = np.zeros(0, dtype=np.int64)
         return Intervals(empty_i, empty_i.copy(), np.zeros(0), np.zeros(0, dtype=np.int8))
-    d = np.diff(v)
-    flags = np.zeros(d.size, dtype=np.int8)
-    down = d < 0
-    if down.any():
-        wrapped = np.full(d.size, np.inf)
-        if modulus:
-            wrapped = modulus - v[:-1] + v[1:]
-        is_roll = down & (wrapped >= 0) & (wrapped < 0.5 * (modulus or 0.0))
-        is_reset = down & ~is_roll
-        d = np.where(is_roll, wrapped, d)
-        d = np.where(is_reset, v[1:], d)
-        flags[is_roll] |= ROLLOVER
-        flags[is_reset] |= RESET
+    if spec is None:
+        spec = CounterSpec(modulus=modulus) if modulus else CounterSpec.for_quantity(quantity) if quantity else CounterSpec()
+    inc = energy.increments(t, v, spec)
+    flags = inc.flags.copy()
     if max_gap_s is not None:
         flags[np.diff(t) > max_gap_s * 1000.0] |= GAP
-    return Intervals(t[:-1], t[1:], d, flags)
+    return Intervals(t[:-1], t[1:], inc.delta, flags)
 
 
 # --------------------------------------------------------------------------- periods

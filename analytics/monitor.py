@@ -4,9 +4,10 @@
 in time order and returns alert transitions (:class:`analytics.alerts.AlertEvent`). It never
 looks ahead. Two families of checks run on every cycle:
 
-**Meter data** (per device): a counter that went backwards is a *rollover* when the wrapped
-increment fits the counter's recent rate at a plausible register range (``2**16``/``2**32`` ×
-a decimal scale), otherwise a *reset*; an energy or volume counter that stops while its own power
+**Meter data** (per device): counters go through the kernel's counter arithmetic
+(:mod:`carbonedge.energy`, the same code as the gateway and every report): a counter that went
+backwards is a *rollover* when the wrapped increment at a meter profile's register range is
+plausible for the elapsed time, otherwise a *reset* (or a reading out of order); an energy or volume counter that stops while its own power
 or flow reading says the load is running, with that reading frozen bit for bit, is a *stuck
 meter*; a device that stopped answering while the rest of its gateway answers is *comm loss*;
 poll timestamps that go backwards, or jump forward while the counters only advanced by one poll
@@ -26,7 +27,8 @@ variability and autocorrelation, and short sharp faults and slow drifts are both
 
 **Outdoor conditions**: when the plant model names a weather station, a process whose learning-period
 residual follows the outdoor temperature and moisture load (dry rooms, HVAC, cooling) gets a weather
-term in its expected power (:func:`_fit_weather`), held within the learned range plus a margin, and
+term in its expected power (:func:`_fit_weather`: the change-point regression of
+:func:`analytics.baseline.fit_baseline`), held within the learned range plus a margin, and
 thresholds learned after it; without a recent weather reading it falls back to the model without.
 
 The first ``learn_hours`` of data are the learning period and must be normal operation.
@@ -42,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from analytics.alerts import AlertBook, AlertEvent
-from carbonedge import quantities
+from analytics.baseline import Baseline, BaselineError, fit_baseline
+from carbonedge import energy, quantities
 
 #: Counter quantities that carry energy or media (checked for resets, rollovers, stuck).
 ENERGY_Q = "active_energy_import"
@@ -123,25 +126,9 @@ def _procs(plant: dict[str, Any]) -> dict[str, _Proc]:
 # --------------------------------------------------------------------------- meter data checks
 
 
-def _wrap_increment(prev: float, cur: float, typical: float) -> tuple[float, float] | None:
-    """If ``prev → cur`` fits a register wrap, return ``(modulus, increment)``."""
-    best: tuple[float, float] | None = None
-    for bits in (16, 32, 48):
-        for k in range(-4, 3):
-            m = (1 << bits) * 10.0**k
-            if prev >= m:
-                continue
-            inc = m - prev + cur
-            # Generous: up to 20 typical increments (a missed poll or two, or a burst of load).
-            if 0 <= inc <= max(20.0 * typical, 1e-9) and (best is None or inc < best[1]):
-                best = (m, inc)
-    return best
-
-
 @dataclass
 class _CounterState:
-    last: float | None = None
-    incs: deque[float] = field(default_factory=lambda: deque(maxlen=20))
+    k: energy.CounterState | None = None  # the kernel's counter state
     still: int = 0  # consecutive polls without increase while its load reading says running
     stuck_alert: bool = False
 
@@ -180,54 +167,45 @@ def abs_humidity_gkg(dew_point_c: np.ndarray | float, pressure_hpa: float = 1013
 
 @dataclass
 class _WeatherTerm:
-    """Expected extra power (kW) from outdoor conditions: ``b0 + Σ bi·termi`` of the clipped inputs.
+    """Expected extra power (kW) from outdoor conditions: a baseline of the clipped inputs.
 
-    ``terms`` are ``(input index, form, balance)``: ``linear`` (the input as it is), ``cooling`` /
-    ``heating`` (``max(0, x − b)`` / ``max(0, b − x)``, :class:`analytics.baseline.Hinge`) for the
-    temperature, ``moisture`` (absolute humidity in g/kg from the dew point) for the dew point. Each
-    input is clipped to ``[lo, hi]`` (the learned range plus a margin, in °C) before the terms are
-    built, so one warm day never extrapolates a line fitted on a single day's swing.
+    ``inputs`` are ``(input index, form)``: ``temperature`` (the outdoor temperature, linear or as
+    change-point terms, :func:`analytics.baseline.fit_baseline`) or ``moisture`` (absolute humidity
+    in g/kg from the dew point, linear). Each input is clipped to ``[lo, hi]`` (the learned range
+    plus a margin, in °C) before the terms are built, so one warm day never extrapolates a line
+    fitted on a single day's swing.
     """
 
-    terms: list[tuple[int, str, float]]
-    coef: list[float]
-    intercept: float
+    inputs: list[tuple[int, str]]
+    baseline: Baseline
     lo: list[float]
     hi: list[float]
     r2: float
 
     def label(self, names: tuple[str, ...]) -> str:
-        """``-37 kW +9·max(0, outdoor_temperature − 12) +48·abs_humidity(outdoor_dew_point)``: the term as fitted."""
-        from analytics.baseline import Hinge
+        """``E = -37 +9·max(0, outdoor_temperature − 12) +48·abs_humidity(outdoor_dew_point)``: the term as fitted (kW)."""
+        return self.baseline.equation("kW")
 
-        def term(i: int, form: str, b: float) -> str:
-            if form in ("cooling", "heating"):
-                return Hinge(names[i], form, b).label()
-            return f"abs_humidity({names[i]})" if form == "moisture" else names[i]
-
-        return f"{self.intercept:+.3g} kW " + " ".join(f"{c:+.3g}·{term(*t)}" for t, c in zip(self.terms, self.coef, strict=True))
-
-    def design(self, X: np.ndarray) -> np.ndarray:
+    def features(self, X: np.ndarray) -> np.ndarray:
         Xc = np.clip(X, np.array(self.lo), np.array(self.hi))
-        cols = []
-        for i, form, b in self.terms:
-            x = Xc[:, i]
-            cols.append(np.maximum(0.0, x - b) if form == "cooling" else np.maximum(0.0, b - x) if form == "heating"
-                        else abs_humidity_gkg(x) if form == "moisture" else x)
-        return np.column_stack(cols)
+        return np.column_stack([abs_humidity_gkg(Xc[:, i]) if form == "moisture" else Xc[:, i] for i, form in self.inputs])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.baseline.predict(self.features(X))
 
     def __call__(self, x: np.ndarray) -> float:
-        return float(self.intercept + self.design(x.reshape(1, -1))[0] @ np.array(self.coef))
+        return float(self.predict(x.reshape(1, -1))[0])
 
 
-def _fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: float, margin: float) -> _WeatherTerm | None:
+def _fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: float, margin: float,
+                 names: tuple[str, ...] | None = None) -> _WeatherTerm | None:
     """A weather term for the residual ``ex`` (kW) on inputs ``X`` (rows: cycles), or None when weather explains little.
 
-    ``kinds`` says what each column is (``temperature`` or ``dew_point``). Forms tried: the temperature
-    as it is (a load linear in it) or as a change-point term (cooling or heating from a balance point
-    ``b``, as ISO 50006 baselines use); the moisture load (absolute humidity from the dew point); and
-    each temperature form with the moisture load added. The form with the best adjusted R² is kept if
-    its R² reaches ``min_r2``.
+    ``kinds`` says what each column is (``temperature`` or ``dew_point``). Inputs tried: each
+    temperature (linear or change-point, as :func:`analytics.baseline.fit_baseline` chooses by BIC:
+    cooling or heating from a balance point, as ISO 50006 baselines use), each moisture load
+    (absolute humidity from the dew point), and each temperature with each moisture load. The set
+    with the lowest BIC is kept if its R² reaches ``min_r2``.
     """
     ok = np.isfinite(ex) & np.all(np.isfinite(X), axis=1)
     n = int(ok.sum())
@@ -238,35 +216,27 @@ def _fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: 
     hi = Z.max(axis=0)
     pad = np.maximum(margin, 0.5 * (hi - lo))
     lo, hi = lo - pad, hi + pad
-    sst = float(((y - y.mean()) ** 2).sum())
-    if sst <= 0:
+    if float(((y - y.mean()) ** 2).sum()) <= 0:
         return None
-    t_forms: list[tuple[int, str, float]] = []
-    m_forms: list[tuple[int, str, float]] = []
-    for i, kind in enumerate(kinds):
-        if np.ptp(Z[:, i]) <= 0:
-            continue
-        if kind == "temperature":
-            t_forms.append((i, "linear", 0.0))
-            for b in np.unique(np.percentile(Z[:, i], [20, 35, 50, 65, 80])):
-                t_forms += [(i, "cooling", float(b)), (i, "heating", float(b))]
-        elif kind == "dew_point":
-            m_forms.append((i, "moisture", 0.0))
-    candidates = [[f] for f in t_forms + m_forms] + [[f, m] for f in t_forms for m in m_forms]
+    names = names or tuple(f"x{i}" for i in range(len(kinds)))
+    temps = [(i, "temperature") for i, k in enumerate(kinds) if k == "temperature" and np.ptp(Z[:, i]) > 0]
+    moist = [(i, "moisture") for i, k in enumerate(kinds) if k == "dew_point" and np.ptp(Z[:, i]) > 0]
+    candidates = [[f] for f in temps + moist] + [[f, m] for f in temps for m in moist]
     best: tuple[float, _WeatherTerm] | None = None
-    for terms in candidates:
-        wt = _WeatherTerm(terms, [0.0] * len(terms), 0.0, lo.tolist(), hi.tolist(), 0.0)
-        D = wt.design(Z)
-        if np.any(np.ptp(D, axis=0) <= 0):
+    for inputs in candidates:
+        feats = [names[i] if form == "temperature" else f"abs_humidity({names[i]})" for i, form in inputs]
+        proto = _WeatherTerm(inputs, None, lo.tolist(), hi.tolist(), 0.0)  # type: ignore[arg-type]
+        F = proto.features(Z)
+        try:
+            b = fit_baseline(F, y, feats, change_point=[f for f, (_, form) in zip(feats, inputs, strict=True) if form == "temperature"])
+        except BaselineError:
             continue
-        A = np.column_stack([np.ones(n), D])
-        beta, *_ = np.linalg.lstsq(A, y, rcond=None)
-        r2 = 1.0 - float(((y - A @ beta) ** 2).sum()) / sst
-        adj = 1.0 - (1.0 - r2) * (n - 1) / max(n - len(terms) - 1, 1)
-        if best is None or adj > best[0]:
-            wt.intercept, wt.coef, wt.r2 = float(beta[0]), [float(c) for c in beta[1:]], r2
-            best = (adj, wt)
-    if best is None or best[1].r2 < min_r2:
+        sse = float(((y - b.predict(F)) ** 2).sum())
+        bic = n * math.log(max(sse, 1e-300) / n) + b.fit.p * math.log(n)
+        if best is None or bic < best[0]:
+            proto.baseline, proto.r2 = b, float(b.fit.r2)
+            best = (bic, proto)
+    if best is None or not best[1].r2 >= min_r2:
         return None
     return best[1]
 
@@ -377,6 +347,11 @@ class PlantMonitor:
         self.learning = True
         self.clock_events = 0
         self._silent_groups: dict[Any, set[str]] = {}
+        #: Everything each counter counted since the monitor started, per (device, quantity): the
+        #: kernel's increments, rollovers and resets included (see :meth:`process_totals`).
+        self.counted: dict[tuple[str, str], float] = {}
+        self._steps: dict[str, dict[str, energy.Step]] = {}
+        self._specs: dict[str, energy.CounterSpec] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # State files written before silent devices were grouped.
@@ -385,6 +360,24 @@ class PlantMonitor:
         # ... and before the weather station was used.
         for k, v in (("weather_device", None), ("weather_qs", ()), ("weather_kinds", ()), ("_wx", None), ("_wx_ms", None)):
             self.__dict__.setdefault(k, v)
+        # ... and before counters went through the kernel (their state starts afresh at the next reading).
+        for k, v in (("counted", {}), ("_steps", {}), ("_specs", {})):
+            self.__dict__.setdefault(k, v)
+        # ... and before the weather term was a baseline regression: such a term cannot be evaluated
+        # any more; its process is judged by the production-state model, as without a weather reading.
+        for m in self.__dict__.get("models", {}).values():
+            if m.weather is not None and not hasattr(m.weather, "baseline"):
+                m.weather = None
+
+    def process_totals(self) -> dict[str, tuple[float, float | None]]:
+        """Per process: ``(energy kWh, production)`` counted since the monitor started (the kernel's
+        increments of its meters and production counters; production ``None`` for utilities)."""
+        out: dict[str, tuple[float, float | None]] = {}
+        for name, p in self.procs.items():
+            e = sum(self.counted.get((m, ENERGY_Q), 0.0) for m in p.meters)
+            prod = sum(self.counted.get((c, p.production_q), 0.0) for c in p.counters) if p.counters else None
+            out[name] = (e, prod)
+        return out
 
     # ------------------------------------------------------------------ public
 
@@ -399,6 +392,7 @@ class PlantMonitor:
         events: list[AlertEvent] = []
         if self.t0 is None:
             self.t0 = t_ms
+        self._count(t_ms, readings)
         clock_bad = self._check_clock(t_ms, readings, events, missing_cycles)
         bad_devices = self._check_devices(t_ms, readings, events, clock_bad)
         self._read_weather(t_ms, readings)
@@ -467,13 +461,14 @@ class PlantMonitor:
             # A long interval: a real outage (counters advanced for the whole interval) or a clock
             # that jumped (counters advanced only by about one poll interval's worth).
             num = den = 0.0
-            for d, vals in readings.items():
+            for d in readings:
                 st = self.devices.get(d)
-                if st is None or ENERGY_Q not in vals or ENERGY_Q not in st.last_values:
+                k = self._steps.get(d, {}).get(ENERGY_Q)
+                if st is None or k is None or ENERGY_Q not in st.last_values:
                     continue
-                inc = vals[ENERGY_Q] - st.last_values[ENERGY_Q]
+                inc = k.delta
                 p = st.last_values.get(POWER_Q)
-                if inc < 0 or p is None or p <= 0:
+                if not k.good or k.flag or p is None or p <= 0:
                     continue
                 num += inc
                 den += p * dt / 3600.0
@@ -548,33 +543,27 @@ class PlantMonitor:
             if st.catch_up:
                 bad.add(d)
                 st.catch_up = False
-            for q, v in vals.items():
-                if q not in quantities.QUANTITIES or quantities.QUANTITIES[q].kind != "counter" or v is None or not math.isfinite(v):
-                    continue
+            for q, k in self._steps.get(d, {}).items():
                 cs = st.counters.setdefault(q, _CounterState())
-                if cs.last is None:
-                    cs.last = v
-                    continue
-                inc = v - cs.last
-                typical = float(np.median(cs.incs)) if cs.incs else abs(inc)
-                if inc < 0:
+                if k.event is not None and k.event.kind == energy.ROLLOVER_EVENT:
                     bad.add(d)
-                    wrap = _wrap_increment(cs.last, v, max(typical, max(cs.incs, default=0.0)))
-                    if wrap is not None:
-                        events += self.alerts.pulse(t_ms, kind="counter_rollover", process=proc, device=d, severity="info",
-                                                    message=f"{d} {q} rolled over at {wrap[0]:,.6g} (register range); the increment {wrap[1]:,.3f} is counted, nothing lost.")
-                    else:
-                        events += self.alerts.pulse(t_ms, kind="counter_reset", process=proc, device=d, severity="minor",
-                                                    message=f"{d} {q} went back from {cs.last:,.3f} to {v:,.3f}: counter reset or meter swap. "
-                                                            "Counted from the new value; check the meter log if this was not planned.")
-                    inc = v
-                else:
-                    cs.incs.append(inc)
+                    det = k.event.detail
+                    events += self.alerts.pulse(t_ms, kind="counter_rollover", process=proc, device=d, severity="info",
+                                                message=f"{d} {q} rolled over at {det['modulus']:,.6g} (register range); the increment {det['delta']:,.3f} is counted, nothing lost.")
+                elif k.event is not None and k.event.kind == energy.RESET_EVENT:
+                    bad.add(d)
+                    counted = f"{k.delta:,.3f} counted across it" if k.delta else "the increase across it is unknown and counted as zero"
+                    events += self.alerts.pulse(t_ms, kind="counter_reset", process=proc, device=d, severity="minor",
+                                                message=f"{d} {q} went back from {k.event.detail['raw_before']:,.3f} to {k.event.detail['raw_after']:,.3f}: "
+                                                        f"counter reset or meter swap; {counted}. Check the meter log if this was not planned.")
+                elif not k.good or k.flag:
+                    bad.add(d)  # a reading out of order or an implausible jump: not counted, kept out of the energy checks
+                inc = k.delta
                 # Stuck: counter still while its own load reading is frozen and says the load runs.
                 load_q = POWER_Q if q == ENERGY_Q else FLOW_OF.get(q)
                 if load_q and load_q in vals and load_q in st.last_values:
                     frozen = vals[load_q] == st.last_values[load_q] and vals[load_q] > 0
-                    if inc == 0 and frozen:
+                    if inc == 0 and k.good and frozen:
                         cs.still += 1
                     else:
                         if cs.stuck_alert:
@@ -590,8 +579,30 @@ class PlantMonitor:
                                                    key=("stuck_meter", d))
                     if cs.stuck_alert:
                         bad.add(d)
-                cs.last = v
         return bad
+
+    def _count(self, t_ms: int, readings: dict[str, dict[str, float]]) -> None:
+        """Fold this cycle's counter readings into the kernel's counter states (:mod:`carbonedge.energy`)."""
+        self._steps = {}
+        for d, vals in readings.items():
+            st = self.devices.setdefault(d, _DeviceState())
+            out: dict[str, energy.Step] = {}
+            for q, v in vals.items():
+                if q not in quantities.QUANTITIES or quantities.QUANTITIES[q].kind != "counter" or v is None or not math.isfinite(v):
+                    continue
+                cs = st.counters.setdefault(q, _CounterState())
+                if cs.k is None:
+                    cs.k = energy.CounterState.start(float(v), t_ms)
+                    continue
+                spec = self._specs.get(q)
+                if spec is None:
+                    spec = self._specs[q] = energy.CounterSpec.for_quantity(q)
+                k = energy.step(cs.k, float(v), t_ms, spec)
+                out[q] = k
+                if k.delta:
+                    self.counted[(d, q)] = self.counted.get((d, q), 0.0) + k.delta
+            if out:
+                self._steps[d] = out
 
     # ------------------------------------------------------------------ energy
 
@@ -606,9 +617,10 @@ class PlantMonitor:
             st = self.devices[m]
             if ENERGY_Q not in st.last_values or st.last_seen_ms is None:
                 return None
-            inc = readings[m][ENERGY_Q] - st.last_values[ENERGY_Q]
-            if inc < 0:
+            k = self._steps.get(m, {}).get(ENERGY_Q)
+            if k is None or not k.good or k.flag:
                 return None
+            inc = k.delta
             if st.last_seen_ms != self.last_cycle_ms:
                 return None  # the device missed the previous cycle: this increment spans more than dt
             e_inc += inc
@@ -620,10 +632,10 @@ class PlantMonitor:
             st = self.devices[c]
             q = p.production_q
             if q in readings[c] and q in st.last_values:
-                d = readings[c][q] - st.last_values[q]
-                if d < 0:
+                k = self._steps.get(c, {}).get(q)
+                if k is None or not k.good or k.flag:
                     return None
-                prod += d
+                prod += k.delta
             running = max(running, float(readings[c].get("running", 0.0) or 0.0))
         return e_inc, prod, running
 
@@ -839,11 +851,11 @@ class PlantMonitor:
         model.thresholds = self._thresholds(model, ex, used, poll)
         if self.weather_device and ps.wx:
             X = np.array(ps.wx, dtype=float).reshape(len(ps.wx), len(self.weather_qs))
-            wt = _fit_weather(ex, X, self.weather_kinds, self.s.weather_min_r2, self.s.weather_margin_c)
+            wt = _fit_weather(ex, X, self.weather_kinds, self.s.weather_min_r2, self.s.weather_margin_c, self.weather_qs)
             if wt is not None:
                 has = np.all(np.isfinite(X), axis=1)
                 ex_w = np.full(ex.shape, np.nan)
-                ex_w[has] = ex[has] - (wt.intercept + wt.design(X[has]) @ np.array(wt.coef))
+                ex_w[has] = ex[has] - wt.predict(X[has])
                 thr_w = self._thresholds(model, ex_w, used, poll)
                 # Kept only when it narrows what the alert windows saw while learning: a term that merely
                 # follows the daily rhythm of production (which outdoor temperature shares) does not.

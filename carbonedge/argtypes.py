@@ -104,6 +104,23 @@ class InputDir:
         return [str(tmp / "no-such-dir"), str(tmp / "plain-file")]
 
 
+class InputPath:
+    """An existing directory, or an existing UTF-8 text file."""
+
+    __name__ = "file or directory"
+
+    def __call__(self, value: str) -> str:
+        if Path(value).is_dir():
+            return value
+        return InputFile("text")(value)
+
+    def good_value(self, tmp: Path) -> str:
+        return InputDir().good_value(tmp)
+
+    def bad_values(self, tmp: Path) -> list[str]:
+        return [v for v in InputFile("text").bad_values(tmp) if not Path(v).is_dir()]
+
+
 class OutputDir:
     """A directory to write into: created when missing, but not where a file stands, nor below one."""
 

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from carbonedge.argtypes import Duration, InputDir, InputFile, Number, OneLineParser, OutputDir, OutputFile, Time, positive
+from carbonedge.argtypes import Duration, InputDir, InputFile, InputPath, Number, OneLineParser, OutputDir, OutputFile, Time, positive
 from carbonedge.clock import make_clock, parse_time
 from carbonedge.errors import CarbonEdgeError
 
@@ -35,6 +35,29 @@ def _scenario(value: str) -> str:
     from carbonedge.argtypes import ScenarioName
 
     return ScenarioName()(value)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return v
+
+
+def _time_arg(flag: str):  # type: ignore[no-untyped-def]
+    """An argparse type for an ISO 8601 time (epoch seconds out), naming the flag in its error."""
+
+    def parse(text: str) -> float:
+        try:
+            return parse_time(text)
+        except (ValueError, CarbonEdgeError):
+            raise argparse.ArgumentTypeError(f"not a time: {text!r} (use ISO 8601, e.g. 2026-03-01T00:00:00Z)") from None
+
+    parse.__name__ = flag
+    return parse
 
 
 def cmd_sim(a: argparse.Namespace) -> int:
@@ -171,15 +194,26 @@ def cmd_analyze_sec(a: argparse.Namespace) -> int:
 
 def cmd_analyze_detect(a: argparse.Namespace) -> int:
     from analytics.detect import DetectorSettings
-    from analytics.offline import detect_csv
+    from analytics.offline import InputError, detect_csv, table_columns
 
-    settings = DetectorSettings(learn_rows=a.learn_rows, smoothing=a.smoothing, margin=a.margin)
-    learn_until = parse_time(a.learn_until) if a.learn_until else None
+    if not Path(a.out).resolve().parent.is_dir():
+        raise InputError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
+    time_col, value_cols = a.time_col, a.value_col
+    if not time_col or not value_cols:
+        header = table_columns(Path(a.csv), delimiter=a.delimiter)
+        time_col = time_col or header[0]
+        value_cols = value_cols or [c for c in header if c != time_col and c not in a.context_col]
+        if not value_cols:
+            raise InputError(f"{a.csv}: no column to watch besides the time column {time_col!r}")
+        print(f"{a.csv}: time column {time_col!r}; watching {', '.join(repr(c) for c in value_cols)}")
+    settings = DetectorSettings(learn_rows=a.learn_rows, smoothing=a.smoothing, margin=a.margin,
+                                accept_after_h=a.accept_after, level_halflife_h=a.level_halflife)
     summary = detect_csv(
-        Path(a.csv), Path(a.out), time_col=a.time_col, value_cols=a.value_col, context_cols=a.context_col,
-        settings=settings, learn_until=learn_until, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
+        Path(a.csv), Path(a.out), time_col=time_col, value_cols=value_cols, context_cols=a.context_col,
+        settings=settings, learn_until=a.learn_until, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
+        date_format=a.date_format, decimal=a.decimal, delimiter=a.delimiter,
     )
-    print(f"{a.csv}: {summary.rows:,} rows; learned normal operation from the first {summary.learning_rows:,}; "
+    print(f"{a.csv}: {summary.rows:,} rows; warm-up on the first {summary.learning_rows:,} (learning continues after it); "
           f"{summary.alert_rows:,} rows above the alert threshold in {summary.alert_episodes:,} episode(s). Scores written to {a.out}")
     for note in summary.notes:
         print(f"note: {note}")
@@ -187,32 +221,45 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
 
 
 def cmd_analyze_baseline(a: argparse.Namespace) -> int:
-    from analytics.offline import baseline_csv, format_baseline
+    from analytics.offline import InputError, baseline_csv, format_baseline, parse_timestamp
+
+    def when(text: str | None, flag: str) -> float | None:
+        if not text:
+            return None
+        try:
+            return parse_timestamp(text, a.tz)  # a naive time is plant time (--tz)
+        except ValueError as e:
+            raise InputError(f"{flag} {text!r} is not a time: {e}") from None
 
     rep = baseline_csv(
         Path(a.csv), time_col=a.time_col, target=a.target, features=a.feature, mean_features=a.mean_feature,
-        train_until=parse_time(a.train_until), aggregate=a.aggregate, tz=a.tz, out=Path(a.out) if a.out else None,
-        change_point=not a.linear,
+        train_until=when(a.train_until, "--train-until"), aggregate=a.aggregate, tz=a.tz, out=Path(a.out) if a.out else None,
+        change_point=not a.linear, categories=a.category, model=a.model, holidays=a.holidays, operating_days=a.operating_days,
+        stamps=a.stamps, date_format=a.date_format, decimal=a.decimal, delimiter=a.delimiter,
+        train_from=when(a.train_from, "--train-from"),
     )
     if a.json:
         print(json.dumps(rep.as_dict(), indent=2))
     else:
         print(format_baseline(rep, a.target), end="")
         if a.out:
-            print(f"Per-row expected energy, residual and CUSUM written to {a.out}")
+            print(f"Per-row expected energy, naive reference, residual and CUSUM written to {a.out}")
     return 0
 
 
 def cmd_report(a: argparse.Namespace) -> int:
     from analytics import InfluxReader
-    from analytics.carbon import default_settings, from_csv_dir, from_influx, load_settings, write_carbon
+    from analytics.carbon import default_settings, from_csv_dir, from_influx, from_meter_csv, load_settings, write_carbon
     from analytics.report import build_report
 
     start = parse_time(a.start) if a.start else None
     end = parse_time(a.end) if a.end else None
     carbon = load_settings(Path(a.carbon)) if a.carbon else None  # a bad settings file fails before InfluxDB is asked
-    if a.csv:
-        data = from_csv_dir(Path(a.csv), start=start, end=end)
+    if a.csv and Path(a.csv).is_file():
+        data = from_meter_csv(Path(a.csv), energy_mode=a.energy, value_col=a.value_col, site=a.site, start=start, end=end, tz=a.tz, announce=print,
+                              stamps=a.stamps)
+    elif a.csv:
+        data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz, stamps=a.stamps)
         if a.site:
             data.plant["site"] = a.site
     else:
@@ -224,6 +271,12 @@ def cmd_report(a: argparse.Namespace) -> int:
         print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
         data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
     settings = carbon if carbon is not None else default_settings(data.plant)
+    if a.grid_factor:
+        from analytics.carbon.settings import with_grid_factor
+
+        settings, note = with_grid_factor(settings, a.grid_factor)
+        if note:
+            print(note)
     baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
     write = None
     if not a.csv and not a.no_write_back:
@@ -464,38 +517,63 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     sec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sec.set_defaults(func=cmd_analyze_sec)
 
-    det = asub.add_parser("detect", help="causal anomaly scores for a CSV export",
-                          description="Score every row of a CSV export for anomalies, causally: a row's score depends only on that row and "
-                          "the rows before it. The first --learn-rows rows (or the rows before --learn-until) must be normal operation. "
-                          "Writes time, score in [0, 1] (0.5 = alert threshold), alert flag, state and the column that contributes most.")
+    det = asub.add_parser("detect", help="causal anomaly scores for a CSV export (any time,value CSV; no tuning needed)",
+                          description="Score every row of a CSV export for anomalies, causally and in file order: a row's score depends "
+                          "only on that row and the rows before it. The detector learns continuously: the expected level follows slow "
+                          "change, daily and weekly profiles are found on their own, and a change that keeps alerting for --accept-after "
+                          "hours becomes the new normal. Times that go back or repeat (DST, clock steps) are counted, not refused. "
+                          "Writes time, score in [0, 1] (0.5 = alert threshold), alert flag, state and the column that contributes most. "
+                          "Methods and their limits: docs/analytics.md.")
     det.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
-    det.add_argument("--time-col", required=True, help="time column: ISO 8601 or epoch seconds/ms")
-    det.add_argument("--value-col", required=True, action="append", help="column to watch (repeat for several)")
+    det.add_argument("--time-col", help="time column: ISO 8601 or epoch seconds/ms (default: the first column)")
+    det.add_argument("--value-col", action="append", help="column to watch (repeat for several; default: every other column)")
     det.add_argument("--context-col", action="append", default=[], help="production-state column that explains the values, "
                      "e.g. production rate or running flag (repeat for several)")
     det.add_argument("--out", required=True, help="output CSV")
-    det.add_argument("--learn-rows", type=int, default=400, help="rows of normal operation to learn from (default: 400)")
-    det.add_argument("--learn-until", help="learn from rows before this time instead (ISO 8601)")
-    det.add_argument("--smoothing", type=float, default=0.2, help="weight of the newest row in the smoothing, (0, 1] (default: 0.2)")
-    det.add_argument("--margin", type=float, default=2.0, help="alert threshold as a multiple of the largest learning score (default: 2)")
+    det.add_argument("--learn-rows", type=_positive_int, default=400, help="warm-up rows before scores are given (default: 400)")
+    det.add_argument("--learn-until", type=_time_arg("--learn-until"), help="warm up on the rows before this time instead (ISO 8601)")
+    det.add_argument("--smoothing", type=float, default=0.2, help="weight of the newest row in the sustained statistic, (0, 1] (default: 0.2)")
+    det.add_argument("--margin", type=float, default=1.5, help="alert threshold as a multiple of the statistic's 99.9th percentile "
+                     "over normal rows (default: 1.5)")
+    det.add_argument("--accept-after", type=float, default=1.0, help="hours of continuous alert after which a change is the new normal (default: 1)")
+    det.add_argument("--level-halflife", type=float, default=6.0, help="hours: how fast the expected level follows slow change (default: 6)")
     det.add_argument("--tz", default="UTC", help="time zone of naive times in the file (default: UTC)")
+    det.add_argument("--date-format", help="dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
+    det.add_argument("--decimal", choices=[".", ","], help="decimal mark of the numbers (default: detected and announced)")
+    det.add_argument("--delimiter", help="field separator (default: sniffed from the header: comma, semicolon or tab)")
     det.set_defaults(func=cmd_analyze_detect)
 
-    bl = asub.add_parser("baseline", help="ISO 50006 regression baseline with ASHRAE 14 fit for a CSV export",
-                         description="Fit an energy baseline (linear regression of --target on the --feature variables) over the rows "
-                         "before --train-until, and print CV(RMSE), NMBE and R² on the training rows and on the rest (ASHRAE Guideline 14). "
-                         "A --mean-feature such as outdoor temperature may enter as a change-point (degree-day) term, "
-                         "max(0, Tb - T) and/or max(0, T - Tb), when that fits clearly better than a straight line (lowest BIC).")
+    bl = asub.add_parser("baseline", help="energy baseline (time-of-week or ISO 50006 regression) with ASHRAE 14 fit for a CSV export",
+                         description="Fit an energy baseline of --target over the rows before --train-until and print CV(RMSE), NMBE and R² "
+                         "in sample, by blocked (time-ordered) cross-validation and on the later rows, each beside the naive reference "
+                         "(the training mean by operating day, weekday and time of day) and against the ASHRAE Guideline 14 limit of that "
+                         "resolution. The default model for 15-min to daily data is time of week (LBNL TOWT family): operating days, "
+                         "public holidays, time of day x day type, --feature variables as straight lines, --mean-feature variables such as "
+                         "outdoor temperature in temperature segments, --category columns one-hot; predictions are never negative.")
     bl.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
     bl.add_argument("--time-col", required=True)
     bl.add_argument("--target", required=True, help="energy column (per-interval consumption, not a cumulative counter)")
     bl.add_argument("--feature", action="append", default=[], help="relevant variable summed per period, e.g. production (repeat)")
     bl.add_argument("--mean-feature", action="append", default=[], help="relevant variable averaged per period, e.g. outdoor temperature (repeat)")
-    bl.add_argument("--linear", action="store_true", help="straight lines only: no change-point terms for the --mean-feature variables")
-    bl.add_argument("--train-until", required=True, help="end of the baseline period (ISO 8601); later rows are the reporting period")
+    bl.add_argument("--category", action="append", default=[], help="text or code column used as categories, e.g. a tariff period or shift (repeat)")
+    bl.add_argument("--model", choices=["auto", "time-of-week", "regression"], default="auto",
+                    help="auto (default): time of week for 15-min to daily data, regression on the variables for weekly and monthly")
+    bl.add_argument("--holidays", help="public-holiday calendar, ISO 3166 country or country-region code (DE, DE-BY, KR, US-CA)")
+    bl.add_argument("--operating-days", choices=["auto", "calendar", "energy", "off"], default="auto",
+                    help="auto/calendar: which weekdays and holidays the plant operates, learned from the training period; "
+                    "energy: each day classed by its own metered level; off: all days alike")
+    bl.add_argument("--linear", action="store_true", help="straight lines only for the --mean-feature variables (no change points or segments)")
+    bl.add_argument("--train-until", required=True, help="end of the baseline period (ISO 8601, naive = --tz); later rows are the reporting period")
+    bl.add_argument("--train-from", help="start of the baseline period (ISO 8601, naive = --tz); earlier rows are left out")
     bl.add_argument("--aggregate", choices=["hour", "day", "week", "month"], help="sum rows into local periods before fitting")
     bl.add_argument("--tz", default="UTC", help="plant time zone for naive times and period boundaries (default: UTC)")
-    bl.add_argument("--out", help="write per-row expected energy, residual and CUSUM of savings here")
+    bl.add_argument("--stamps", choices=["auto", "start", "end"], default="auto",
+                    help="whether a row's time marks the start or the end of its interval (auto: end when the first stamp is one step "
+                    "after midnight and the last at midnight; announced)")
+    bl.add_argument("--date-format", help="dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
+    bl.add_argument("--decimal", choices=[".", ","], help="decimal mark of the numbers (default: detected and announced)")
+    bl.add_argument("--delimiter", help="field separator (default: sniffed from the header: comma, semicolon or tab)")
+    bl.add_argument("--out", help="write per-row expected energy, naive reference, residual and CUSUM of savings here")
     bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bl.set_defaults(func=cmd_analyze_baseline)
 
@@ -516,7 +594,14 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     rp.add_argument("--carbon", type=InputFile("toml"), help="carbon and tariff settings TOML (factors, instruments, products, tariff); default: documented defaults")
     rp.add_argument("--baseline-from", type=Time(), help="start of the period the process models are calibrated on (default: first third, >= 24 h)")
     rp.add_argument("--baseline-to", type=Time(), help="end of the baseline period")
-    rp.add_argument("--csv", type=InputDir(), help="read an offline export directory (plant.json + <device>.csv) instead of InfluxDB")
+    rp.add_argument("--csv", type=InputPath(), help="read an offline export directory (plant.json + <device>.csv), or one meter's time,kWh CSV file, instead of InfluxDB")
+    rp.add_argument("--energy", choices=["counter", "interval"], help="the CSV's energy columns hold cumulative meter readings (counter, the "
+                    "default for a directory) or each row's consumption (interval); for one file, detected and announced when not given")
+    rp.add_argument("--value-col", help="the energy column (kWh) of a one-meter CSV file that has more than one")
+    rp.add_argument("--grid-factor", help="emission factor id for scope 2 location-based, e.g. eu27.grid.eea.2023 (default: the settings')")
+    rp.add_argument("--stamps", choices=["end", "start"], default="end", help="with --energy interval: a row's time is the end "
+                    "(default) or the start of its interval")
+    rp.add_argument("--tz", default="UTC", help="time zone of naive times in the CSV (default: UTC)")
     rp.add_argument("--influx-url", default="http://127.0.0.1:8086")
     _add_influx_auth(rp)
     rp.add_argument("--database", default="carbonedge")

@@ -228,7 +228,9 @@ def _demo_analytics(services: Services, plant_model: dict[str, Any], start: floa
 #: beside its own report. Files the user put there are never touched.
 MANIFEST = ".carbonedge-demo-files"
 #: What a demo wrote before the manifest existed.
-_LEGACY = ("summary.json", "report.html", "report.json", "cbam-steel.json", "cbam-steel.csv", "battery-cfp.json", "battery-cfp.csv")
+_LEGACY = ("summary.json", "report.html", "report.json", "cbam-steel.json", "cbam-steel.csv", "battery-cfp.json", "battery-cfp.csv",
+           "cbam-communication.xlsx", "cbam-communication.json", "china-ets-steel.xlsx", "china-ets-steel.json",
+           "battery-cf-declaration.json", "battery-cf-declaration.csv", "battery-pass-carbon-footprint.json", "pcf-iso14067.json")
 
 
 def clear_previous_run(out: Path) -> list[str]:

@@ -16,7 +16,7 @@ from carbon_synth import make_plant
 from analytics.carbon import default_settings, from_csv_dir
 from analytics.report import build_report, validate
 
-SECTIONS = ("summary", "emissions", "products", "exports", "hints", "energy", "factors")
+SECTIONS = ("summary", "emissions", "products", "exports", "hints", "energy", "factors", "sources")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
 
@@ -36,18 +36,20 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_files_and_json(report_dir: Path) -> None:
     names = sorted(p.name for p in report_dir.iterdir())
-    assert names == ["cbam-steel.csv", "cbam-steel.json", "report.html", "report.json"]
+    assert names == ["cbam-communication.json", "cbam-communication.xlsx", "china-ets-steel.json", "china-ets-steel.xlsx", "pcf-iso14067.json",
+                     "report.html", "report.json"]
     rep = json.loads((report_dir / "report.json").read_text())
     validate(rep, "report")
-    assert rep["factor_libraries"] == ["carbonedge-ef@2026.1"]
+    assert rep["factor_libraries"] == ["carbonedge-ef@2026.2"]
     em = rep["emissions"]
     assert sum(p["scope2_location_kg"] for p in em["by_process"].values()) / 1000 == pytest.approx(em["scope2_location_t"], rel=1e-9)
     assert rep["hints"][0]["rank"] == 1 and any(h["kind"] == "compressed_air_leak" for h in rep["hints"])
-    assert rep["exports"]["files"] == ["cbam-steel.json", "cbam-steel.csv"]
+    assert rep["exports"]["files"] == ["cbam-communication.json", "cbam-communication.xlsx", "china-ets-steel.json", "china-ets-steel.xlsx",
+                                      "pcf-iso14067.json"]
     html = (report_dir / "report.html").read_text()
     # Self-contained: no scripts, no external resources.
     assert "<script" not in html and not re.search(r"""(src|href)=["']https?:""", html)
-    assert "carbonedge-ef@2026.1" in html and "cn.grid.national-average.2023" in html
+    assert "carbonedge-ef@2026.2" in html and "cn.grid.national-average.2023" in html
     for s in SECTIONS:
         assert f'id="{s}"' in html
 
@@ -60,7 +62,7 @@ def test_cli_report_from_offline_export(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "[5/5] Writing report.html" in p.stdout and "Scope 1:" in p.stdout
-    assert (out / "report.html").exists() and (out / "cbam-steel.csv").exists()
+    assert (out / "report.html").exists() and (out / "cbam-communication.xlsx").exists()
     bad = subprocess.run([sys.executable, "-m", "carbonedge.cli", "report", "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "needs --plant FILE, --from and --to" in bad.stderr
 
@@ -93,7 +95,7 @@ def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -
     assert console == []
     for s in SECTIONS:
         assert f'id="{s}"' in dom, s
-    assert "Ranked optimisation hints" in dom and "EU CBAM embedded emissions" in dom
+    assert "Ranked optimisation hints" in dom and "EU CBAM communication to importers" in dom and "China national ETS" in dom
     assert dom.count("<svg") >= 5
     # Non-blank: a real page has many distinct colours and a good share of non-white pixels.
     rgb = px[..., :3]
@@ -110,3 +112,14 @@ def test_chromium_check_catches_console_errors_and_blank_pages(tmp_path: Path) -
     _, console, px = _render(bad, tmp_path)
     assert any("notDefined" in c for c in console)
     assert float((px[..., :3].min(axis=2) < 0.95).mean()) < 0.01
+
+
+def test_report_lists_unusual_periods_from_the_streaming_detector(report_dir: Path) -> None:
+    """The leak (200 kW from 2026-01-07 00:00) is the one unusual period: found in its first hour, sized, then the new normal."""
+    rep = json.loads((report_dir / "report.json").read_text())
+    eps = rep["unusual_periods"]
+    assert [e["process"] for e in eps] == ["compressed_air"]
+    e = eps[0]
+    assert e["start"] == "2026-01-07T00:00:00Z" and e["accepted_as_new_normal"]
+    assert e["excess_kwh"] == pytest.approx(200.0 * e["bins"], rel=0.1)
+    assert "Unusual periods" in (report_dir / "report.html").read_text()

@@ -9,7 +9,7 @@ Public API::
 """
 
 from analytics.carbon.accounts import Accounts, ProcessAccount, compute_accounts
-from analytics.carbon.data import PlantData, from_csv_dir, from_influx
+from analytics.carbon.data import PlantData, from_csv_dir, from_influx, from_meter_csv
 from analytics.carbon.factors import Factor, FactorLibrary
 from analytics.carbon.footprint import footprints, product_footprint
 from analytics.carbon.influx_out import carbon_lines, write_carbon
@@ -17,5 +17,5 @@ from analytics.carbon.settings import Settings, default_settings, load_settings
 
 __all__ = [
     "Accounts", "Factor", "FactorLibrary", "PlantData", "ProcessAccount", "Settings", "carbon_lines", "compute_accounts",
-    "default_settings", "footprints", "from_csv_dir", "from_influx", "load_settings", "product_footprint", "write_carbon",
+    "default_settings", "footprints", "from_csv_dir", "from_influx", "from_meter_csv", "load_settings", "product_footprint", "write_carbon",
 ]

@@ -92,8 +92,12 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
     # Clip the first and last bin to the period, so nothing outside [start, end] is counted.
     edges[0], edges[-1] = max(edges[0], data.start), min(edges[-1], data.end)
     grid = lib.get(c.grid_factor)
+    lib.same_year([c.grid_factor, c.residual_factor], "scope 2 location- and market-based factors", allow_mixed=c.allow_mixed_factor_years)
     loc_factor = np.full(len(edges) - 1, grid.kg_per_kwh)
     notes = [f"Scope 2 location-based: metered electricity x {grid.cite()}."]
+    if c.allow_mixed_factor_years and grid.year != lib.get(c.residual_factor).year:
+        notes.append(f"Factor years mixed on purpose (allow_mixed_factor_years): location-based data year {grid.year}, "
+                     f"residual mix data year {lib.get(c.residual_factor).year}.")
     if c.hourly_grid_factors:
         loc_factor = _hourly_factors(Path(c.hourly_grid_factors), edges, grid.kg_per_kwh)
         notes[0] = f"Scope 2 location-based: metered electricity x hourly grid factors from {c.hourly_grid_factors}; hours without a value use {grid.cite()}."
@@ -110,12 +114,12 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
                 continue
             m: dict[str, float] = {}
             if ds.has("active_energy_import"):
-                de = bin_counter(ds.t, ds.values["active_energy_import"], edges)
+                de = bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
                 e += de
                 m["energy_kwh"] = float(de.sum())
                 m["scope2_location_kg"] = float((de * loc_factor).sum())
             if ds.has("gas_volume"):
-                dg = bin_counter(ds.t, ds.values["gas_volume"], edges)
+                dg = bin_counter(ds.t, ds.values["gas_volume"], edges, "gas_volume")
                 g += dg
                 m["gas_nm3"] = float(dg.sum())
                 m["scope1_kg"] = float(dg.sum() * gas_kg_per_nm3)
@@ -127,7 +131,7 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
             for dev in data.counter_devices(name):
                 ds = data.devices.get(dev)
                 if ds is not None and ds.has(q):
-                    prod += bin_counter(ds.t, ds.values[q], edges)
+                    prod += bin_counter(ds.t, ds.values[q], edges, q)
         s1 = g * gas_kg_per_nm3
         if name in c.process_emissions:
             pf = lib.get(c.process_emissions[name])
@@ -188,7 +192,7 @@ def _plant_check(data: PlantData, procs: dict[str, ProcessAccount]) -> dict[str,
             if ds is None or not ds.has("active_energy_import"):
                 continue
             sel = (ds.t >= data.start) & (ds.t <= data.end)
-            cum = corrected_cumulative(ds.values["active_energy_import"][sel])
+            cum = corrected_cumulative(ds.values["active_energy_import"][sel], ds.t[sel], "active_energy_import")
             fin = cum[np.isfinite(cum)]
             total += float(fin[-1]) if fin.size else 0.0
     binned = float(sum(p.energy_kwh.sum() for p in procs.values()))

@@ -1,24 +1,26 @@
 """Metered data for carbon accounting and plant models: load from InfluxDB or from a CSV export, then bin.
 
 Counters (energy, gas volume, production) are turned into consumption per bin by
-interpolating the reset-corrected cumulative value at the bin edges, so a bin's
+interpolating the counted cumulative increase (:func:`corrected_cumulative`, the kernel's counter
+arithmetic) at the bin edges, so a bin's
 figure never depends on where the polls happened to fall, and the bins of a
 period always add up to the counter's total increase over that period.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from analytics.influx import InfluxReader, quote_literal
-from carbonedge.clock import iso, parse_time
+from carbonedge import energy
+from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
 
 #: Counter quantities read for accounts and models, and gauges read for power-quality hints.
@@ -76,46 +78,33 @@ class PlantData:
         return str(self.plant.get("production_quantity", "production_mass"))
 
 
-def _moduli() -> list[float]:
-    """Rollover values of every unsigned counter register in the meter profiles (canonical units)."""
-    from carbonedge import profiles
-
-    ms = {profiles.counter_modulus(pt) for prof in profiles.PROFILES.values() for pt in prof.points}
-    return sorted(m for m in ms if m)
+def _ms(t: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(t, dtype=np.float64) * 1000.0).astype(np.int64)
 
 
-_MODULI = _moduli()
+def corrected_cumulative(values: np.ndarray, t: np.ndarray | None = None, quantity: str | None = None) -> np.ndarray:
+    """Counted increase of a counter from its first reading, at every reading (NaN where the value is missing).
 
-
-def corrected_cumulative(values: np.ndarray) -> np.ndarray:
-    """Cumulative increase of a counter from its first reading, rollover and reset safe.
-
-    A decrease is a **rollover** when some register modulus of our meter profiles just above the
-    previous value gives a wrapped increment in line with the counter's usual increments (as in
-    ``analytics.interval.intervals``); otherwise it is a **reset** and the new value is the increment.
+    The increments are the kernel's (:mod:`carbonedge.energy`), the same as every other figure of
+    the pipeline: rollovers at a meter profile's register range (for ``quantity``, or any counter
+    register when it is not given) counted exactly, resets never a negative or a spike, readings out
+    of order not counted twice. ``t``: reading times in epoch seconds (without them the readings
+    are taken as evenly spaced, which only matters for how large a plausible increase may be).
     """
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(v)
     out = np.full(v.shape, np.nan)
-    vv = v[ok]
-    if vv.size == 0:
+    if not ok.any():
         return out
-    d = np.diff(vv)
-    down = np.flatnonzero(d < 0)
-    if down.size:
-        pos = d[d > 0]
-        typical = float(np.percentile(pos, 99)) if pos.size else 0.0
-        for i in down:
-            prev, cur = vv[i], vv[i + 1]
-            wrapped = next((m - prev + cur for m in _MODULI if m > prev and m - prev + cur < 0.5 * m), None)
-            d[i] = wrapped if wrapped is not None and wrapped <= 10.0 * typical + 1e-9 else cur
-    out[ok] = np.concatenate([[0.0], np.cumsum(d)])
+    tt = _ms(t[ok]) if t is not None else np.flatnonzero(ok).astype(np.int64) * 60_000
+    spec = energy.CounterSpec.for_quantity(quantity) if quantity else energy.CounterSpec(moduli=energy.profile_moduli())
+    out[ok] = energy.increments(tt, v[ok], spec).cumulative()
     return out
 
 
-def bin_counter(t: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def bin_counter(t: np.ndarray, values: np.ndarray, edges: np.ndarray, quantity: str | None = None) -> np.ndarray:
     """Consumption of a cumulative counter in each bin between consecutive ``edges`` (epoch seconds)."""
-    cum = corrected_cumulative(values)
+    cum = corrected_cumulative(values, t, quantity)
     ok = np.isfinite(cum)
     if ok.sum() < 2:
         return np.zeros(len(edges) - 1)
@@ -145,9 +134,124 @@ def edges_for(start: float, end: float, bin_s: float) -> np.ndarray:
     return first + bin_s * np.arange(n + 1, dtype=np.float64)
 
 
-def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = None) -> PlantData:
-    """Load an offline export: ``plant.json`` and one ``<device>.csv`` per device (``ts`` column in ISO 8601 UTC)."""
+#: What the energy columns of a CSV hold: a cumulative meter reading, or the consumption of each row's interval.
+ENERGY_MODES = ("counter", "interval")
+#: A cumulative counter falls only at a reset, a rollover or a reading out of order: falling on more than
+#: this share of its rows (and on at least ``_FALLS_MIN`` rows) it is not a counter.
+FALL_SHARE = 0.02
+_FALLS_MIN = 5
+
+
+def counter_falls(values: np.ndarray) -> tuple[int, int]:
+    """``(rows where the value is below the row before, rows compared)`` of a column, missing values left out."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return 0, 0
+    return int((np.diff(v) < 0).sum()), int(v.size - 1)
+
+
+def _not_a_counter(falls: int, n: int) -> bool:
+    return n > 0 and falls >= _FALLS_MIN and falls > FALL_SHARE * n
+
+
+def check_counter(where: str, what: str, values: np.ndarray) -> None:
+    """Refuse a column read as a cumulative counter that falls on a large share of its rows.
+
+    Interval consumption read as a counter would count only the rises between rows and quietly
+    give a figure far too low; a counter figure is right or refused.
+    """
+    falls, n = counter_falls(values)
+    if _not_a_counter(falls, n):
+        raise ConfigError(
+            f"{where}: {what} falls on {falls:,} of {n:,} rows ({100.0 * falls / n:.0f} %), so it is not a cumulative "
+            "meter reading (a counter only falls at a reset or rollover); if it holds the consumption of each row's "
+            "interval, use --energy interval")
+
+
+def interval_to_counter(values: np.ndarray) -> np.ndarray:
+    """A cumulative reading from per-row interval consumption (missing rows count nothing and stay missing).
+
+    Row *i*'s consumption is that of the interval ending at its time stamp. Negative consumption is refused.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    if (v[ok] < 0).any():
+        raise ConfigError(f"interval consumption is negative on {int((v[ok] < 0).sum()):,} rows; export the import energy only")
+    out = np.full(v.shape, np.nan)
+    out[ok] = np.cumsum(v[ok])
+    return out
+
+
+def _read_device_csv(f: Path, tz: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    from analytics.offline import _num, _open_table, parse_timestamp
+
+    fh, reader = _open_table(f)
+    try:
+        header = list(reader.fieldnames or [])
+        if "ts" not in header:
+            raise ConfigError(f"{f}: no 'ts' column; the file has: {', '.join(header)}")
+        cols = [q for q in FIELDS if q in header]
+        t: list[float] = []
+        vals: dict[str, list[float]] = {q: [] for q in cols}
+        for line, r in enumerate(reader, start=2):
+            try:
+                t.append(parse_timestamp(r["ts"] or "", tz))
+            except ValueError:
+                raise ConfigError(f"{f} line {line}: {r['ts']!r} is not a time (ISO 8601 or epoch seconds)") from None
+            for q in cols:
+                vals[q].append(_num(r.get(q)))
+    finally:
+        fh.close()
+    return np.array(t, dtype=np.float64), {q: np.array(v, dtype=np.float64) for q, v in vals.items()}
+
+
+#: Where an interval row's time stamp lies: at the end of its interval (the usual meter and AMR export) or its start.
+STAMPS = ("end", "start")
+
+
+def _counters_from(where: str, t: np.ndarray, vals: dict[str, np.ndarray], energy_mode: str,
+                   names: dict[str, str] | None = None, stamps: str = "end") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The counter columns as cumulative readings: checked (``counter``) or summed from each row's consumption (``interval``).
+
+    Interval consumption is stamped at the interval's end (``stamps="end"``) or start (``"start"``:
+    the times move one interval later, to the ends): a reading of zero one (median) interval before
+    the first end starts the sum, so the first row's consumption is counted too.
+    """
+    if energy_mode not in ENERGY_MODES:
+        raise ConfigError(f"--energy {energy_mode!r}: use counter (cumulative meter readings) or interval (consumption per row)")
+    if stamps not in STAMPS:
+        raise ConfigError(f"--stamps {stamps!r}: use end (a row's time is the end of its interval) or start")
+    out = dict(vals)
+    present = [q for q in COUNTERS if q in out]
+    if energy_mode == "counter":
+        for q in present:
+            check_counter(where, (names or {}).get(q, q), out[q])
+        return t, out
+    for q in present:
+        out[q] = interval_to_counter(out[q])
+    if present and t.size > 1:
+        step = float(np.median(np.diff(t)))
+        if stamps == "start":
+            t = t + step
+        t = np.concatenate([[t[0] - step], t])
+        out = {q: np.concatenate([[0.0 if q in present else np.nan], v]) for q, v in out.items()}
+    return t, out
+
+
+def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = None, energy_mode: str = "counter", tz: str = "UTC",
+                 stamps: str = "end") -> PlantData:
+    """Load an offline export: ``plant.json`` and one ``<device>.csv`` per device (``ts`` column, ISO 8601 or epoch).
+
+    ``energy_mode``: ``counter`` when the counter columns (energy, gas, production) are cumulative
+    meter readings (one that falls on a large share of its rows is refused), ``interval`` when they
+    hold each row's consumption, stamped at its interval's ``stamps`` (end or start). Files are read
+    with the CSV helpers of :mod:`analytics.offline`.
+    """
     path = Path(path)
+    if path.is_file():
+        raise ConfigError(f"{path} is a file: a plant export is a directory with plant.json and <device>.csv files "
+                          "(for one meter's time,kWh file use from_meter_csv / report --csv FILE)")
     pj = path / "plant.json"
     if not pj.exists():
         raise ConfigError(f"{path} has no plant.json: an offline data directory needs the plant model next to the device CSV files")
@@ -159,12 +263,10 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
         f = path / f"{dev}.csv"
         if not f.exists():
             continue
-        with f.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows:
+        t, vals = _read_device_csv(f, tz)
+        if not t.size:
             continue
-        t = np.array([parse_time(r["ts"]) for r in rows])
-        vals = {q: np.array([_num(r.get(q)) for r in rows]) for q in FIELDS if q in rows[0]}
+        t, vals = _counters_from(str(f), t, vals, energy_mode, stamps=stamps)
         sel = np.ones(t.size, dtype=bool)
         if start is not None:
             sel &= t >= start
@@ -176,6 +278,89 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
     if not devices:
         raise ConfigError(f"{path}: none of the devices in plant.json has a CSV file with readings")
     return PlantData(plant, devices, start if start is not None else lo, end if end is not None else hi, f"CSV export {path}")
+
+
+_TIME_NAMES = ("ts", "time", "timestamp", "datetime", "date", "zeit", "datum")
+
+
+def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str | None = None, value_col: str | None = None,
+                   site: str | None = None, start: float | None = None, end: float | None = None, tz: str = "UTC",
+                   announce: Callable[[str], None] | None = None, stamps: str = "end") -> PlantData:
+    """One meter's electricity from a plain CSV (``time,kWh``): a one-process plant, no plant model needed.
+
+    The time column is ``time_col`` or the one named like a time (``ts``, ``time``, ``timestamp`` …),
+    else the first; the energy column is ``value_col`` or the only other column. ``energy_mode``:
+    ``interval`` (each row's consumption, stamped at the interval's ``stamps``: end or start) or ``counter`` (a
+    cumulative reading). Without it the column decides, and ``announce`` is told: one that falls on a
+    large share of its rows is interval consumption, one that never falls a cumulative reading;
+    anything between is refused with the question.
+    """
+    from analytics.offline import _num, _open_table, parse_timestamp
+
+    path = Path(path)
+    fh, reader = _open_table(path)
+    try:
+        header = [h for h in (reader.fieldnames or []) if h is not None]
+        tc = time_col or next((h for h in header if h.strip().lower() in _TIME_NAMES), header[0] if header else None)
+        if tc is None or tc not in header:
+            raise ConfigError(f"{path}: no time column {tc!r}; the file has: {', '.join(header)}")
+        others = [h for h in header if h != tc]
+        if value_col is None:
+            if len(others) != 1:
+                raise ConfigError(f"{path}: {len(others)} columns besides the time {tc!r} ({', '.join(others)}); say which holds the "
+                                  "energy in kWh with --value-col")
+            value_col = others[0]
+        if value_col not in header:
+            raise ConfigError(f"{path}: no column {value_col!r}; the file has: {', '.join(header)}")
+        t: list[float] = []
+        v: list[float] = []
+        for line, r in enumerate(reader, start=2):
+            text = r.get(tc) or ""
+            if not text.strip():
+                continue
+            try:
+                t.append(parse_timestamp(text, tz))
+            except ValueError:
+                raise ConfigError(f"{path} line {line}: {text!r} in column {tc!r} is not a time (ISO 8601 or epoch seconds)") from None
+            v.append(_num(r.get(value_col)))
+    finally:
+        fh.close()
+    ta, va = np.array(t, dtype=np.float64), np.array(v, dtype=np.float64)
+    if int(np.isfinite(va).sum()) < 2:
+        raise ConfigError(f"{path}: fewer than two numbers in column {value_col!r}")
+    if np.any(np.diff(ta) < 0):
+        order = np.argsort(ta, kind="stable")
+        ta, va = ta[order], va[order]
+        if announce:
+            announce(f"{path.name}: rows are not in time order; read in time order")
+    falls, n = counter_falls(va)
+    if energy_mode is None:
+        if _not_a_counter(falls, n):
+            energy_mode = "interval"
+        elif falls == 0:
+            energy_mode = "counter"
+        else:
+            raise ConfigError(f"{path}: {value_col!r} falls on {falls:,} of {n:,} rows: too few for interval consumption, too many to be "
+                              "sure it is a cumulative reading; say which with --energy interval or --energy counter")
+        if announce:
+            what = ("interval consumption (kWh per row; it falls on {:.0f} % of rows)".format(100.0 * falls / n) if energy_mode == "interval"
+                    else "a cumulative meter reading (it never falls)")
+            announce(f"{path.name}: {value_col!r} read as {what}; give --energy to say otherwise")
+    ta, vals = _counters_from(str(path), ta, {"active_energy_import": va}, energy_mode, {"active_energy_import": f"column {value_col!r}"}, stamps)
+    sel = np.ones(ta.size, dtype=bool)
+    if start is not None:
+        sel &= ta >= start
+    if end is not None:
+        sel &= ta <= end
+    if sel.sum() < 2:
+        raise ConfigError(f"{path}: fewer than two readings between the given times")
+    name = path.stem
+    meter = name or "meter"
+    plant = {"site": site or name, "plant": "meter", "output_process": None,
+             "processes": {"site": {"area": "site", "meters": [meter], "counters": []}}}
+    ds = DeviceSeries(meter, ta[sel], {"active_energy_import": vals["active_energy_import"][sel]})
+    return PlantData(plant, {meter: ds}, float(ta[sel][0]) if start is None else start, float(ta[sel][-1]) if end is None else end,
+                     f"CSV file {path} (one meter, {energy_mode} energy in column {value_col!r})")
 
 
 def from_influx(reader: InfluxReader, plant: dict[str, Any], start: float, end: float, *, chunk_s: float = 86400.0) -> PlantData:
@@ -211,12 +396,3 @@ def _all_devices(plant: dict[str, Any], process: str) -> list[str]:
     spec = plant["processes"][process]
     return [d if isinstance(d, str) else d["device"] for v in spec.values() if isinstance(v, list) for d in v
             if isinstance(d, str) or (isinstance(d, dict) and "device" in d)]
-
-
-def _num(x: str | None) -> float:
-    if x is None or x == "":
-        return math.nan
-    try:
-        return float(x)
-    except ValueError:
-        return math.nan

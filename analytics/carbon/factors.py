@@ -2,7 +2,7 @@
 
 Factors live in ``analytics/carbon/data/factors-<version>.json``. Each factor states
 its value, unit, gas, region, year, publisher, purpose and the key of its source
-(domain reference §4 [E1-E10], §2 [C1, C2, C13]). A report names the library
+(source keys such as [E3] and [C1] resolve to ``docs/sources.md``). A report names the library
 version and the id of every factor it used, so a verifier can trace each figure.
 A site can add or override factors with its own file (same layout) — e.g. a
 supplier-specific electricity factor — and the report names that file's version too.
@@ -18,12 +18,12 @@ from typing import Any
 from carbonedge.errors import ConfigError
 
 DATA_DIR = Path(__file__).parent / "data"
-DEFAULT_VERSION = "2026.1"
+DEFAULT_VERSION = "2026.2"
 
 # Units a factor may have, with the multiplier to the canonical kg CO2(e) per kWh.
-# 1 t CO2/TJ = 3.6 g/kWh (domain reference, method notes).
+# 1 t CO2/TJ = 3.6 g/kWh.
 _TO_KG_PER_KWH = {"kg CO2/kWh": 1.0, "kg CO2e/kWh": 1.0, "g CO2/kWh": 1e-3, "g CO2e/kWh": 1e-3, "t CO2/MWh": 1.0, "t CO2/TJ": 3.6e-3}
-_KINDS = {"electricity", "fuel", "ncv", "material"}
+_KINDS = {"electricity", "fuel", "ncv", "material", "markup", "price"}
 _REQUIRED = ("id", "kind", "value", "unit", "gas", "region", "year", "publisher", "purpose", "source", "quality")
 
 
@@ -43,6 +43,7 @@ class Factor:
     source: str
     quality: str  # primary | derived | secondary | unverified
     library: str = ""  # "<library>@<version>" the factor was loaded from
+    basis: str = ""  # e.g. national-average | excl-market-nonfossil | fossil | ets-reporting (grid factors)
 
     @property
     def kg_per_kwh(self) -> float:
@@ -53,8 +54,9 @@ class Factor:
             raise ConfigError(f"emission factor {self.id!r} is in {self.unit!r}, not an energy-based unit") from None
 
     def cite(self) -> str:
-        """Short citation for reports: value, unit, id and source key."""
-        return f"{self.value:g} {self.unit} ({self.id}, {self.publisher} {self.year}, [{self.source}])"
+        """Short citation for reports: value, unit, id, data year, basis and source key."""
+        basis = f", basis {self.basis}" if self.basis else ""
+        return f"{self.value:g} {self.unit} ({self.id}, {self.publisher}, data year {self.year}{basis}, [{self.source}])"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +67,7 @@ class FactorLibrary:
 
     def __init__(self, factors: dict[str, Factor], versions: list[str]) -> None:
         self.factors = factors
-        self.versions = versions  # e.g. ["carbonedge-ef@2026.1", "site-factors@3"]
+        self.versions = versions  # e.g. ["carbonedge-ef@2026.2", "site-factors@3"]
         self.used: dict[str, Factor] = {}
 
     @classmethod
@@ -93,6 +95,21 @@ class FactorLibrary:
         self.used[factor_id] = f
         return f
 
+    def same_year(self, factor_ids: list[str], purpose: str, *, allow_mixed: bool = False) -> int:
+        """The one data year of ``factor_ids`` (all looked up and recorded as used).
+
+        A document that combines factors of different data years (e.g. a 2023 location-based
+        grid factor with a 2022 residual mix) would mix vintages without saying so: refuse,
+        unless ``allow_mixed`` is set by the site, in which case the caller states it.
+        """
+        fs = [self.get(i) for i in dict.fromkeys(factor_ids)]
+        years = sorted({f.year for f in fs})
+        if len(years) > 1 and not allow_mixed:
+            detail = ", ".join(f"{f.id} (data year {f.year})" for f in fs)
+            raise ConfigError(f"{purpose}: the factors are of different data years ({detail}); use factors of one year, "
+                              "or set allow_mixed_factor_years = true in [carbon] to state the mix in the report")
+        return years[-1]
+
     def used_factors(self) -> list[dict[str, Any]]:
         return [f.as_dict() for f in sorted(self.used.values(), key=lambda f: f.id)]
 
@@ -119,5 +136,5 @@ def _read(path: Path) -> tuple[str, dict[str, Factor]]:
             raise ConfigError(f"{path}: factor {raw['id']!r} has unit {raw['unit']!r}; use one of {', '.join(_TO_KG_PER_KWH)}")
         if raw["id"] in out:
             raise ConfigError(f"{path}: factor {raw['id']!r} appears twice")
-        out[raw["id"]] = Factor(**{k: raw[k] for k in _REQUIRED}, library=tag)
+        out[raw["id"]] = Factor(**{k: raw[k] for k in _REQUIRED}, library=tag, basis=str(raw.get("basis", "")))
     return tag, out

@@ -66,7 +66,9 @@ class Product(_Model):
     periods: list[tuple[str, str]] | None = None
     cn_code: str | None = None
     materials: list[Material] = []
-    cbam_default_factor: str | None = None
+    cbam_default_factor: str | None = Field(None, description="factor id of the CBAM default value (base, before the year's mark-up)")
+    cbam_route: str | None = Field(None, description="CBAM production route, e.g. 'EAF, scrap' or 'BF/BOF'")
+    qualifying_parameters: dict[str, float | str] = Field({}, description="CBAM qualifying parameters, e.g. scrap share, alloy content")
 
 
 class Battery(_Model):
@@ -76,9 +78,15 @@ class Battery(_Model):
     manufacturer: str = "manufacturer"
     service_life_kwh_per_kwh_capacity: float = Field(
         1000.0, gt=0, description="total energy delivered over the expected service life per kWh of capacity")
-    electricity_rule: Literal["national-mix", "market-based"] = "national-mix"
     distribution_kg_per_kwh: float | None = None
     end_of_life_kg_per_kwh: float | None = None
+    direct_connection_factor: str | None = Field(
+        None, description="factor of directly connected supply (on-site or direct line); both variants may use it")
+    direct_connection_mwh: float = Field(0.0, ge=0, description="MWh of the period supplied over the direct connection")
+    capacity_kwh: float | None = Field(None, gt=0, description="energy capacity of one battery (for the absolute footprint per battery)")
+    performance_class: str | None = Field(None, description="carbon-footprint performance class, once the delegated act defines them")
+    study_url: str | None = Field(None, description="web link to the public version of the supporting study (Art. 7(1))")
+    passport_variant: Literal["draft-delegated-act", "jrc"] = "draft-delegated-act"
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -161,7 +169,8 @@ class Tariff(_Model):
 
 
 class Carbon(_Model):
-    factor_library: str = "2026.1"
+    factor_library: str = "2026.2"
+    allow_mixed_factor_years: bool = False
     extra_factor_files: list[str] = []
     grid_factor: str = "cn.grid.national-average.2023"
     residual_factor: str = "cn.grid.excl-market-nonfossil.2023"
@@ -175,8 +184,34 @@ class Carbon(_Model):
     instruments: list[Instrument] = []
 
 
+class Cbam(_Model):
+    """CBAM definitive-period settings (Regulation (EU) 2023/956 as amended by 2025/2083; Implementing Reg. 2025/2547)."""
+
+    electricity_basis: Literal["grid", "ppa", "direct-link"] = Field(
+        "grid", description="Art. 8 of 2025/2547: actual electricity factors only with a direct technical link or a PPA")
+    electricity_factor: str | None = Field(None, description="factor id; default: the [carbon] grid factor")
+    electricity_evidence: str | None = Field(None, description="contract or connection evidence (required for ppa / direct-link)")
+    certificate_price_eur_per_t: float | None = Field(None, gt=0, description="default: the library's published price of the year")
+    carbon_price_paid_eur_per_t: float = Field(0.0, ge=0, description="carbon price effectively paid in the country of origin")
+    carbon_price_paid_evidence: str | None = None
+    unlocode: str | None = None
+    operator: str | None = None
+    verifier: str | None = None
+
+
+class ChinaEts(_Model):
+    """China national ETS report for iron and steel (MEE steel guideline, monthly evidence)."""
+
+    enterprise: str = "enterprise"
+    credit_code: str | None = Field(None, description="unified social credit code of the legal entity")
+    grid_factor: str | None = Field(None, description="factor id; default: the newest national-average factor published for the year")
+    max_gap_factor: float = Field(3.0, gt=1, description="a gap is a pause between readings longer than this many poll intervals")
+
+
 class Settings(_Model):
     carbon: Carbon = Carbon()
+    cbam: Cbam = Cbam()
+    china_ets: ChinaEts = ChinaEts()
     tariff: Tariff = Tariff()
     products: list[Product] = []
     battery: Battery | None = None
@@ -217,6 +252,9 @@ def default_settings(plant: dict[str, Any]) -> Settings:
                  for b in pt["bands"]]
         tariff = Tariff(currency=str(pt.get("currency", "EUR")), energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
                         demand_charge_per_kw_month=float(pt.get("demand_charge_per_kw_month", 0.0)))
+    if kind == "meter":
+        # One meter's CSV without a plant model: energy and carbon only, no product to attribute them to.
+        return Settings(tariff=tariff, products=[], defaults_used=True)
     if kind == "battery":
         products = [Product(name="cell model (default)", unit="kWh", output_process=out, materials=[])]
         return Settings(tariff=tariff, products=products, battery=Battery(), defaults_used=True)
@@ -224,3 +262,25 @@ def default_settings(plant: dict[str, Any]) -> Settings:
     # Crude steel (the cast output) as semi-finished product, CN 7207 (no default value in the library for it).
     products = [Product(name="crude steel, cast (default grade)", unit="t", output_process=out, cn_code="7207 12 10", materials=[])]
     return Settings(carbon=carbon, tariff=tariff, products=products, defaults_used=True)
+
+
+def with_grid_factor(settings: Settings, factor_id: str) -> tuple[Settings, str | None]:
+    """``settings`` with ``factor_id`` as the location-based grid factor; returns a note when the residual mix changes too.
+
+    A residual mix is only valid for its own grid: when the settings' residual mix is for another
+    region than the new factor and the library has none for that region, market-based scope 2 falls
+    back to the location-based factor (the last step of the GHG Protocol Scope 2 Guidance's factor
+    hierarchy, Table 6.3), and the note says so.
+    """
+    from analytics.carbon.factors import FactorLibrary
+
+    lib = FactorLibrary.load(settings.carbon.factor_library, [Path(p) for p in settings.carbon.extra_factor_files])
+    grid = lib.get(factor_id)
+    residual = lib.get(settings.carbon.residual_factor)
+    update: dict[str, Any] = {"grid_factor": factor_id}
+    note = None
+    if residual.region != grid.region:
+        update["residual_factor"] = factor_id
+        note = (f"No residual mix for {grid.region} in the factor library: market-based scope 2 uses the grid factor {factor_id} "
+                f"(GHG Protocol Scope 2 Guidance, Table 6.3, last step); give a --carbon settings file with a residual_factor to change it.")
+    return settings.model_copy(update={"carbon": settings.carbon.model_copy(update=update)}), note

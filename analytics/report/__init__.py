@@ -8,6 +8,6 @@ Public API::
 """
 
 from analytics.report.build import ReportResult, build_report
-from analytics.report.exports import ExportError, battery_cfp, cbam_steel, validate, write_export
+from analytics.report.exports import ExportError, regulatory_documents, validate
 
-__all__ = ["ExportError", "ReportResult", "battery_cfp", "build_report", "cbam_steel", "validate", "write_export"]
+__all__ = ["ExportError", "ReportResult", "build_report", "regulatory_documents", "validate"]

@@ -22,9 +22,10 @@ import numpy as np
 from analytics.carbon.accounts import Accounts, compute_accounts
 from analytics.carbon.data import PlantData
 from analytics.carbon.footprint import footprints
+from analytics.carbon import sources
 from analytics.carbon.settings import Settings
 from analytics.report import plots
-from analytics.report.exports import battery_cfp, cbam_steel, validate, write_export
+from analytics.report.exports import html_section, regulatory_documents, validate
 from analytics.twin.hints import TwinResult, analyse
 from carbonedge.clock import iso
 
@@ -56,17 +57,7 @@ def build_report(data: PlantData, settings: Settings, out_dir: Path, *, baseline
     say("[2/5] Product footprints ...")
     fps = footprints(acc, settings, data.plant)
     say("[3/5] Regulatory exports ...")
-    exports: dict[str, Any] = {}
-    paths: list[Path] = []
-    kind = data.plant.get("plant", "steel")
-    if kind == "battery" and fps:
-        doc = battery_cfp(acc, fps[0], settings, data.source)
-        exports["battery_cfp"] = doc
-        paths += write_export(doc, out_dir, "battery-cfp")
-    elif any(p.cn_code for p in settings.products):
-        doc = cbam_steel(acc, fps, settings, data.source)
-        exports["cbam_steel"] = doc
-        paths += write_export(doc, out_dir, "cbam-steel")
+    exports, paths = regulatory_documents(data, acc, fps, settings, out_dir, say)
     say("[4/5] Calibrating process models and ranking optimisation hints ...")
     grid = acc.factors.get(settings.carbon.grid_factor)
     twin = analyse(data, settings, grid, baseline=baseline)
@@ -126,6 +117,7 @@ def _report_json(data: PlantData, settings: Settings, acc: Accounts, fps: list[d
         "models": {n: m.as_dict() for n, m in twin.models.items()},
         "baseline_period": [iso(twin.baseline[0]), iso(twin.baseline[1])],
         "hints": [h.as_dict() for h in twin.hints],
+        "unusual_periods": unusual_hours(twin),
         "notes": twin.notes,
         "influx_points_written": written,
     })
@@ -209,25 +201,9 @@ def _html(data: PlantData, settings: Settings, acc: Accounts, fps: list[dict[str
                  + _tbl(["product", "unit", "output", "kWh/unit", "materials", "scope 1", "scope 2 loc.", "total (loc.)", "total (mkt)"], prow)
                  + f'<ul class="src">{rules}</ul>{src_line}</section>')
     # --- exports
-    ex = []
-    if "cbam_steel" in exports:
-        d = exports["cbam_steel"]
-        grows = [[escape(g["product"]), escape(g["cn_code"]), _f(g["quantity_t"], 1), _f(g["direct_emissions_t"], 2), _f(g["indirect_emissions_t"], 2),
-                  _f(g["specific_direct_t_per_t"], 3), _f(g["specific_indirect_t_per_t"], 3), _f(g["specific_embedded_t_per_t"], 3),
-                  _f(g["default_value"]["t_per_t"], 2) if g["default_value"] else "—"] for g in d["goods"]]
-        ex.append(f"<h3>EU CBAM embedded emissions — {escape(d['installation']['name'])}, {escape(d['phase'])} period</h3>"
-                  + _tbl(["good", "CN code", "t", "direct t", "indirect t", "direct t/t", "indirect t/t", "embedded t/t", "default t/t"], grows)
-                  + f'<p class="src">{escape(d["emissions_basis"])}. Files: cbam-steel.json, cbam-steel.csv (schema carbonedge/cbam-steel/1, validated).</p>')
-    if "battery_cfp" in exports:
-        d = exports["battery_cfp"]
-        srows = [[escape(k.replace("_", " ")), _f(v["kg_co2e_per_kwh"], 4), escape(v["status"]), escape(v["basis"])] for k, v in d["life_cycle_stages"].items()]
-        ex.append(f"<h3>EU Battery Regulation carbon footprint — {escape(d['battery_model'])} at {escape(d['manufacturing_plant'])}</h3>"
-                  f"<p><b>{_f(d['carbon_footprint_kg_co2e_per_kwh'], 4)} kg CO2e per kWh</b> of energy delivered over the service life "
-                  f"({_f(d['service_life_kwh_per_kwh_capacity'])} kWh per kWh of capacity); manufacturing {_f(d['per_kwh_capacity']['main_product_production_kg'], 2)} "
-                  f"kg CO2e per kWh of capacity.</p>" + _tbl(["stage", "kg CO2e/kWh", "status", "basis"], srows, left=1)
-                  + '<p class="src">Files: battery-cfp.json, battery-cfp.csv (schema carbonedge/battery-cfp/1, validated).</p>')
+    ex = html_section(exports, _f, _tbl)
     if ex:
-        parts.append('<section id="exports"><h2>Regulatory exports</h2>' + "".join(ex) + src_line + "</section>")
+        parts.append('<section id="exports"><h2>Regulatory documents</h2>' + ex + src_line + "</section>")
     # --- hints
     hrows = []
     for h in twin.hints:
@@ -247,14 +223,49 @@ def _html(data: PlantData, settings: Settings, acc: Accounts, fps: list[dict[str
               escape(f["purpose"]), f"[{escape(f['source'])}]", escape(f["quality"]), escape(f["library"])] for f in rep["factors_used"]]
     parts.append('<section id="factors"><h2>Emission factors used</h2>'
                  + _tbl(["id", "value", "unit", "region", "year", "publisher", "purpose", "source", "quality", "library"], frows)
-                 + '<p class="src">Source keys refer to the project\'s domain reference (docs/carbon.md lists them). Factors of quality '
+                 + '<p class="src">Source keys are listed below and in docs/sources.md. Factors of quality '
                  "secondary or unverified must be checked against the primary source before a verified declaration.</p></section>")
+    # --- every source key the report cites, from the in-repository source list
+    cited = sources.entries(sources.keys_in("".join(parts)))
+    parts.append('<section id="sources"><h2>Sources cited</h2>'
+                 + _tbl(["key", "source", "where"], [[escape(x["key"]), escape(x["title"]), escape(x["where"] or "—")] for x in cited])
+                 + "</section>")
     title = f"Carbon and optimisation report — {escape(data.site)}"
     period = f"{iso(data.start)[:16].replace('T', ' ')} to {iso(data.end)[:16].replace('T', ' ')} UTC"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{title}</title><style>{_CSS}</style></head><body><header><h1>{title}</h1>"
             f"<p>{escape(str(data.plant.get('plant', '')))} plant · {period} · generated {escape(rep['generated'])} by carbonedge</p></header>"
             f"<main>{''.join(parts)}</main></body></html>")
+
+
+def unusual_hours(twin: TwinResult) -> list[dict[str, Any]]:
+    """Alert episodes per process: its metered energy per bin scored by the streaming detector
+    (:func:`analytics.detect.alert_episodes`, the same detector as ``analyze detect``) with the
+    calibrated process model's expected energy as production context, warmed up on the baseline period."""
+    from analytics.detect import alert_episodes
+
+    out = []
+    for nm in twin.models:
+        o, m = twin.observations[nm], twin.models[nm]
+        pred = m.predict(o)
+        for e in alert_episodes(o.edges[:-1], o.energy_kwh, pred.reshape(-1, 1), learn_until=m.baseline_end):
+            out.append({"process": nm, "start": iso(e.start), "end": iso(e.end), "bins": e.rows, "excess_kwh": e.excess,
+                        "peak_score": e.peak_score, "accepted_as_new_normal": e.accepted})
+    return sorted(out, key=lambda r: -abs(r["excess_kwh"]))
+
+
+def _unusual_hours(twin: TwinResult) -> str:
+    eps = unusual_hours(twin)
+    head = "<h3>Unusual periods</h3>"
+    src = ('<p class="src">Each process\'s metered energy per bin, scored in time order by the streaming detector of '
+           "<code>carbonedge analyze detect</code> with the process model's expected energy as production context, warmed up on "
+           "the baseline period; score 0.5 is the alert threshold. Excess = metered − expected over the episode.</p>")
+    if not eps:
+        return head + "<p>No process left its normal range after the baseline period.</p>" + src
+    rows = [[escape(e["process"]), escape(e["start"]), escape(e["end"]), str(e["bins"]), _f(e["excess_kwh"]), _f(e["peak_score"], 2),
+             "yes" if e["accepted_as_new_normal"] else ""] for e in eps[:15]]
+    more = f"<p>… and {len(eps) - 15} more (report.json).</p>" if len(eps) > 15 else ""
+    return head + _tbl(["process", "from", "to", "bins", "excess kWh", "peak score", "new normal"], rows) + more + src
 
 
 def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: TwinResult) -> str:
@@ -287,7 +298,7 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
         svgs.append(("CUSUM of savings, Σ(expected − actual) [M7]", plots.cusum(cs)))
     rows = [[escape(nm), escape(m.equation()), _f(100 * m.fit["cv_rmse"], 1), _f(100 * m.fit["nmbe"], 2), _f(m.fit["r2"], 3)]
             for nm, m in twin.models.items()]
-    body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs)
+    body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs) + _unusual_hours(twin)
     return ('<section id="energy"><h2>Energy, SEC, baselines and CUSUM</h2>' + body + "<h3>Calibrated process models</h3>"
             + _tbl(["process", "model", "CV(RMSE) %", "NMBE %", "R²"], rows)
             + f'<p class="src">Per-bin models fitted by non-negative least squares on the baseline period; goodness of fit per ASHRAE '

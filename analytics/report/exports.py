@@ -1,24 +1,40 @@
-"""Regulatory exports: EU CBAM embedded emissions (steel) and EU Battery Regulation carbon footprint.
+"""Regulatory documents of a plant, validated before they are written.
 
-Both are built from the carbon accounts and product footprints, validated against
-their JSON Schemas (``analytics/report/schemas/``, documented in
-``docs/carbon.md``) before they are written, and written as JSON and CSV.
+From the same carbon accounts and factor library:
+
+- steel plants: the EU CBAM communication to importers (``cbam-communication.xlsx`` in the sheet
+  structure of the Commission's template, and ``.json``), the China national ETS steel report
+  (``china-ets-steel.xlsx`` and ``.json``) when the installation is in China;
+- cell plants: the EU Battery Regulation carbon-footprint declaration with both electricity
+  variants (``battery-cf-declaration.json`` and ``.csv``) and, when complete, the battery-passport
+  data (``battery-pass-carbon-footprint.json``, Battery Pass data model v1.2.0);
+- both: the ISO 14067 / GB/T 24067 statement of each product with the regime comparison
+  (``pcf-iso14067.json``).
+
+Each JSON document is checked against its JSON Schema in ``analytics/report/schemas/`` and each
+workbook is read back and checked against the JSON before the report lists it. A document whose
+input cannot give a correct figure is refused with the reason, which the report shows; the other
+documents are still written.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
+from html import escape
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from analytics.carbon import battery, cbam, china_ets, pcf
 from analytics.carbon.accounts import Accounts
+from analytics.carbon.data import PlantData
 from analytics.carbon.settings import Settings
-from carbonedge.clock import iso, parse_time
+from analytics.carbon.sources import entries, unresolved
 from carbonedge.errors import CarbonEdgeError, ConfigError
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -38,147 +54,223 @@ def _validator(name: str) -> Draft202012Validator:
 
 
 def validate(doc: dict[str, Any], schema: str) -> None:
-    """Raise :class:`ExportError` listing every violation of ``schema`` (cbam-steel, battery-cfp, report)."""
+    """Raise :class:`ExportError` listing every violation of ``schema`` (a file name in ``schemas/`` without ``.schema.json``)."""
     errors = sorted(_validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}" for e in errors[:20]]
         raise ExportError(f"the {schema} export does not match its schema ({len(errors)} problem(s)):\n" + "\n".join(lines))
+    bad = unresolved(json.dumps(doc, ensure_ascii=False)) + [k for k in doc.get("sources", []) if unresolved(f"[{k}]")]
+    if bad:
+        raise ExportError(f"the {schema} export cites source keys that are not in the source list: {', '.join(sorted(set(bad)))}")
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cbam_steel(acc: Accounts, footprints: list[dict[str, Any]], settings: Settings, data_source: str) -> dict[str, Any]:
-    """CBAM-style embedded emissions per good (CN code) for the installation and period."""
-    c = settings.carbon
-    lib = acc.factors
-    elec = lib.get(c.cbam_electricity_factor or c.grid_factor)
-    totals = acc.plant_totals()
-    goods = []
-    for fp, prod in zip(footprints, settings.products, strict=True):
-        if not prod.cn_code:
-            continue
-        q = fp["output"]
-        st = fp["stages_kg_co2e_per_unit"]
-        direct = st["manufacturing_scope1"] * q / 1000.0
-        e_mwh = fp["energy_kwh_per_unit"] * q / 1000.0
-        indirect = e_mwh * elec.kg_per_kwh  # MWh x kg/kWh = t
-        precursors = [{"name": m.name, "amount_t": m.amount_per_unit * q / 1000.0 if m.unit == "kg" else m.amount_per_unit * q,
-                       "embedded_direct_t": m.amount_per_unit * m.kg_co2e_per_amount * m.cbam_direct_share * q / 1000.0, "source": m.source}
-                      for m in prod.materials if m.cbam_precursor]
-        pre = sum(p["embedded_direct_t"] for p in precursors)
-        default = None
-        if prod.cbam_default_factor:
-            f = lib.get(prod.cbam_default_factor)
-            default = {"factor_id": f.id, "t_per_t": f.value, "source": f"{f.publisher} [{f.source}]"}
-        goods.append({
-            "product": prod.name, "cn_code": prod.cn_code, "quantity_t": q,
-            "direct_emissions_t": direct, "indirect_emissions_t": indirect, "precursor_emissions_t": pre,
-            "specific_direct_t_per_t": (direct + pre) / q, "specific_indirect_t_per_t": indirect / q,
-            "specific_embedded_t_per_t": (direct + pre + indirect) / q, "electricity_mwh": e_mwh,
-            "allocation_rule": fp["allocation_rule"], "precursors": precursors, "default_value": default,
-        })
-    if not goods:
-        raise ConfigError("no product has a CN code, so there is nothing to declare under CBAM: set cn_code on the steel products")
-    definitive = parse_time(iso(acc.start)) >= parse_time("2026-01-01T00:00:00Z")
-    doc = {
-        "schema": "carbonedge/cbam-steel/1", "report_type": "CBAM embedded emissions (iron and steel)",
-        "installation": {"name": c.installation, "site": acc.site, "country": c.country},
-        "reporting_period": {"start": iso(acc.start), "end": iso(acc.end)},
-        "phase": "definitive" if definitive else "transitional",
-        "emissions_basis": ("definitive period: certificates cover direct emissions only (iron and steel); indirect emissions shown for information [C3]"
-                            if definitive else "transitional period: direct and indirect emissions reported [C4]"),
-        "goods": goods,
-        "installation_totals": {"direct_emissions_t": totals["scope1_kg"] / 1000.0,
-                                "indirect_emissions_t": totals["energy_kwh"] * elec.kg_per_kwh / 1000.0,
-                                "electricity_mwh": totals["energy_kwh"] / 1000.0, "natural_gas_nm3": totals["gas_nm3"]},
-        "methodology": [
-            "Installation-level monitoring from metered data (electricity, natural gas, production counters), attributed to goods "
-            "by the allocation rule of each good [C9].",
-            f"Indirect emissions: electricity consumed x {elec.cite()}.",
-            *acc.method_notes,
-            "Only CO2 is counted for iron and steel [C4]. Precursors are declared inputs with their own embedded emissions [C8].",
-        ],
-        "factors_used": lib.used_factors(), "factor_libraries": lib.versions, "data_source": data_source, "generated": _now(),
-    }
-    validate(doc, "cbam-steel")
-    return doc
+def _write_json(doc: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    return path
 
 
-def battery_cfp(acc: Accounts, footprint: dict[str, Any], settings: Settings, data_source: str) -> dict[str, Any]:
-    """EU Battery Regulation-style carbon-footprint declaration for one model and plant."""
-    b = settings.battery
-    if b is None:
-        raise ConfigError("the battery declaration needs a [battery] section (model, service life) in the carbon settings")
-    lib = acc.factors
-    life = b.service_life_kwh_per_kwh_capacity
-    st = footprint["stages_kg_co2e_per_unit"]
-    if b.electricity_rule == "national-mix":
-        elec = lib.get(settings.carbon.grid_factor)
-        prod_kg = st["manufacturing_scope1"] + st["manufacturing_scope2_location"]
-    else:
-        elec = lib.get(settings.carbon.residual_factor)
-        prod_kg = st["manufacturing_scope1"] + st["manufacturing_scope2_market"]
-
-    def stage(v: float | None, status: str, basis: str) -> dict[str, Any]:
-        return {"kg_co2e_per_kwh": None if v is None else v / life, "status": status, "basis": basis}
-
-    mats = st["upstream_materials"]
-    stages = {
-        "raw_material_acquisition_and_preprocessing": stage(
-            mats if footprint["materials"] else None, "declared-input" if footprint["materials"] else "not-assessed",
-            "; ".join(f"{m['name']}: {m['kg_co2e_per_unit']:.3g} kg/kWh cap ({m['source']})" for m in footprint["materials"])
-            or "no material inputs declared"),
-        "main_product_production": stage(prod_kg, "metered", f"metered plant energy; allocation: {footprint['allocation_rule']}"),
-        "distribution": stage(b.distribution_kg_per_kwh, "declared-input" if b.distribution_kg_per_kwh is not None else "not-assessed",
-                              "declared per kWh of capacity" if b.distribution_kg_per_kwh is not None else "not assessed"),
-        "end_of_life_and_recycling": stage(b.end_of_life_kg_per_kwh, "declared-input" if b.end_of_life_kg_per_kwh is not None else "not-assessed",
-                                           "declared per kWh of capacity" if b.end_of_life_kg_per_kwh is not None else "not assessed"),
-    }
-    total = sum(s["kg_co2e_per_kwh"] or 0.0 for s in stages.values())
-    doc = {
-        "schema": "carbonedge/battery-cfp/1", "declaration_type": "battery carbon footprint (EU 2023/1542 Art. 7)",
-        "manufacturer": b.manufacturer, "battery_model": b.model, "manufacturing_plant": acc.site,
-        "period": {"start": iso(acc.start), "end": iso(acc.end)},
-        "functional_unit": "1 kWh of total energy delivered over the expected service life",
-        "service_life_kwh_per_kwh_capacity": life, "capacity_produced_kwh": footprint["output"],
-        "carbon_footprint_kg_co2e_per_kwh": total, "life_cycle_stages": stages,
-        "per_kwh_capacity": {"main_product_production_kg": prod_kg, "energy_kwh_per_kwh_capacity": footprint["energy_kwh_per_unit"]},
-        "electricity_rule": {"rule": b.electricity_rule, "factor_id": elec.id, "kg_co2e_per_kwh": elec.kg_per_kwh},
-        "methodology": [
-            "Per kWh of total energy delivered over the expected service life = per kWh of capacity / service-life energy per kWh of capacity [R1].",
-            f"Main production from metered plant energy: {footprint['allocation_rule']}.",
-            f"Electricity rule {b.electricity_rule!r} ({elec.cite()}); the rule is contested (draft EV act: national mix; industry: JRC hierarchy) "
-            "and recorded here as a parameter [R4-R7].",
-            "Stages marked not-assessed contribute nothing to the total; declare them before publication. Use phase excluded [R1].",
-            *acc.method_notes,
-        ],
-        "factors_used": lib.used_factors(), "factor_libraries": lib.versions, "data_source": data_source, "generated": _now(),
-    }
-    validate(doc, "battery-cfp")
-    return doc
-
-
-def write_export(doc: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
-    """Write ``<name>.json`` and a flat ``<name>.csv`` (one row per good or stage)."""
+def regulatory_documents(data: PlantData, acc: Accounts, fps: list[dict[str, Any]], settings: Settings, out_dir: Path,
+                         say: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """Build, validate and write every document of the plant kind; returns (documents and refusals, files)."""
+    say = say or (lambda _m: None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jp, cp = out_dir / f"{name}.json", out_dir / f"{name}.csv"
-    jp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-    with cp.open("w", newline="") as fh:
+    docs: dict[str, Any] = {"refused": []}
+    paths: list[Path] = []
+    kind = data.plant.get("plant", "steel")
+
+    def attempt(name: str, fn: Callable[[], list[Path]]) -> None:
+        try:
+            new = fn()
+        except (ConfigError, ExportError) as exc:
+            docs["refused"].append({"document": name, "reason": str(exc)})
+            say(f"      {name}: not written: {exc}")
+            return
+        paths.extend(new)
+        say(f"      {name}: {', '.join(p.name for p in new)}")
+
+    stamp = _now()
+    cb = ets = decl = None
+    if kind == "battery":
+        if fps:
+            def _battery() -> list[Path]:
+                nonlocal decl
+                d = battery.declaration(acc, fps[0], settings, data.source) | {"generated": stamp}
+                validate(d, "battery-cf-declaration")
+                decl = docs["battery_declaration"] = d
+                return [_write_json(d, out_dir / "battery-cf-declaration.json"), _battery_csv(d, out_dir / "battery-cf-declaration.csv")]
+
+            attempt("battery carbon-footprint declaration", _battery)
+            if decl is not None:
+                def _passport() -> list[Path]:
+                    p = battery.passport(decl, settings)
+                    validate(p, "battery-pass-carbon-footprint")
+                    docs["battery_passport"] = p
+                    return [_write_json(p, out_dir / "battery-pass-carbon-footprint.json")]
+
+                attempt("battery passport carbon footprint", _passport)
+    else:
+        if any(p.cn_code for p in settings.products):
+            def _cbam() -> list[Path]:
+                nonlocal cb
+                d = cbam.communication(acc, fps, settings, data.source) | {"generated": stamp}
+                validate(d, "cbam-communication")
+                xp = cbam.write_workbook(d, out_dir / "cbam-communication.xlsx", acc)
+                problems = cbam.check_workbook(xp, d)
+                if problems:
+                    xp.unlink()
+                    raise ExportError("the CBAM workbook does not match its JSON: " + "; ".join(problems))
+                cb = docs["cbam_communication"] = d
+                return [_write_json(d, out_dir / "cbam-communication.json"), xp]
+
+            attempt("CBAM communication", _cbam)
+        if settings.carbon.country == "CN":
+            def _ets() -> list[Path]:
+                nonlocal ets
+                d = china_ets.report(data, acc, settings, data.source) | {"generated": stamp}
+                validate(d, "china-ets-steel")
+                ets = docs["china_ets_steel"] = d
+                return [_write_json(d, out_dir / "china-ets-steel.json"), _ets_workbook(d, out_dir / "china-ets-steel.xlsx")]
+
+            attempt("China ETS steel report", _ets)
+
+    if fps:
+        def _pcf() -> list[Path]:
+            evidence = ets["monthly"][0]["evidence"] if ets else None
+            sections = [pcf.pcf_section(acc, fp, settings, evidence) for fp in fps]
+            comp = pcf.comparison(cbam=cb, ets=ets, battery=decl, fp=fps[0])
+            d = {"schema": "carbonedge/pcf-iso14067/1", "document": "Product carbon footprint statement (ISO 14067 / GB/T 24067) "
+                 "and the same product under each regime", "products": sections, "comparison": comp,
+                 "sources": ["L20", "L21", "L1", "L3", "L7", "L12", "E9"], "factor_libraries": acc.factors.versions,
+                 "data_source": data.source, "generated": stamp}
+            validate(d, "pcf-iso14067")
+            docs["pcf_iso14067"] = d
+            return [_write_json(d, out_dir / "pcf-iso14067.json")]
+
+        attempt("product footprint statement", _pcf)
+    return docs, paths
+
+
+def _battery_csv(d: dict[str, Any], path: Path) -> Path:
+    with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        if doc["schema"].startswith("carbonedge/cbam"):
-            cols = ["product", "cn_code", "quantity_t", "direct_emissions_t", "indirect_emissions_t", "precursor_emissions_t",
-                    "specific_direct_t_per_t", "specific_indirect_t_per_t", "specific_embedded_t_per_t", "electricity_mwh"]
-            w.writerow(["installation", "country", "period_start", "period_end", "phase", *cols])
-            for g in doc["goods"]:
-                w.writerow([doc["installation"]["name"], doc["installation"]["country"], doc["reporting_period"]["start"],
-                            doc["reporting_period"]["end"], doc["phase"], *(g[c] for c in cols)])
-        else:
-            w.writerow(["manufacturer", "battery_model", "plant", "period_start", "period_end", "stage", "kg_co2e_per_kwh", "status", "basis"])
-            for k, s in doc["life_cycle_stages"].items():
-                w.writerow([doc["manufacturer"], doc["battery_model"], doc["manufacturing_plant"], doc["period"]["start"], doc["period"]["end"],
-                            k, "" if s["kg_co2e_per_kwh"] is None else s["kg_co2e_per_kwh"], s["status"], s["basis"]])
-            w.writerow([doc["manufacturer"], doc["battery_model"], doc["manufacturing_plant"], doc["period"]["start"], doc["period"]["end"],
-                        "total", doc["carbon_footprint_kg_co2e_per_kwh"], "", "sum of assessed stages"])
-    return [jp, cp]
+        w.writerow(["manufacturer", "battery_model", "plant", "period_start", "period_end", "electricity_variant", "stage",
+                    "kg_co2e_per_kwh_lifetime", "kg_co2e_per_kwh_capacity", "status", "basis"])
+        for name, v in d["variants"].items():
+            head = [d["manufacturer"], d["battery_model"], d["manufacturing_plant"], d["period"]["start"], d["period"]["end"], name]
+            for k, s in v["life_cycle_stages"].items():
+                w.writerow([*head, k, _blank(s["kg_co2e_per_kwh"]), _blank(s["kg_co2e_per_kwh_capacity"]), s["status"], s["basis"]])
+            w.writerow([*head, "total", _blank(v["carbon_footprint_kg_co2e_per_kwh"]), "", "complete" if v["complete"] else "incomplete",
+                        "sum of the four stages" if v["complete"] else "not declared: " + ", ".join(v["missing_stages"])])
+    return path
+
+
+def _blank(v: float | None) -> Any:
+    return "" if v is None else v
+
+
+def _ets_workbook(d: dict[str, Any], path: Path) -> Path:
+    """The China ETS report as a workbook: company, processes, monthly data, meter evidence, plan, factors, sources."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    wb.remove(wb.active)
+
+    def sheet(name: str, header: list[str], rows: list[list[Any]]) -> None:
+        ws = wb.create_sheet(name)
+        ws.append(header)
+        for c in ws[1]:
+            c.font = Font(bold=True)
+        for r in rows:
+            ws.append([json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for v in r])
+
+    co = d["company"]
+    sheet("企业 Company", ["项目 item", "value", "unit"], [
+        ["enterprise", d["enterprise"]["name"], ""], ["unified social credit code", d["enterprise"]["credit_code"], ""],
+        ["reporting year", d["reporting_year"], ""], ["period", f"{d['period']['start']} to {d['period']['end']}", ""],
+        ["direct emissions (allowance basis)", co["direct_t"], "t CO2"], ["  of which fuel combustion", co["combustion_t"], "t CO2"],
+        ["  of which process emissions", co["process_emissions_t"], "t CO2"], ["purchased electricity", co["purchased_electricity_mwh"], "MWh"],
+        ["grid factor", d["grid_factor"]["kg_co2_per_kwh"], f"t CO2/MWh ({d['grid_factor']['factor_id']}, data year "
+                                                              f"{d['grid_factor']['data_year']}, {d['grid_factor']['basis']})"],
+        ["indirect emissions of purchased electricity", co["indirect_electricity_t"], "t CO2"],
+        ["total including electricity", co["total_including_electricity_t"], "t CO2"],
+        ["crude steel output", co["crude_steel_t"], "t"], ["direct emissions per tonne", co["direct_t_per_t_steel"], "t CO2/t"]])
+    sheet("工序 Processes", ["process", "natural gas Nm3", "combustion t CO2", "process t CO2", "direct t CO2", "electricity MWh",
+                            "indirect t CO2", "production", "unit"],
+          [[p["process"], p["fuel_natural_gas_nm3"], p["combustion_t"], p["process_emissions_t"], p["direct_t"], p["electricity_mwh"],
+            p["indirect_electricity_t"], p["production"], p["production_unit"]] for p in d["processes"]])
+    sheet("月度 Monthly", ["month", "process", "electricity MWh", "natural gas Nm3", "direct t CO2", "production", "days covered"],
+          [[m["month"], n, r["electricity_mwh"], r["natural_gas_nm3"], r["direct_t"], r["production"], m["days_covered"]]
+           for m in d["monthly"] for n, r in m["processes"].items()])
+    sheet("证据 Evidence", ["month", "process", "device", "readings", "first reading", "last reading", "poll s", "coverage %", "gap hours",
+                           "gaps", "resets / rollovers", "status"],
+          [[m["month"], e["process"], e["device"], e["readings"], e.get("first_reading"), e.get("last_reading"), e.get("poll_interval_s"),
+            e.get("coverage_pct"), e.get("gap_hours"), e.get("gaps"), e.get("counter_resets_or_rollovers"), e["status"]]
+           for m in d["monthly"] for e in m["evidence"]])
+    sheet("数据质量控制计划 Plan", ["process", "device", "measures", "role"],
+          [[r["process"], r["device"], ", ".join(r["measures"]), r["role"]] for r in d["data_quality_plan"]])
+    sheet("因子 Factors", ["id", "value", "unit", "data year", "basis", "publisher", "source", "quality"],
+          [[f["id"], f["value"], f["unit"], f["year"], f.get("basis", ""), f["publisher"], f["source"], f["quality"]] for f in d["factors_used"]])
+    sheet("来源 Sources", ["key", "source", "where"],
+          [[s["key"], s["title"], s["where"]] for s in entries(d["sources"] + [f["source"] for f in d["factors_used"]])])
+    wb.save(path)
+    return path
+
+
+def html_section(docs: dict[str, Any], fmt: Callable[..., str], table: Callable[..., str]) -> str:
+    """The report's "Regulatory documents" section (empty when there are none)."""
+    ex: list[str] = []
+    if "cbam_communication" in docs:
+        d = docs["cbam_communication"]
+        rows = [[escape(g["good"]), escape(g["cn_code"]), escape(g["route"]), fmt(g["quantity_t"], 1), fmt(g["see_direct_t_per_t"], 3),
+                 fmt(g["see_indirect_t_per_t"], 3), fmt(g["electricity_mwh_per_t"], 3),
+                 fmt(g["default_value"]["with_markup_t_per_t"], 3) if g["default_value"] else "—", fmt(g["cost_actual_eur"]),
+                 fmt(g["saving_vs_default_eur"]) if g["saving_vs_default_eur"] is not None else "—"] for g in d["goods"]]
+        e = d["electricity"]
+        ex.append(f"<h3>EU CBAM communication to importers — {escape(d['installation']['name'])}, {d['reporting_period']['year']}</h3>"
+                  + table(["good", "CN code", "route", "t", "SEE direct t/t", "SEE indirect t/t", "MWh/t", "default t/t (marked up)",
+                           "cost EUR", "saving vs default EUR"], rows)
+                  + f'<p class="src">Electricity: {escape(e["factor_id"])} ({escape(e["basis"])}): {escape(e["why"])} {escape(e["rule"])}. '
+                    f'Certificate price {fmt(d["certificate_price"]["eur_per_t"], 2)} EUR/t: {escape(d["certificate_price"]["source"])}. '
+                    "Files: cbam-communication.xlsx (template sheets, read back and checked), cbam-communication.json "
+                    "(schema carbonedge/cbam-communication/1).</p>")
+    if "china_ets_steel" in docs:
+        d = docs["china_ets_steel"]
+        co, g = d["company"], d["grid_factor"]
+        rows = [[escape(p["process"]), fmt(p["direct_t"], 2), fmt(p["electricity_mwh"], 1), fmt(p["indirect_electricity_t"], 2)] for p in d["processes"]]
+        gaps = sum(len(e.get("gaps", [])) for m in d["monthly"] for e in m["evidence"])
+        ex.append(f"<h3>China national ETS, iron and steel — {escape(d['enterprise']['name'])}, {d['reporting_year']}</h3>"
+                  f"<p>Direct {fmt(co['direct_t'], 1)} t CO2 (allowance basis); purchased electricity {fmt(co['purchased_electricity_mwh'], 1)} MWh "
+                  f"x {g['kg_co2_per_kwh']:g} ({escape(g['factor_id'])}, data year {g['data_year']}, {escape(g['basis'])}) = "
+                  f"{fmt(co['indirect_electricity_t'], 1)} t CO2. {len(d['monthly'])} month(s) with meter evidence; {gaps} reading gap(s).</p>"
+                  + table(["process", "direct t", "MWh", "electricity t"], rows)
+                  + f'<p class="src">{escape(g["why"])}. Files: china-ets-steel.xlsx, china-ets-steel.json (schema carbonedge/china-ets-steel/1).</p>')
+    if "battery_declaration" in docs:
+        d = docs["battery_declaration"]
+        rows = []
+        for k in battery.STAGES:
+            rows.append([escape(k.replace("_", " "))] + [fmt(d["variants"][v]["life_cycle_stages"][k]["kg_co2e_per_kwh"], 5)
+                                                         if d["variants"][v]["life_cycle_stages"][k]["kg_co2e_per_kwh"] is not None else "not assessed"
+                                                         for v in battery.VARIANTS])
+        rows.append(["<b>total (assessed stages)</b>"] + [fmt(d["variants"][v]["assessed_stages_kg_co2e_per_kwh"], 5) for v in battery.VARIANTS])
+        ex.append(f"<h3>EU Battery Regulation carbon footprint — {escape(d['battery_model'])} at {escape(d['manufacturing_plant'])}</h3>"
+                  f"<p>kg CO2e per kWh of energy delivered over the service life ({fmt(d['service_life_kwh_per_kwh_capacity'])} kWh per kWh "
+                  "of capacity), under both electricity rules:</p>"
+                  + table(["stage", "draft delegated act (national mix)", "JRC (supplier-specific, residual mix)"], rows, left=1)
+                  + '<p class="src">Files: battery-cf-declaration.json/.csv (schema carbonedge/battery-cf-declaration/1)'
+                  + (", battery-pass-carbon-footprint.json (Battery Pass data model v1.2.0)" if "battery_passport" in docs else "") + ".</p>")
+    if "pcf_iso14067" in docs:
+        comp = docs["pcf_iso14067"]["comparison"]
+        rows = [[escape(r["regime"]), escape(r["boundary"]), escape(r["electricity"]), fmt(r["value"], 4), escape(r["unit"]), escape(r["sources"])]
+                for r in comp["rows"]]
+        ex.append("<h3>One product, several regimes: why the numbers differ</h3>"
+                  + table(["regime", "boundary", "electricity", "value", "unit", "sources"], rows, left=3)
+                  + "<ul class='src'>" + "".join(f"<li>{escape(w)}</li>" for w in comp["why_they_differ"]) + "</ul>"
+                  + '<p class="src">File: pcf-iso14067.json (ISO 14067 / GB/T 24067 statement per product).</p>')
+    for r in docs.get("refused", []):
+        ex.append(f'<p class="note"><b>{escape(r["document"])} not written:</b> {escape(r["reason"])}</p>')
+    return "".join(ex)

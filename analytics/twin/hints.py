@@ -1,6 +1,6 @@
 """Ranked optimisation hints from calibrated process models and the metered data.
 
-Two families (domain reference §8):
+Two families (hint catalogue [HC1]-[HC14], docs/sources.md):
 
 - **Waste found in the data**: a process uses more energy than its calibrated model
   predicts over a sustained stretch (CUSUM of the residuals [M7]). Where the excess
@@ -55,7 +55,7 @@ _ROLES = (
 )
 _WASTE_KIND = {"compressed_air": "compressed_air_leak", "eaf": "eaf_excess_energy", "dryroom": "dryroom_dehumidifier",
                "dryer": "dryer_degradation", "formation": "formation_channel"}
-#: Loads that can usually move in time: EAF heats, formation cycles, ASU with liquid storage (§8 hint 4).
+#: Loads that can usually move in time: EAF heats, formation cycles, ASU with liquid storage ([HC4]).
 SHIFTABLE = {"eaf", "formation", "asu"}
 
 
@@ -250,7 +250,7 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
             f"Switch {name} to standby when it stops producing (interlock on the production signal or the shift calendar). "
             f"Measured {idle_kw:,.0f} kW during {idle_h:.0f} idle hours against a calibrated standby of {stand:,.0f} kW."),
             evidence=f"{waste:,.0f} kWh above the {base_txt} {span}; {100 * idle_waste / waste:.0f} % of it in hours with no production.",
-            sources=["domain-reference §8 hint 6", "[M7]"], **common)
+            sources=["[HC6]", "[M7]"], **common)
     titles = {
         "compressed_air_leak": (f"{name}: compressed-air baseload has risen — likely leaks",
                                 f"Run a leak survey (ultrasonic) and a pressure-decay test off-shift; repair and retune compressor controls. "
@@ -269,9 +269,9 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
                                   f"Investigate {name} {span}: excess {kw:,.0f} kW against the same production."),
     }
     title, action = titles[kind]
-    srcs = {"compressed_air_leak": ["domain-reference §8 hint 1", "[H1]", "[H3]"], "eaf_excess_energy": ["[S1]", "[S2]", "[S36]"],
-            "dryer_degradation": ["[B3]", "[B7]"], "dryroom_dehumidifier": ["domain-reference §8 hint 10", "[B14]", "[B15]"],
-            "formation_channel": ["domain-reference §8 hint 11", "[B20]"]}.get(kind, [])
+    srcs = {"compressed_air_leak": ["[HC1]", "[H1]", "[H3]"], "eaf_excess_energy": ["[S1]", "[S2]", "[S36]"],
+            "dryer_degradation": ["[B3]", "[B7]"], "dryroom_dehumidifier": ["[HC10]", "[B14]", "[B15]"],
+            "formation_channel": ["[HC11]", "[B20]"]}.get(kind, [])
     return Hint(kind=kind, title=title, action=action, evidence=f"{waste:,.0f} kWh ({pct:.1f} %) above the {base_txt} {span}.",
                 sources=srcs + ["[M7]"], **common)
 
@@ -302,7 +302,7 @@ def _rack_hint(data: PlantData, name: str, pr: PeerResult, o: RackOutlier, setti
                   f"({o.reference_kwh_per_cycle:,.1f} kWh per cycle) scaled as its {o.peers} working peer racks ran, {span}; "
                   f"the rise is {o.z:.0f}× the racks' usual scatter against their peers ({100 * pr.scatter:.2f} %)."),
         confidence=conf, waste_kwh=o.waste_kwh, start=iso(t0), end=iso(t1),
-        sources=["domain-reference §8 hint 11", "[B20]"],
+        sources=["[HC11]", "[B20]"],
         details={"device": o.device, "excess_kw": kw, "z": o.z, "excess_pct": pct, "hours": hours, "cycle_h": o.cycle_h,
                  "reference_kwh_per_cycle": o.reference_kwh_per_cycle, "peers": o.peers, "racks": len(pr.devices), "scatter": pr.scatter,
                  "expected_kwh": o.expected_kwh, "counted_from": iso(o.start), "counted_to": iso(o.end), "price_per_kwh": price, "currency": c, "ongoing_at_end": o.ongoing,
@@ -345,7 +345,7 @@ def _tou_hints(data: PlantData, obs: dict[str, Observations], settings: Settings
             kwh_per_year=0.0, cost_per_year=shifted_y * (hi - lo), tco2_per_year=0.0,
             evidence=(f"{100 * peak_kwh / total:.0f} % of {name}'s {total:,.0f} kWh fell in the peak band over the period; the lowest band "
                       f"had {headroom:,.0f} kWh of headroom below the process's 95th-percentile hourly energy ({cap:,.0f} kWh)."),
-            confidence="medium", sources=["domain-reference §8 hint 4", "[S36]"],
+            confidence="medium", sources=["[HC4]", "[S36]"],
             details={"peak_share": peak_kwh / total, "max_shift_share": shift_share, "shiftable_kwh": shiftable, "headroom_kwh": headroom,
                      "price_peak": hi, "price_low": lo}))
     return out
@@ -359,7 +359,7 @@ def _plant_demand(data: PlantData, window_s: float = 900.0) -> tuple[np.ndarray,
         for dev in data.process_devices(name):
             ds = data.devices.get(dev)
             if ds is not None and ds.has("active_energy_import"):
-                kwh += bin_counter(ds.t, ds.values["active_energy_import"], edges)
+                kwh += bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
     full = (edges[:-1] >= data.start) & (edges[1:] <= data.end)
     return edges[:-1][full], kwh[full] * 3600.0 / window_s
 
@@ -383,7 +383,7 @@ def _peak_hint(data: PlantData, settings: Settings) -> Hint | None:
         kwh_per_year=0.0, cost_per_year=cost_y, tco2_per_year=0.0,
         evidence=f"Peak 15-min demand {peak:,.0f} kW at {iso(float(ts[int(kw.argmax())]))[:16]} UTC; only {above} of {kw.size} windows "
                  f"({100 * above / kw.size:.1f} %) exceed {target:,.0f} kW (95th percentile).",
-        confidence="medium", sources=["domain-reference §8 hint 3", "[S36]", "[D17]"],
+        confidence="medium", sources=["[HC3]", "[S36]", "[D17]"],
         details={"peak_kw": peak, "target_kw": target, "windows_above": above, "demand_charge": t.demand_charge_per_kw_month})
 
 
@@ -396,9 +396,9 @@ def _pf_hint(data: PlantData, settings: Settings, grid: Factor) -> Hint | None:
             ds = data.devices.get(dev)
             if ds is None or not ds.has("active_energy_import"):
                 continue
-            e = bin_counter(ds.t, ds.values["active_energy_import"], np.array([data.start, data.end]))[0]
+            e = bin_counter(ds.t, ds.values["active_energy_import"], np.array([data.start, data.end]), "active_energy_import")[0]
             if ds.has("reactive_energy_import"):
-                q = bin_counter(ds.t, ds.values["reactive_energy_import"], np.array([data.start, data.end]))[0]
+                q = bin_counter(ds.t, ds.values["reactive_energy_import"], np.array([data.start, data.end]), "reactive_energy_import")[0]
                 p_kwh += e
                 q_kvarh += q
             elif ds.has("power_factor") and ds.has("active_power"):
@@ -428,5 +428,5 @@ def _pf_hint(data: PlantData, settings: Settings, grid: Factor) -> Hint | None:
         kwh_per_year=loss_kwh_y, cost_per_year=penalty_y + loss_kwh_y * prices, tco2_per_year=loss_kwh_y * grid.kg_per_kwh / 1000.0,
         evidence=f"Energy-weighted PF {pf_plant:.3f} over the period, below the tariff threshold {t.pf_threshold:.2f} "
                  f"(surcharge {t.pf_penalty_pct_per_point} % of the bill per 0.01).",
-        confidence="medium", sources=["domain-reference §8 hint 5", "[S10]", "† 1 % I²R losses assumed"],
+        confidence="medium", sources=["[HC5]", "[S10]", "† 1 % I²R losses assumed"],
         details={"pf": pf_plant, "target_pf": target, "kvar": kvar, "penalty_per_year": penalty_y})

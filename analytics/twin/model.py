@@ -117,7 +117,7 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
     for dev in data.process_devices(process):
         ds = data.devices.get(dev)
         if ds is not None and ds.has("active_energy_import"):
-            e += bin_counter(ds.t, ds.values["active_energy_import"], edges)
+            e += bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
     spec = data.plant["processes"][process]
     has_prod = bool(spec.get("production_unit")) and bool(data.counter_devices(process))
     prod = np.zeros_like(e)
@@ -128,7 +128,7 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
         for dev in data.counter_devices(process):
             ds = data.devices.get(dev)
             if ds is not None and ds.has(q):
-                prod += bin_counter(ds.t, ds.values[q], edges)
+                prod += bin_counter(ds.t, ds.values[q], edges, q)
         prod = _spread_batches(data, process, edges, prod, e)
     if act_src and act_src in data.plant["processes"]:
         active_h = _active_hours(data, act_src, edges)
@@ -158,7 +158,7 @@ def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.n
             continue
         ok = np.isfinite(ds.values[q])
         t = ds.t[ok]
-        d = np.diff(corrected_cumulative(ds.values[q][ok]))
+        d = np.diff(corrected_cumulative(ds.values[q][ok], t, q))
         prev_t = float(edges[0])
         for k in np.flatnonzero(d > 0):
             t1 = float(t[k + 1])

@@ -93,9 +93,9 @@ def _net_energy(data: PlantData, devices: list[str], edges: np.ndarray) -> np.nd
     e = np.zeros((len(devices), len(edges) - 1))
     for k, dev in enumerate(devices):
         ds = data.devices[dev]
-        e[k] = bin_counter(ds.t, ds.values["active_energy_import"], edges)
+        e[k] = bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
         if ds.has("active_energy_export"):
-            e[k] -= bin_counter(ds.t, ds.values["active_energy_export"], edges)
+            e[k] -= bin_counter(ds.t, ds.values["active_energy_export"], edges, "active_energy_export")
     return e
 
 
