@@ -148,8 +148,8 @@ class OutputDir:
 class OutputFile:
     """A file to write: its directory must exist, and it must not be a directory. ``new`` refuses an existing file."""
 
-    def __init__(self, *, new: bool = False) -> None:
-        self.new = new
+    def __init__(self, *, new: bool = False, parents: bool = False) -> None:
+        self.new, self.parents = new, parents  # parents: missing directories are created (not below a file)
         self.__name__ = "output file"
 
     def __call__(self, value: str) -> str:
@@ -158,7 +158,9 @@ class OutputFile:
             _fail(f"{value!r} is a directory, not a file")
         if self.new and p.exists():
             _fail(f"{value!r} exists already (never overwritten)")
-        if not p.absolute().parent.is_dir():
+        if self.parents:
+            OutputDir()(str(p.absolute().parent))
+        elif not p.absolute().parent.is_dir():
             _fail(f"directory {str(p.absolute().parent)!r} does not exist")
         return value
 
@@ -167,7 +169,8 @@ class OutputFile:
 
     def bad_values(self, tmp: Path) -> list[str]:
         (tmp / "a-directory").mkdir(exist_ok=True)
-        return [str(tmp / "a-directory"), str(tmp / "no-such-dir" / "file")]
+        (tmp / "plain-file").write_text("x")
+        return [str(tmp / "a-directory"), str(tmp / "plain-file" / "file") if self.parents else str(tmp / "no-such-dir" / "file")]
 
 
 class Time:
@@ -265,27 +268,3 @@ class Duration(Number):
     def bad_values(self, tmp: Path) -> list[str]:
         return ["abc", "0", "-1h", "nanh", "5x"]
 
-
-class ScenarioName:
-    """A bundled scenario name (steel-default, ...) or a scenario TOML file."""
-
-    __name__ = "scenario"
-
-    def __call__(self, value: str) -> str:
-        p = Path(value)
-        if p.exists():
-            return InputFile("toml")(value)
-        from simulators.scenario import bundled_scenarios
-
-        names = bundled_scenarios()
-        if value not in names:
-            _fail(f"no scenario file {value!r} and no bundled scenario of that name; bundled: {', '.join(names)}")
-        return value
-
-    def good_value(self, tmp: Path) -> str:
-        return "steel-default"
-
-    def bad_values(self, tmp: Path) -> list[str]:
-        (tmp / "a-directory").mkdir(exist_ok=True)
-        (tmp / "broken.toml").write_text("[gateway\nsite = \n")
-        return ["no-such-scenario", str(tmp / "broken.toml"), str(tmp / "a-directory")]

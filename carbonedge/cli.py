@@ -31,10 +31,32 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-def _scenario(value: str) -> str:
-    from carbonedge.argtypes import ScenarioName
+class _ScenarioName:
+    """A bundled scenario name (steel-default, ...) or a scenario TOML file."""
 
-    return ScenarioName()(value)
+    __name__ = "scenario"
+
+    def __call__(self, value: str) -> str:
+        p = Path(value)
+        if p.exists():
+            return InputFile("toml")(value)
+        from simulators.scenario import bundled_scenarios
+
+        names = bundled_scenarios()
+        if value not in names:
+            raise argparse.ArgumentTypeError(f"no scenario file {value!r} and no bundled scenario of that name; bundled: {', '.join(names)}")
+        return value
+
+    def good_value(self, tmp: Path) -> str:
+        return "steel-default"
+
+    def bad_values(self, tmp: Path) -> list[str]:
+        (tmp / "a-directory").mkdir(exist_ok=True)
+        (tmp / "broken.toml").write_text("[gateway\nsite = \n")
+        return ["no-such-scenario", str(tmp / "broken.toml"), str(tmp / "a-directory")]
+
+
+_scenario = _ScenarioName()
 
 
 def _positive_int(text: str) -> int:
@@ -657,16 +679,16 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     ks = sub.add_parser("keys", help="gateway signing keys: create one, register a public key")
     kss = ks.add_subparsers(dest="keys_cmd", required=True, metavar="ACTION")
     kn = kss.add_parser("new", help="create a gateway's Ed25519 signing key (and register its public key)")
-    kn.add_argument("key", type=OutputFile(new=True), help="private key file to create, e.g. /etc/carbonedge/gw1.key (never overwritten)")
+    kn.add_argument("key", type=OutputFile(new=True, parents=True), help="private key file to create, e.g. /etc/carbonedge/gw1.key (never overwritten)")
     kn.add_argument("--site", required=True)
     kn.add_argument("--gateway", required=True)
-    kn.add_argument("--trust", type=OutputFile(), help="add the public key to this trust file (created if missing)")
+    kn.add_argument("--trust", type=OutputFile(parents=True), help="add the public key to this trust file (created if missing)")
     kn.set_defaults(func=cmd_keys_new)
     kt = kss.add_parser("trust", help="register a gateway's public key (.pub) in a trust file")
     kt.add_argument("pub", type=InputFile(), help="the gateway's public key file (.pub, from carbonedge keys new)")
     kt.add_argument("--site", required=True)
     kt.add_argument("--gateway", required=True)
-    kt.add_argument("--trust", type=OutputFile(), required=True, help="trust file to update (created if missing)")
+    kt.add_argument("--trust", type=OutputFile(parents=True), required=True, help="trust file to update (created if missing)")
     kt.set_defaults(func=cmd_keys_trust)
     from carbonedge.commission import add_commands  # profiles, probe, plant init, status
 
