@@ -39,6 +39,9 @@ from edge.outbox import Outbox
 
 log = logging.getLogger("carbonedge.edge.publisher")
 
+#: On a clean stop, how long to wait for the collector to confirm the batches already sent.
+STOP_CONFIRM_S = 3.0
+
 
 class Publisher(threading.Thread):
     def __init__(self, cfg: GatewayConfig, outbox: Outbox, boot_id: str) -> None:
@@ -242,7 +245,7 @@ class Publisher(threading.Thread):
 
     def _send_some(self) -> None:
         with self._lock:
-            if not self._connected:
+            if not self._connected or self._stopping:
                 return
             wait = self.resend_wait()
             stalled = time.monotonic() - self._last_progress
@@ -357,7 +360,17 @@ class Publisher(threading.Thread):
     def stop(self) -> None:
         """Publish the retained ``offline`` status and disconnect cleanly while the network loop still runs."""
         g = self.cfg.gateway
-        self._stopping = True
+        self._stopping = True  # no new sends from here on
+        # Let the collector confirm what is already on its way (at most STOP_CONFIRM_S): whatever it confirms
+        # now need not be sent again by the next start, which resends everything above the watermark.
+        with self._lock:
+            target = self._sent_upto
+        deadline = time.monotonic() + STOP_CONFIRM_S
+        while self._connected and self._acked_watermark < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wm = self._acked_watermark
+        if wm > self.outbox.watermark:
+            self.counters["pruned"] += self.outbox.acknowledge(wm)
         if self._connected:
             try:
                 offline = wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=self.boot_id, ts=int(time.time() * 1000))
