@@ -141,7 +141,9 @@ def cmd_analyze_enpi(a: argparse.Namespace) -> int:
 
 
 def _influx_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plant", required=True, help="plant model JSON (plant.json as written by `carbonedge sim` or `carbonedge generate`)")
+    from carbonedge.argtypes import InputFile
+
+    p.add_argument("--plant", type=InputFile("json"), required=True, help="plant model JSON (plant.json as written by `carbonedge sim` or `carbonedge generate`)")
     p.add_argument("--site", help="site tag of the readings (default: the plant model's site)")
     p.add_argument("--influx-url", default="http://127.0.0.1:8086")
     p.add_argument("--database", default="carbonedge")
@@ -150,6 +152,8 @@ def _influx_args(p: argparse.ArgumentParser) -> None:
 
 def add_analyze_commands(asub: Any) -> None:
     """Register ``monitor`` and ``enpi`` under ``carbonedge analyze``."""
+    from carbonedge.argtypes import InputFile, Number, OutputFile, Time, positive
+
     m = asub.add_parser("monitor", help="live energy and meter-data alerts from InfluxDB readings (to InfluxDB, MQTT, Grafana)",
                         description="Read a site's readings from InfluxDB in order, check every poll cycle for energy drawn outside "
                         "the process's normal production state and for meter-data faults (stuck meters, counter resets, "
@@ -159,19 +163,19 @@ def add_analyze_commands(asub: Any) -> None:
                         "readings every --interval seconds. --state keeps what it learned and how far it read, so a restart "
                         "neither relearns nor raises an alert twice.")
     _influx_args(m)
-    m.add_argument("--start", help="first run: where to start reading (ISO 8601); later runs continue from the state file")
-    m.add_argument("--end", help="with --once: read up to this time (ISO 8601)")
+    m.add_argument("--start", type=Time(), help="first run: where to start reading (ISO 8601); later runs continue from the state file")
+    m.add_argument("--end", type=Time(), help="with --once: read up to this time (ISO 8601)")
     m.add_argument("--once", action="store_true", help="read up to --end and stop (batch), instead of following new readings")
-    m.add_argument("--state", help="state file (learned model, open alerts, watermark); required to follow")
-    m.add_argument("--interval", type=float, default=60.0, help="follow mode: seconds between reads (default: 60)")
-    m.add_argument("--lag", type=float, default=120.0, help="follow mode: read only readings older than this many seconds, "
+    m.add_argument("--state", type=OutputFile(), help="state file (learned model, open alerts, watermark); required to follow")
+    m.add_argument("--interval", type=positive(), default=60.0, help="follow mode: seconds between reads (default: 60)")
+    m.add_argument("--lag", type=Number(float, min=0), default=120.0, help="follow mode: read only readings older than this many seconds, "
                    "so that late deliveries from gateways are in first (default: 120)")
-    m.add_argument("--learn-hours", type=float, default=24.0, help="hours of normal operation to learn from (default: 24)")
+    m.add_argument("--learn-hours", type=positive(), default=24.0, help="hours of normal operation to learn from (default: 24)")
     m.add_argument("--no-influx-alerts", action="store_true", help="do not write alerts to InfluxDB")
     m.add_argument("--mqtt-host", help="publish alerts to this MQTT broker (topic carbonedge/v1/<site>/analytics/alerts)")
-    m.add_argument("--mqtt-port", type=int, default=1883)
+    m.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), default=1883, help="MQTT port (default: 1883)")
     m.add_argument("--mqtt-username", help="MQTT user (password from $CARBONEDGE_MQTT_PASSWORD)")
-    m.add_argument("--mqtt-tls-ca", help="CA certificate for MQTT over TLS")
+    m.add_argument("--mqtt-tls-ca", type=InputFile(), help="CA certificate for MQTT over TLS")
     m.add_argument("--grafana-url", help="mirror alerts as Grafana annotations (token from $CARBONEDGE_GRAFANA_TOKEN)")
     m.set_defaults(func=cmd_analyze_monitor)
 
@@ -181,12 +185,12 @@ def add_analyze_commands(asub: Any) -> None:
                         "baseline's ASHRAE Guideline 14 fit; write hour and day points to the InfluxDB measurement 'enpi' that the "
                         "Grafana dashboards plot. Running it again over the same period overwrites its points.")
     _influx_args(e)
-    e.add_argument("--start", required=True, help="period start (ISO 8601); the first whole hour from here is used")
-    e.add_argument("--end", required=True, help="period end (ISO 8601)")
-    e.add_argument("--baseline-until", help="end of the baseline period (ISO 8601); default: --baseline-days after --start")
-    e.add_argument("--baseline-days", type=float, default=1.0, help="length of the baseline period when --baseline-until is not given (default: 1)")
+    e.add_argument("--start", type=Time(), required=True, help="period start (ISO 8601); the first whole hour from here is used")
+    e.add_argument("--end", type=Time(), required=True, help="period end (ISO 8601)")
+    e.add_argument("--baseline-until", type=Time(), help="end of the baseline period (ISO 8601); default: --baseline-days after --start")
+    e.add_argument("--baseline-days", type=positive(), default=1.0, help="length of the baseline period when --baseline-until is not given (default: 1)")
     e.add_argument("--tz", default="UTC", help="plant time zone for hours and days (IANA name, default: UTC)")
     e.add_argument("--period", action="append", choices=["hour", "day", "month"], help="periods to write (repeat; default: hour and day)")
     e.add_argument("--dry-run", action="store_true", help="print the table, write nothing")
-    e.add_argument("--json", help="also write each baseline's equation and fit to this JSON file")
+    e.add_argument("--json", type=OutputFile(), help="also write each baseline's equation and fit to this JSON file")
     e.set_defaults(func=cmd_analyze_enpi)

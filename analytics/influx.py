@@ -24,15 +24,15 @@ class InfluxReader:
         try:
             r = self.session.get(f"{self.url}/query", params={"db": self.database, "q": q, "epoch": "ms"}, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            raise QueryError(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+            raise QueryError(f"InfluxDB at {self.url} unreachable: {http_reason(exc)}") from exc
         if r.status_code != 200:
-            raise QueryError(f"InfluxDB query failed (HTTP {r.status_code}): {r.text[:300]}\nquery: {q}")
+            raise QueryError(f"InfluxDB query failed (HTTP {r.status_code}): {r.text[:300]}\nquery: {q[:200]}")
         body = r.json()
         results = body.get("results", [])
         if not results:
             return []
         if "error" in results[0]:
-            raise QueryError(f"InfluxDB query error: {results[0]['error']}\nquery: {q}")
+            raise QueryError(f"InfluxDB query error: {results[0]['error']}\nquery: {q[:200]}")
         return list(results[0].get("series", []))
 
     def series_by_tag(self, q: str, tag: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -44,6 +44,21 @@ class InfluxReader:
             v = np.array([row[1] for row in vals], dtype=np.float64)
             out[s.get("tags", {}).get(tag, "")] = (t, v)
         return out
+
+
+def http_reason(exc: BaseException) -> str:
+    """The cause of a failed HTTP request in a few words, without the URL (requests puts the whole URL-encoded
+    query into its messages)."""
+    import re
+
+    text = str(exc)
+    for pattern, reason in ((r"Connection refused", "connection refused (is InfluxDB running, is the URL right?)"),
+                            (r"Name or service not known|nodename nor servname|getaddrinfo failed", "cannot resolve the host name"),
+                            (r"timed out|Timeout", "no answer (timed out)"), (r"CERTIFICATE_VERIFY_FAILED", "TLS certificate rejected"),
+                            (r"Connection reset|RemoteDisconnected|Connection aborted", "the connection was closed")):
+        if re.search(pattern, text):
+            return reason
+    return type(exc).__name__
 
 
 def quote_literal(s: str) -> str:
@@ -70,7 +85,7 @@ def write_lines(url: str, database: str, lines: list[str], *, what: str, timeout
         try:
             r = s.post(f"{url.rstrip('/')}/write", params={"db": database, "precision": "ms"}, data=body.encode(), timeout=timeout_s)
         except requests.RequestException as exc:
-            raise WriteError(f"InfluxDB at {url} unreachable while writing {what}: {exc}", retryable=True) from exc
+            raise WriteError(f"InfluxDB at {url} unreachable while writing {what}: {http_reason(exc)}", retryable=True) from exc
         if r.status_code != 204:
             raise WriteError(f"InfluxDB refused the {what} (HTTP {r.status_code}): {r.text[:300]}", status=r.status_code,
                              retryable=r.status_code >= 500)

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from carbonedge.argtypes import Duration, InputDir, InputFile, InputPath, Number, OneLineParser, OutputDir, OutputFile, Time, positive
 from carbonedge.clock import make_clock, parse_time
 from carbonedge.errors import CarbonEdgeError
 
@@ -30,16 +31,32 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-def _duration(text: str) -> float:
-    """Parse 90s, 15m, 24h, 7d (or plain seconds)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
-    try:
-        if t and t[-1] in units:
-            return float(t[:-1]) * units[t[-1]]
-        return float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 15m, 24h, 7d)") from None
+class _ScenarioName:
+    """A bundled scenario name (steel-default, ...) or a scenario TOML file."""
+
+    __name__ = "scenario"
+
+    def __call__(self, value: str) -> str:
+        p = Path(value)
+        if p.exists():
+            return InputFile("toml")(value)
+        from simulators.scenario import bundled_scenarios
+
+        names = bundled_scenarios()
+        if value not in names:
+            raise argparse.ArgumentTypeError(f"no scenario file {value!r} and no bundled scenario of that name; bundled: {', '.join(names)}")
+        return value
+
+    def good_value(self, tmp: Path) -> str:
+        return "steel-default"
+
+    def bad_values(self, tmp: Path) -> list[str]:
+        (tmp / "a-directory").mkdir(exist_ok=True)
+        (tmp / "broken.toml").write_text("[gateway\nsite = \n")
+        return ["no-such-scenario", str(tmp / "broken.toml"), str(tmp / "a-directory")]
+
+
+_scenario = _ScenarioName()
 
 
 def _positive_int(text: str) -> int:
@@ -260,6 +277,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
     start = parse_time(a.start) if a.start else None
     end = parse_time(a.end) if a.end else None
+    carbon = load_settings(Path(a.carbon)) if a.carbon else None  # a bad settings file fails before InfluxDB is asked
     if a.csv and Path(a.csv).is_file():
         data = from_meter_csv(Path(a.csv), energy_mode=a.energy, value_col=a.value_col, site=a.site, start=start, end=end, tz=a.tz, announce=print,
                               stamps=a.stamps, date_format=a.date_format, decimal=a.decimal)
@@ -276,7 +294,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             plant["site"] = a.site
         print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
         data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
-    settings = load_settings(Path(a.carbon)) if a.carbon else default_settings(data.plant)
+    settings = carbon if carbon is not None else default_settings(data.plant)
     if a.grid_factor:
         from analytics.carbon.settings import with_grid_factor
 
@@ -301,11 +319,9 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_config_check(a: argparse.Namespace) -> int:
-    from edge import load_config
+    from carbonedge.commission import config_check
 
-    cfg = load_config(a.file)
-    print(f"{a.file}: OK — gateway {cfg.gateway.site}/{cfg.gateway.id}, {len(cfg.devices)} devices")
-    return 0
+    return config_check(a.file)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -420,100 +436,114 @@ def cmd_grafana_check(a: argparse.Namespace) -> int:
     return 0 if bad == 0 else 1
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("carbonedge")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     """The whole command line; ``lean`` leaves out the analytics sub-commands whose import loads numpy
     (~23 MB), so that the long-running ``edge`` and ``collect`` processes stay small (a gateway on a
     Raspberry Pi has a 100 MB budget, docs/benchmarks.md)."""
-    p = argparse.ArgumentParser(prog="carbonedge", description="Energy and carbon monitoring for steel and battery-cell plants.")
+    p = OneLineParser(prog="carbonedge", description="Energy and carbon monitoring for steel and battery-cell plants.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
+    p.add_argument("--version", action="version", version=f"carbonedge {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="run the whole pipeline on a simulated plant and print energy intensity",
                        description="Simulated plant -> edge gateway -> MQTT -> collector -> InfluxDB -> analytics, with the project's "
                        "own Mosquitto and InfluxDB on free loopback ports. Writes summary.json into --out.")
     d.add_argument("--plant", choices=["steel", "battery"], help="which plant to simulate (default: steel, or the scenario's)")
-    d.add_argument("--scenario", help="run a scenario instead of the plant's default: a bundled name (e.g. steel-week-faults, with "
+    d.add_argument("--scenario", type=_scenario, help="run a scenario instead of the plant's default: a bundled name (e.g. steel-week-faults, with "
                    "labelled faults the alert monitor and the report's hints should find) or a TOML file; its start, duration and "
                    "speed are replaced by the demo's, its faults keep their offsets from the start")
-    d.add_argument("--hours", type=float, default=24.0, help="hours of plant operation to simulate (default: 24)")
-    d.add_argument("--speed", type=float, default=1440.0, help="plant seconds per wall second (default: 1440, a day per minute)")
-    d.add_argument("--seed", type=int, help="random seed of the plant (default: 7, or the scenario's)")
-    d.add_argument("--poll-interval", type=float, default=60.0, help="gateway poll interval in plant seconds (default: 60)")
-    d.add_argument("--out", default="demo-out", help="output directory (default: ./demo-out)")
+    d.add_argument("--hours", type=positive(), default=24.0, help="hours of plant operation to simulate (default: 24)")
+    d.add_argument("--speed", type=positive(), default=1440.0, help="plant seconds per wall second (default: 1440, a day per minute)")
+    d.add_argument("--seed", type=Number(int, min=0), help="random seed of the plant (default: 7, or the scenario's)")
+    d.add_argument("--poll-interval", type=Number(float, min=1), default=60.0, help="gateway poll interval in plant seconds (default: 60)")
+    d.add_argument("--out", type=OutputDir(), default="demo-out", help="output directory (default: ./demo-out)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("sim", help="serve a simulated plant over Modbus TCP", description="Run a simulated plant and serve every meter "
                        "and PLC counter over Modbus TCP on loopback. Writes devices.json, gateway.toml, plant.json and, at the end, truth.json.")
-    s.add_argument("--scenario", help="scenario: a bundled name (steel-default, battery-week-faults, ...) or a TOML file; "
+    s.add_argument("--scenario", type=_scenario, help="scenario: a bundled name (steel-default, battery-week-faults, ...) or a TOML file; "
                    "the flags below override its values")
     s.add_argument("--plant", choices=["steel", "battery"], help="which plant (default: the scenario's, else steel)")
-    s.add_argument("--seed", type=int, help="random seed (default: the scenario's, else 7)")
-    s.add_argument("--duration", type=_duration, help="plant time to simulate, e.g. 24h (default: the scenario's, else 24h)")
-    s.add_argument("--start", help="plant start time, ISO 8601 (default: the clock's start with --clock, else the scenario's, else now)")
+    s.add_argument("--seed", type=Number(int, min=0), help="random seed (default: the scenario's, else 7)")
+    s.add_argument("--duration", type=Duration(), help="plant time to simulate, e.g. 24h (default: the scenario's, else 24h)")
+    s.add_argument("--start", type=Time(), help="plant start time, ISO 8601 (default: the clock's start with --clock, else the scenario's, else now)")
     s.add_argument("--clock", help="virtual clock: start=ISO,speed=N[,origin=EPOCH] (default: the scenario's speed, else the wall clock)")
     s.add_argument("--site", help="site name in gateway.toml and plant.json (default: the scenario's, else demo-<plant>)")
     s.add_argument("--gateway", default="gw1", help="gateway id written into gateway.toml (default: gw1)")
-    s.add_argument("--poll-interval", type=float, help="poll interval written into gateway.toml, plant seconds (default: the scenario's, else 60)")
+    s.add_argument("--poll-interval", type=Number(float, min=1), help="poll interval written into gateway.toml, plant seconds (default: the scenario's, else 60)")
     s.add_argument("--plc-protocol", choices=["opcua", "modbus"], default="opcua",
                    help="how gateway.toml reads the PLC's production counters (both are served; default: opcua)")
     s.add_argument("--sync-start", action="store_true", help="hold the initial state until every device was read three times (exact ground-truth windows)")
-    s.add_argument("--out", default="sim-out", help="directory for devices.json, gateway.toml, plant.json, then truth.json and labels.jsonl")
+    s.add_argument("--out", type=OutputDir(), default="sim-out", help="directory for devices.json, gateway.toml, plant.json, then truth.json and labels.jsonl")
     s.set_defaults(func=cmd_sim)
 
     g = sub.add_parser("generate", help="write a scenario's meter data offline (CSV per device, truth, fault labels)",
                        description="Run a scenario without a network and write, per device, what a gateway would read at each poll "
                        "(<device>.csv: ts + one column per quantity, canonical units), plus plant.json, truth.json, truth.csv and labels.jsonl.")
-    g.add_argument("scenario", help="a bundled scenario name (steel-default, steel-week-faults, battery-default, battery-week-faults, "
+    g.add_argument("scenario", type=_scenario, help="a bundled scenario name (steel-default, steel-week-faults, battery-default, battery-week-faults, "
                    "battery-500) or a scenario TOML file")
-    g.add_argument("--out", required=True, help="output directory")
-    g.add_argument("--poll-interval", type=float, help="sampling interval in plant seconds (default: the scenario's)")
+    g.add_argument("--out", type=OutputDir(), required=True, help="output directory")
+    g.add_argument("--poll-interval", type=Number(float, min=1), help="sampling interval in plant seconds (default: the scenario's)")
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("edge", help="run an edge gateway", description="Poll the devices in a gateway config, keep every cycle in the "
                        "outbox on disk and publish it over MQTT v5 until the collector confirms it.")
-    e.add_argument("--config", required=True, help="gateway TOML file")
-    e.add_argument("--mqtt-host")
-    e.add_argument("--mqtt-port", type=int)
-    e.add_argument("--data-dir", help="where the outbox lives (default: [gateway] data_dir)")
+    e.add_argument("--config", type=InputFile("toml"), required=True, help="gateway TOML file")
+    e.add_argument("--mqtt-host", help="MQTT broker host name or address (overrides [mqtt] host)")
+    e.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), help="MQTT broker port (overrides [mqtt] port)")
+    e.add_argument("--data-dir", type=OutputDir(), help="where the outbox lives (default: [gateway] data_dir)")
     e.add_argument("--clock", help="virtual clock spec (tests and demos)")
-    e.add_argument("--until", help="stop polling after this plant time (ISO 8601)")
+    e.add_argument("--until", type=Time(), help="stop polling after this plant time (ISO 8601)")
     e.add_argument("--exit-when-drained", action="store_true", help="after polling stops, wait until the collector confirmed every batch")
-    e.add_argument("--stats-file", help="write the gateway's counters here on exit")
+    e.add_argument("--stats-file", type=OutputFile(), help="write the gateway's counters here on exit")
     e.set_defaults(func=cmd_edge)
 
     c = sub.add_parser("collect", help="run a collector (MQTT -> InfluxDB)", description="Subscribe to gateway telemetry, validate it, write "
                        "InfluxDB through its v1 /write API, and publish each gateway's watermark.")
-    c.add_argument("--mqtt-host", default="127.0.0.1")
-    c.add_argument("--mqtt-port", type=int, default=1883)
-    c.add_argument("--influx-url", default="http://127.0.0.1:8086")
-    c.add_argument("--database", default="carbonedge")
-    c.add_argument("--state-dir", default="/var/lib/carbonedge/collector")
-    c.add_argument("--client-id", default="carbonedge-collector-1")
+    c.add_argument("--mqtt-host", default="127.0.0.1", help="MQTT broker host name or address (default: 127.0.0.1)")
+    c.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), default=1883, help="MQTT broker port (default: 1883; 8883 with TLS)")
+    c.add_argument("--influx-url", default="http://127.0.0.1:8086", help="InfluxDB base URL (default: http://127.0.0.1:8086)")
+    c.add_argument("--database", default="carbonedge", help="InfluxDB database (default: carbonedge)")
+    c.add_argument("--state-dir", type=OutputDir(), default="/var/lib/carbonedge/collector",
+                   help="watermarks, archive, dead letters and disk spool (default: /var/lib/carbonedge/collector)")
+    c.add_argument("--client-id", default="carbonedge-collector-1", help="MQTT client id, unique per collector (default: carbonedge-collector-1)")
     c.add_argument("--share-group", default="carbonedge", help="MQTT v5 shared-subscription group ('' for none)")
-    c.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics")
-    c.add_argument("--known-devices", help="device registry (site/gateway/device per line, or a JSON list); others are dead-lettered")
-    c.add_argument("--max-future", type=float, default=300.0, help="dead-letter readings more than this many seconds ahead (default 300)")
-    c.add_argument("--max-past-days", type=float, help="dead-letter readings older than this many days (default: no limit)")
-    c.add_argument("--gap-timeout", type=float, default=120.0, help="seconds a sequence hole may stay open before it is recorded as a gap")
-    c.add_argument("--spool-max-mb", type=float, default=10_000.0, help="disk spool limit while InfluxDB is down (default 10000 MB)")
-    c.add_argument("--batch-max-delay", type=float, default=0.5, help="longest wait before a partial batch is written (s)")
-    c.add_argument("--stats-file")
+    c.add_argument("--metrics-port", type=Number(int, min=1, max=65535), help="serve Prometheus metrics on 127.0.0.1:PORT/metrics")
+    c.add_argument("--known-devices", type=InputFile(), help="device registry (site/gateway/device per line, or a JSON list); others are dead-lettered")
+    c.add_argument("--max-future", type=positive(), default=300.0, help="dead-letter readings more than this many seconds ahead (default 300)")
+    c.add_argument("--max-past-days", type=positive(), help="dead-letter readings older than this many days (default: no limit)")
+    c.add_argument("--gap-timeout", type=positive(), default=120.0, help="seconds a sequence hole may stay open before it is recorded as a gap")
+    c.add_argument("--spool-max-mb", type=positive(), default=10_000.0, help="disk spool limit while InfluxDB is down (default 10000 MB)")
+    c.add_argument("--batch-max-delay", type=positive(), default=0.5, help="longest wait before a partial batch is written (s)")
+    c.add_argument("--stats-file", type=OutputFile(), help="write the collector's counters here on exit")
     _add_influx_auth(c)
     c.add_argument("--mqtt-username", help="MQTT user for a broker with passwords; the password is read from $CARBONEDGE_MQTT_PASSWORD")
-    c.add_argument("--mqtt-tls-ca", help="plant CA certificate: connect to the broker over TLS")
-    c.add_argument("--mqtt-tls-cert", help="this collector's client certificate (its CN is its MQTT identity)")
-    c.add_argument("--mqtt-tls-key", help="the client certificate's private key")
+    c.add_argument("--mqtt-tls-ca", type=InputFile(), help="plant CA certificate: connect to the broker over TLS")
+    c.add_argument("--mqtt-tls-cert", type=InputFile(), help="this collector's client certificate (its CN is its MQTT identity)")
+    c.add_argument("--mqtt-tls-key", type=InputFile(), help="the client certificate's private key")
     c.set_defaults(func=cmd_collect)
 
-    an = sub.add_parser("analyze", help="energy analytics from InfluxDB")
+    an = sub.add_parser("analyze", help="energy analytics: from InfluxDB (sec, monitor, enpi) or CSV exports (detect, baseline)",
+                        description="Energy analytics. sec, monitor and enpi read InfluxDB; detect and baseline read CSV exports.")
     asub = an.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
-    sec = asub.add_parser("sec", help="energy, production and SEC per process over a period")
-    sec.add_argument("--plant", required=True, help="plant model JSON (as written by `carbonedge sim`)")
+    sec = asub.add_parser("sec", help="energy, production and SEC per process over a period",
+                          description="Energy, production and specific energy consumption (SEC) per process and for the plant over a "
+                          "period, from the readings in InfluxDB and the plant model.")
+    sec.add_argument("--plant", type=InputFile("json"), required=True, help="plant model JSON (as written by `carbonedge sim`)")
     sec.add_argument("--influx-url", default="http://127.0.0.1:8086")
     _add_influx_auth(sec)
     sec.add_argument("--database", default="carbonedge")
-    sec.add_argument("--start", required=True, help="period start, ISO 8601")
-    sec.add_argument("--end", required=True, help="period end, ISO 8601")
+    sec.add_argument("--start", type=Time(), required=True, help="period start, ISO 8601")
+    sec.add_argument("--end", type=Time(), required=True, help="period end, ISO 8601")
     sec.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sec.set_defaults(func=cmd_analyze_sec)
 
@@ -589,15 +619,15 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
                         description="Scope 1/2 carbon accounts per meter, process and product, product footprints, EU CBAM (steel) or EU Battery "
                         "Regulation (cells) exports validated against their schemas, calibrated process models and ranked optimisation hints. "
                         "Writes report.html (self-contained), report.json and the exports into --out, and hourly CO2 back to InfluxDB.")
-    rp.add_argument("--plant", help="plant model JSON (as written by `carbonedge sim`)")
+    rp.add_argument("--plant", type=InputFile("json"), help="plant model JSON (as written by `carbonedge sim`)")
     rp.add_argument("--site", help="site tag in InfluxDB (default: the plant model's site)")
-    rp.add_argument("--from", dest="start", help="period start, ISO 8601")
-    rp.add_argument("--to", dest="end", help="period end, ISO 8601")
-    rp.add_argument("--out", required=True, help="output directory")
-    rp.add_argument("--carbon", help="carbon and tariff settings TOML (factors, instruments, products, tariff); default: documented defaults")
-    rp.add_argument("--baseline-from", help="start of the period the process models are calibrated on (default: first third, >= 24 h)")
-    rp.add_argument("--baseline-to", help="end of the baseline period")
-    rp.add_argument("--csv", help="read an offline export directory (plant.json + <device>.csv), or one meter's time,kWh CSV file, instead of InfluxDB")
+    rp.add_argument("--from", dest="start", type=Time(), help="period start, ISO 8601")
+    rp.add_argument("--to", dest="end", type=Time(), help="period end, ISO 8601")
+    rp.add_argument("--out", type=OutputDir(), required=True, help="output directory")
+    rp.add_argument("--carbon", type=InputFile("toml"), help="carbon and tariff settings TOML (factors, instruments, products, tariff); default: documented defaults")
+    rp.add_argument("--baseline-from", type=Time(), help="start of the period the process models are calibrated on (default: first third, >= 24 h)")
+    rp.add_argument("--baseline-to", type=Time(), help="end of the baseline period")
+    rp.add_argument("--csv", type=InputPath(), help="read an offline export directory (plant.json + <device>.csv), or one meter's time,kWh CSV file, instead of InfluxDB")
     rp.add_argument("--energy", choices=["counter", "interval"], help="the CSV's energy columns hold cumulative meter readings (counter, the "
                     "default for a directory) or each row's consumption (interval); for one file, detected and announced when not given")
     rp.add_argument("--value-col", help="the energy column (kWh) of a one-meter CSV file that has more than one")
@@ -619,7 +649,7 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     cf = sub.add_parser("config", help="configuration tools")
     csub = cf.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
     chk = csub.add_parser("check", help="validate a gateway config file and print every problem")
-    chk.add_argument("file")
+    chk.add_argument("file", type=InputFile("toml"), help="gateway TOML file")
     chk.set_defaults(func=cmd_config_check)
 
     gf = sub.add_parser("grafana", help="Grafana dashboards: export provisioning files, push to Grafana, check queries")
@@ -634,51 +664,54 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
         g.add_argument("--influx-password-env", default="CARBONEDGE_GRAFANA_INFLUX_PASSWORD",
                        help="environment variable holding that user's password (default: CARBONEDGE_GRAFANA_INFLUX_PASSWORD)")
         if name == "export":
-            g.add_argument("--out", required=True, help="output directory, e.g. deploy/grafana")
+            g.add_argument("--out", type=OutputDir(), required=True, help="output directory, e.g. deploy/grafana")
             g.add_argument("--dashboards-path", help="where Grafana will read the dashboard JSON (default: OUT/dashboards, absolute)")
             g.set_defaults(func=cmd_grafana_export)
         elif name == "push":
             g.add_argument("--url", required=True, help="Grafana base URL, e.g. https://grafana.plant.example:3000")
             g.add_argument("--token", help="service-account token (default: $CARBONEDGE_GRAFANA_TOKEN; avoid putting it on the command line)")
-            g.add_argument("--cafile", help="CA certificate to verify Grafana's TLS certificate")
+            g.add_argument("--cafile", type=InputFile(), help="CA certificate to verify Grafana's TLS certificate")
             g.set_defaults(func=cmd_grafana_push)
         else:
-            g.add_argument("--start", help="start of the range, ISO 8601 (default: 24 h before --end)")
-            g.add_argument("--end", help="end of the range, ISO 8601 (default: now)")
+            g.add_argument("--start", type=Time(), help="start of the range, ISO 8601 (default: 24 h before --end)")
+            g.add_argument("--end", type=Time(), help="end of the range, ISO 8601 (default: now)")
             g.set_defaults(func=cmd_grafana_check)
 
     vf = sub.add_parser("verify", help="check signed batches in a collector archive (and InfluxDB) for tampering and loss",
                         description="Check every archived batch against its gateway's registered Ed25519 key and hash chain, and "
                         "optionally every InfluxDB reading against the signed batches; report each edited, deleted, inserted, "
                         "reordered or replayed batch by gateway and seq. Exit status 1 if anything is found.")
-    vf.add_argument("--state-dir", action="append", required=True,
+    vf.add_argument("--state-dir", type=InputDir(), action="append", required=True,
                     help="a collector's state directory (holds archive/, deadletter.jsonl); repeat for every collector of the group")
-    vf.add_argument("--trust", required=True, help="trust file of gateway public keys (carbonedge keys new/trust)")
+    vf.add_argument("--trust", type=InputFile("json"), required=True, help="trust file of gateway public keys (carbonedge keys new/trust)")
     vf.add_argument("--influx-url", default="http://127.0.0.1:8086")
     vf.add_argument("--database", help="also compare the InfluxDB readings of this database")
     vf.add_argument("--site", help="only this site")
-    vf.add_argument("--from", dest="start", help="period start, ISO 8601 (batch creation time)")
-    vf.add_argument("--to", dest="end", help="period end, ISO 8601")
+    vf.add_argument("--from", dest="start", type=Time(), help="period start, ISO 8601 (batch creation time)")
+    vf.add_argument("--to", dest="end", type=Time(), help="period end, ISO 8601")
     vf.add_argument("--json", action="store_true", help="print the full report as JSON")
     vf.set_defaults(func=cmd_verify)
 
     ks = sub.add_parser("keys", help="gateway signing keys: create one, register a public key")
     kss = ks.add_subparsers(dest="keys_cmd", required=True, metavar="ACTION")
     kn = kss.add_parser("new", help="create a gateway's Ed25519 signing key (and register its public key)")
-    kn.add_argument("key", help="private key file to create, e.g. /etc/carbonedge/gw1.key (never overwritten)")
+    kn.add_argument("key", type=OutputFile(new=True, parents=True), help="private key file to create, e.g. /etc/carbonedge/gw1.key (never overwritten)")
     kn.add_argument("--site", required=True)
     kn.add_argument("--gateway", required=True)
-    kn.add_argument("--trust", help="add the public key to this trust file (created if missing)")
+    kn.add_argument("--trust", type=OutputFile(parents=True), help="add the public key to this trust file (created if missing)")
     kn.set_defaults(func=cmd_keys_new)
     kt = kss.add_parser("trust", help="register a gateway's public key (.pub) in a trust file")
-    kt.add_argument("pub")
+    kt.add_argument("pub", type=InputFile(), help="the gateway's public key file (.pub, from carbonedge keys new)")
     kt.add_argument("--site", required=True)
     kt.add_argument("--gateway", required=True)
-    kt.add_argument("--trust", required=True)
+    kt.add_argument("--trust", type=OutputFile(parents=True), required=True, help="trust file to update (created if missing)")
     kt.set_defaults(func=cmd_keys_trust)
     from edge.opcua_cli import add_commands as opcua_commands
 
     opcua_commands(sub)
+    from carbonedge.commission import add_commands  # profiles, probe, plant init, status
+
+    add_commands(sub)
     return p
 
 
@@ -692,6 +725,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(a.func(a))
     except CarbonEdgeError as exc:
         print(f"carbonedge: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` or a closed pager
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # a file or directory the user named: say which and why, no traceback
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"carbonedge {a.cmd}:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -88,6 +88,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
     if run_dir.exists():
         shutil.rmtree(run_dir)
     logs = out / "logs"
+    clear_previous_run(out)
     for d in (run_dir, logs):
         d.mkdir(parents=True, exist_ok=True)
     site = f"demo-{plant}"
@@ -166,7 +167,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         in_db = count_readings(services, site)
         published = int(gstats.get("readings", 0))
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _record(out, "summary.json").write_text(json.dumps(summary, indent=2))
 
         from carbonedge.report import sec_table
 
@@ -177,7 +178,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
              f"duplicate deliveries: {summary['duplicate_deliveries']}   bad values: {gstats.get('bad_values', 0)}")
         _say(f"Summary: {out / 'summary.json'}   (took {time.monotonic() - t0:.0f} s)")
         summary["analytics"] = _demo_analytics(services, plant_model, start, end, hours, poll_interval_s)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _record(out, "summary.json").write_text(json.dumps(summary, indent=2))
         _demo_report(services, plant_model, start, end + poll_interval_s, out)
         return summary
     finally:
@@ -226,6 +227,47 @@ def _demo_analytics(services: Services, plant_model: dict[str, Any], start: floa
             "monitor_learn_hours": learn_h}
 
 
+#: What the last demo run wrote into its output directory (names relative to it), so that the next run
+#: removes exactly those: a battery demo into a steel demo's directory must not leave the CBAM export
+#: beside its own report. Files the user put there are never touched.
+MANIFEST = ".carbonedge-demo-files"
+#: What a demo wrote before the manifest existed.
+_LEGACY = ("summary.json", "report.html", "report.json", "cbam-steel.json", "cbam-steel.csv", "battery-cfp.json", "battery-cfp.csv",
+           "cbam-communication.xlsx", "cbam-communication.json", "china-ets-steel.xlsx", "china-ets-steel.json",
+           "battery-cf-declaration.json", "battery-cf-declaration.csv", "battery-pass-carbon-footprint.json", "pcf-iso14067.json")
+
+
+def clear_previous_run(out: Path) -> list[str]:
+    """Delete the files the previous demo run wrote into ``out`` (and its logs); return their names."""
+    m = out / MANIFEST
+    try:
+        names = json.loads(m.read_text()) if m.is_file() else list(_LEGACY)
+    except ValueError:
+        names = list(_LEGACY)
+    removed = []
+    for n in names:
+        p = out / n
+        if isinstance(n, str) and "/" not in n and p.is_file():
+            p.unlink()
+            removed.append(n)
+    m.unlink(missing_ok=True)
+    if (out / "logs").is_dir():
+        shutil.rmtree(out / "logs")
+    return removed
+
+
+def _record(out: Path, name: str) -> Path:
+    """Note ``name`` in the manifest before it is written, and return its path."""
+    m = out / MANIFEST
+    try:
+        names = json.loads(m.read_text()) if m.is_file() else []
+    except ValueError:
+        names = []
+    if name not in names:
+        m.write_text(json.dumps([*names, name]))
+    return out / name
+
+
 def _demo_report(services: Services, plant_model: dict[str, Any], start: float, end: float, out: Path) -> None:
     """Carbon and optimisation report of the demo run: report.html, report.json and the regulatory exports in ``out``."""
     from analytics import InfluxReader
@@ -237,6 +279,8 @@ def _demo_report(services: Services, plant_model: dict[str, Any], start: float, 
     data = from_influx(InfluxReader(services.influx.url, DATABASE), plant_model, start, end)
     res = build_report(data, default_settings(plant_model), out, progress=_say,
                        influx_write=lambda acc: write_carbon(acc, services.influx.url, DATABASE))
+    for p in (res.html, res.json, *res.exports):
+        _record(out, Path(p).name)
     em = res.report["emissions"]
     _say(f"Scope 1: {em['scope1_t']:,.1f} t CO2   scope 2 (location-based): {em['scope2_location_t']:,.1f} t   "
          f"(market-based): {em['scope2_market_t']:,.1f} t   hints: {len(res.report['hints'])}")

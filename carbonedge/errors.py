@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 
 class CarbonEdgeError(Exception):
     """Base of every carbonedge error.
@@ -75,3 +78,22 @@ class GrafanaError(CarbonEdgeError):
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message, retryable=retryable)
         self.status = status
+
+
+def describe_connect_error(exc: BaseException | None, host: str, port: int) -> tuple[str, str]:
+    """``(kind, reason)`` of a failed MQTT connection attempt, for the log and the health counters.
+
+    kind is one of dns, refused, tls, timeout, network."""
+    if isinstance(exc, socket.gaierror):
+        return "dns", f"cannot resolve host name {host!r} ({exc.strerror or exc}): check [mqtt] host and the gateway's DNS"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", f"connection refused by {host}:{port} (no broker listening on that port?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls", f"TLS: the broker's certificate was rejected: {exc.verify_message or exc} (check [mqtt.tls] ca_file and the host name)"
+    if isinstance(exc, ssl.SSLError):
+        return "tls", f"TLS handshake failed: {getattr(exc, 'reason', None) or exc} (is the port a TLS listener? are client certificate and key right?)"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timeout", f"no answer from {host}:{port} (firewall, wrong address or the network is down)"
+    if isinstance(exc, OSError):
+        return "network", f"{exc.strerror or exc}"
+    return "network", str(exc) if exc else "connection failed"

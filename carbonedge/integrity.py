@@ -190,7 +190,7 @@ class TrustStore:
             raise IntegrityError(f"cannot read the trust file {path}: {exc.strerror or exc}") from exc
         except ValueError as exc:
             raise IntegrityError(f"the trust file {path} is not valid JSON: {exc}") from exc
-        if doc.get("schema") != TRUST_SCHEMA or not isinstance(doc.get("gateways"), dict):
+        if not isinstance(doc, dict) or doc.get("schema") != TRUST_SCHEMA or not isinstance(doc.get("gateways"), dict):
             raise IntegrityError(f"{path} is not a carbonedge trust file (expected schema {TRUST_SCHEMA!r} and a 'gateways' object)")
         keys: dict[tuple[str, str], list[TrustedKey]] = {}
         for name, entries in doc["gateways"].items():

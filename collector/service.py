@@ -32,7 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from carbonedge import wire
-from carbonedge.errors import QueryError, WriteError
+from carbonedge.errors import QueryError, WriteError, describe_connect_error
 from carbonedge.integrity import Archive
 from collector.conflicts import ConflictIndex, find_conflicts_in_db
 from collector.influx import Backoff, InfluxWriter, Refused
@@ -195,6 +195,7 @@ class Collector:
                       certfile=str(settings.mqtt_tls_cert) if settings.mqtt_tls_cert else None,
                       keyfile=str(settings.mqtt_tls_key) if settings.mqtt_tls_key else None)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
@@ -209,7 +210,10 @@ class Collector:
     # ---------------------------------------------------------------- mqtt callbacks (network thread)
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         if rc.is_failure:
-            log.error("the MQTT broker refused the collector: %s", rc)
+            kind = "auth" if int(rc.value) in (0x86, 0x87, 0x8C) else "refused"
+            self.metrics.inc(f"mqtt_connect_failures_{kind}")
+            log.error("the MQTT broker refused the collector: %s (reason code %#04x)%s", rc, int(rc.value),
+                      ": check --mqtt-username, $CARBONEDGE_MQTT_PASSWORD and the broker's ACL" if kind == "auth" else "")
             return
         self.cpu.receive_thread = threading.get_native_id()
         # Coordination topics first (QoS 0: retained state, nothing to acknowledge), then the data.
@@ -218,6 +222,17 @@ class Collector:
         _, self._data_sub_mid = client.subscribe([(share + wire.TELEMETRY_FILTER, 1), (share + wire.HEALTH_FILTER, 1)])
         log.info("collector %s subscribed to %s%s (session %s)", self.s.client_id, share, wire.TELEMETRY_FILTER,
                  "resumed" if getattr(flags, "session_present", False) else "new")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its ``except OSError`` block: the exception is the reason.
+        import sys
+
+        kind, reason = describe_connect_error(sys.exc_info()[1], self.s.mqtt_host, self.s.mqtt_port)
+        self.metrics.inc(f"mqtt_connect_failures_{kind}")
+        n = sum(v for k, v in self.metrics.snapshot().items() if k.startswith("mqtt_connect_failures"))
+        if reason != getattr(self, "_last_connect_error", None) or n % 10 == 0:
+            log.error("collector cannot connect to MQTT broker %s:%s: %s; retrying (attempt %d)", self.s.mqtt_host, self.s.mqtt_port, reason, int(n))
+        self._last_connect_error = reason
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, rcs: list[mqtt.ReasonCode], props: object) -> None:
         if mid != getattr(self, "_data_sub_mid", None):
@@ -231,6 +246,7 @@ class Collector:
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         self.connected.clear()
         if not self._stop.is_set():
+            self.metrics.inc("mqtt_disconnects")
             log.warning("collector lost the MQTT broker (%s); reconnecting, unacknowledged messages stay at the broker", rc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

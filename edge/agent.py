@@ -394,6 +394,13 @@ class Agent:
             "read_errors": float(self.counters["read_errors"]),
             "skipped_cycles": float(self.counters["skipped_cycles"]),
             "mqtt_connected": 1.0 if self.publisher.connected else 0.0,
+            # Connection trouble since start, by kind (dns, refused, auth, tls, timeout, closed, network): the
+            # reasons themselves are in the log; the report after a reconnect carries what happened meanwhile.
+            "mqtt_disconnects": float(self.publisher.counters["disconnects"]),
+            "mqtt_connect_failures": float(self.publisher.counters["connect_failures"]),
+            **{f"mqtt_connect_failures_{k.removeprefix('connect_failures_')}": float(v)
+               for k, v in self.publisher.counters.items() if k.startswith("connect_failures_")},
+            "mqtt_resends": float(self.publisher.counters["resends"]),
             "cpu_pct": proc.cpu_percent(None),
             "rss_mb": proc.memory_info().rss / 1e6,
         }

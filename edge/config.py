@@ -85,10 +85,10 @@ class TlsSection(_Model):
     def _pair(self) -> TlsSection:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
-        for name in ("ca_file", "cert_file", "key_file"):
-            p = getattr(self, name)
-            if p is not None and not Path(p).is_file():
-                raise ValueError(f"{name} {str(p)!r} does not exist or is not a file")
+        missing = [f"{name} {str(p)!r}" for name in ("ca_file", "cert_file", "key_file")
+                   if (p := getattr(self, name)) is not None and not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} do{'es' if len(missing) == 1 else ''} not exist or {'is' if len(missing) == 1 else 'are'} not a file")
         return self
 
 
@@ -103,9 +103,15 @@ class MqttSection(_Model):
     client_id: str | None = Field(default=None, min_length=1, max_length=128)
     tls: TlsSection | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    #: How many batches may await the broker's PUBACK at once.
+    #: How many batches may await the broker's PUBACK at once (lowered to the Receive Maximum the
+    #: broker announces on connect, MQTT v5 flow control).
     max_inflight: int = Field(default=20, ge=1, le=1000)
-    #: Resend everything above the watermark when the collector has not advanced it for this long.
+    #: How many batches may be sent beyond the collector's watermark before the gateway waits for it
+    #: (end-to-end flow control: a resend repeats at most this many batches).
+    max_unconfirmed: int = Field(default=200, ge=1, le=100_000)
+    #: When the collector has not advanced the watermark for this long, resend the oldest unconfirmed
+    #: batches (all of them if that moved the watermark only within them); while it stays stuck, each
+    #: further resend waits twice as long (up to 32x).
     resend_after_s: float = Field(default=30.0, gt=0)
     #: Reconnect attempts back off from 1 s to this.
     reconnect_max_s: float = Field(default=30.0, ge=1, le=3600)
@@ -402,6 +408,78 @@ class GatewayConfig(_Model):
 
     def every_n_cycles(self, d: DeviceConfig) -> int:
         return 1 if d.poll_interval_s is None else int(round(d.poll_interval_s / self.gateway.poll_interval_s))
+
+
+def check_files(data: dict[str, Any]) -> list[str]:
+    """Every file a gateway config refers to, checked the way the gateway will use it; all problems, one line each.
+
+    ``data`` is the parsed TOML (not the validated model), so that a missing file in one section does not hide
+    problems elsewhere."""
+    import os
+    import ssl
+
+    from carbonedge.errors import CarbonEdgeError
+
+    out: list[str] = []
+    sect = lambda *keys: _dig(data, keys)  # noqa: E731
+
+    def readable(key: str, value: Any) -> Path | None:
+        if not isinstance(value, str) or not value:
+            return None
+        p = Path(value)
+        if not p.exists():
+            out.append(f"{key} = {value!r}: no such file")
+        elif p.is_dir():
+            out.append(f"{key} = {value!r}: is a directory, not a file")
+        elif not os.access(p, os.R_OK):
+            out.append(f"{key} = {value!r}: not readable by this user")
+        else:
+            return p
+        return None
+
+    key = readable("gateway.signing_key", sect("gateway", "signing_key"))
+    if key is not None:
+        from carbonedge.integrity import load_private_key
+
+        try:
+            load_private_key(key)
+        except CarbonEdgeError as exc:
+            out.append(f"gateway.signing_key = {str(key)!r}: {exc}")
+    pw = readable("mqtt.password_file", sect("mqtt", "password_file"))
+    if pw is not None and not pw.read_text(errors="replace").strip():
+        out.append(f"mqtt.password_file = {str(pw)!r}: the file is empty")
+    tls = sect("mqtt", "tls") or {}
+    ca = readable("mqtt.tls.ca_file", tls.get("ca_file")) if isinstance(tls, dict) else None
+    if ca is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            out.append(f"mqtt.tls.ca_file = {str(ca)!r}: not a PEM CA certificate ({exc})")
+    if isinstance(tls, dict):
+        cert = readable("mqtt.tls.cert_file", tls.get("cert_file"))
+        keyf = readable("mqtt.tls.key_file", tls.get("key_file"))
+        if cert is not None and keyf is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(str(cert), str(keyf))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                out.append(f"mqtt.tls.cert_file/key_file: {str(cert)!r} and {str(keyf)!r} are not a matching PEM certificate and key ({exc})")
+    dd = sect("gateway", "data_dir")
+    if isinstance(dd, str):
+        p = Path(dd)
+        probe = next((q for q in (p, *p.absolute().parents) if q.exists()), None)
+        if probe is not None and not probe.is_dir():
+            out.append(f"gateway.data_dir = {dd!r}: {str(probe)!r} is a file")
+        elif probe is not None and not os.access(probe, os.W_OK):
+            out.append(f"gateway.data_dir = {dd!r}: {str(probe)!r} is not writable by this user (the outbox lives there)")
+    return out
+
+
+def _dig(data: Any, keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
 
 
 def load_config(path: str | Path) -> GatewayConfig:

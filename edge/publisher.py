@@ -9,6 +9,12 @@ Backfill after an outage goes out oldest first, but never starves live data: whe
 backlog is waiting, the newest committed batch is sent ahead of it each round (the
 collector's watermark tolerates out-of-order arrival; timestamps are the original ones).
 
+Flow control, so that a backlog does not turn into a resend storm: at most ``max_inflight``
+batches await the broker's PUBACK (lowered to the Receive Maximum the broker announces in
+CONNACK), and at most ``max_unconfirmed`` batches are sent beyond the collector's watermark.
+Batches are resent only when the watermark stops advancing for ``resend_after_s`` (not on a
+timer while it advances); while it stays stuck, each further resend waits twice as long.
+
 Transport security: TLS (CA file or system store), username/password (or a password
 file), and client certificates, as configured in ``[mqtt]`` / ``[mqtt.tls]``.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -26,10 +33,14 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from carbonedge import wire
+from carbonedge.errors import describe_connect_error
 from edge.config import GatewayConfig
 from edge.outbox import Outbox
 
 log = logging.getLogger("carbonedge.edge.publisher")
+
+#: On a clean stop, how long to wait for the collector to confirm the batches already sent.
+STOP_CONFIRM_S = 3.0
 
 
 class Publisher(threading.Thread):
@@ -53,9 +64,19 @@ class Publisher(threading.Thread):
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._live_sent: set[int] = set()  # seqs sent ahead of the backlog on this connection
         self._last_progress = time.monotonic()
+        self._stalls = 0  # resends since the watermark last advanced (each one waits twice as long)
+        self._sent_at: dict[int, float] = {}  # seq -> monotonic time of its first send (for the confirmation delay)
+        self._srtt: float | None = None  # smoothed send-to-confirmation delay and its variation (RFC 6298 style)
+        self._rttvar = 0.0
+        self._last_ahead = 0.0  # monotonic time of the last live batch sent ahead of a backlog
+        self._probe: tuple[int, int] | None = None  # (watermark, last seq) of the last partial resend
+        self._resend: list[int] = []  # seqs of a partial resend, not yet handed to the broker
+        self._inflight_limit = cfg.mqtt.max_inflight  # min(max_inflight, the broker's Receive Maximum)
         self._acked_watermark = outbox.watermark
         self._broker_max: int | None = None  # Maximum Packet Size the broker announced in CONNACK
         self._held: set[int] = set()  # seqs too large for the broker, reported once each
+        self.last_connect_error: str | None = None  # why the last connection attempt failed (None once connected)
+        self._same_error = 0  # consecutive attempts that failed for the same reason
 
         m = cfg.mqtt
         c = mqtt.Client(
@@ -79,6 +100,7 @@ class Publisher(threading.Thread):
             log.warning("MQTT to %s is not encrypted: set [mqtt.tls] for any broker off this machine", m.host)
         c.will_set(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=boot_id).to_json(), qos=1, retain=True)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
@@ -89,9 +111,20 @@ class Publisher(threading.Thread):
     # -- paho callbacks (network thread)
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         if rc.is_failure:
-            log.warning("broker refused connection: %s", rc)
+            kind = "auth" if int(rc.value) in (0x86, 0x87, 0x8C) else "refused"
+            self._connect_failed(kind, f"the broker refused the connection: {rc} (reason code {int(rc.value):#04x})"
+                                 + (": check [mqtt] username, password and the broker's ACL" if kind == "auth" else ""))
             return
+        if self.last_connect_error:
+            log.warning("connected to MQTT broker %s:%s after %d failed attempt(s) (last: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port,
+                        self._same_error, self.last_connect_error)
+        self.last_connect_error, self._same_error = None, 0
         g = self.cfg.gateway
+        receive_max = getattr(props, "ReceiveMaximum", None)
+        limit = min(self.cfg.mqtt.max_inflight, int(receive_max)) if receive_max else self.cfg.mqtt.max_inflight
+        if limit != self._inflight_limit or limit != self.cfg.mqtt.max_inflight:
+            log.info("the broker accepts %s unacknowledged messages (Receive Maximum): sending at most %d at once", receive_max, limit)
+        self._inflight_limit = limit  # enforced in _send_some (paho cannot change its own limit on a live connection)
         announced = getattr(props, "MaximumPacketSize", None)
         self._broker_max = int(announced) if announced else None
         if self._broker_max is not None and self._broker_max < self.cfg.mqtt.max_message_kb * 1024:
@@ -104,15 +137,42 @@ class Publisher(threading.Thread):
             self._sent_upto = self._acked_watermark  # resend everything the collector has not confirmed
             self._inflight.clear()
             self._live_sent.clear()
+            self._resend = []
+            self._probe = None
+            self._sent_at.clear()
+            self._last_progress = time.monotonic()  # the stall clock starts with the connection
         self.counters["connects"] += 1
         log.info("connected to MQTT broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         self._wake.set()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this inside its ``except OSError`` block: the exception is the reason.
+        exc = sys.exc_info()[1]
+        kind, reason = describe_connect_error(exc, self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self._connect_failed(kind, reason)
+
+    def _connect_failed(self, kind: str, reason: str) -> None:
+        """Count a failed connection attempt and log it: at once, again when the reason changes, then every 10th time."""
+        self.counters["connect_failures"] += 1
+        self.counters[f"connect_failures_{kind}"] += 1
+        same = reason == self.last_connect_error
+        self._same_error = self._same_error + 1 if same else 1
+        self.last_connect_error = reason
+        if not same or self._same_error % 10 == 0:
+            log.warning("cannot connect to MQTT broker %s:%s: %s%s; retrying (backoff up to %g s)", self.cfg.mqtt.host, self.cfg.mqtt.port,
+                        reason, f" ({self._same_error} attempts)" if same else "", self.cfg.mqtt.reconnect_max_s)
+
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
         with self._lock:
-            self._connected = False
+            was_connected, self._connected = self._connected, False
         if not self._halt.is_set() and not self._stopping:
-            log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
+            if was_connected:
+                self.counters["disconnects"] += 1
+                log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
+            elif not (getattr(rc, "is_failure", False) and self.last_connect_error):
+                # Closed before CONNACK: a TLS listener spoken to in plain text, or a broker that drops unknown clients.
+                self._connect_failed("closed", f"the broker closed the connection before accepting it ({rc}); "
+                                               "TLS on one side only, or a client id or protocol it refuses?")
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: mqtt.ReasonCode, props: object) -> None:
         with self._lock:
@@ -142,9 +202,31 @@ class Publisher(threading.Thread):
             return
         with self._lock:
             if ack.watermark > self._acked_watermark:
+                sent = self._sent_at.get(ack.watermark)
+                if sent is not None:
+                    self._sample_delay(time.monotonic() - sent)
+                for seq in [s for s in self._sent_at if s <= ack.watermark]:
+                    del self._sent_at[seq]
                 self._acked_watermark = ack.watermark
                 self._last_progress = time.monotonic()
+                self._stalls = 0
         self._wake.set()
+
+    def _sample_delay(self, d: float) -> None:
+        """Track how long the collector normally takes to confirm a batch (RFC 6298 smoothing)."""
+        if self._srtt is None:
+            self._srtt, self._rttvar = d, d / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - d)
+            self._srtt = 0.875 * self._srtt + 0.125 * d
+
+    def resend_wait(self) -> float:
+        """How long the watermark may stand still before a resend: ``resend_after_s``, or longer when the
+        collector normally takes longer to confirm (a backlog being worked through), doubled per resend."""
+        base = self.cfg.mqtt.resend_after_s
+        if self._srtt is not None:
+            base = max(base, self._srtt + 4 * self._rttvar)
+        return base * 2 ** min(self._stalls, 5)
 
     # -- sender loop
     def run(self) -> None:
@@ -163,26 +245,58 @@ class Publisher(threading.Thread):
 
     def _send_some(self) -> None:
         with self._lock:
-            if not self._connected:
+            if not self._connected or self._stopping:
                 return
-            room = self.cfg.mqtt.max_inflight - len(self._inflight)
-            if time.monotonic() - self._last_progress > self.cfg.mqtt.resend_after_s and self._sent_upto > self._acked_watermark:
+            wait = self.resend_wait()
+            stalled = time.monotonic() - self._last_progress
+            if stalled > wait and self._sent_upto > self._acked_watermark:
+                wm = self._acked_watermark
                 self.counters["resends"] += 1
-                log.info("collector has not confirmed seq %d for %.0f s; resending", self._acked_watermark + 1, self.cfg.mqtt.resend_after_s)
-                self._sent_upto = self._acked_watermark
-                self._live_sent.clear()
+                self._stalls += 1
+                if self._probe is not None and self._probe[0] < wm <= self._probe[1]:
+                    # The last probe moved the watermark only within itself: the collector had lost those
+                    # batches, so it has probably lost the rest too. Resend all unconfirmed ones.
+                    self._probe = None
+                    self.counters["resent_batches"] += self._sent_upto - wm
+                    log.warning("collector has not confirmed seq %d for %.0f s after a partial resend: resending all %d "
+                                "unconfirmed batches", wm + 1, stalled, self._sent_upto - wm)
+                    self._sent_upto = wm
+                    self._live_sent.clear()
+                else:
+                    # Probe: resend only the oldest unconfirmed batches. If the collector merely was slow or away,
+                    # the watermark then jumps past them and nothing else is repeated.
+                    n = min(self._inflight_limit, self._sent_upto - wm)
+                    self._probe = (wm, wm + n)
+                    self._resend = list(range(wm + 1, wm + n + 1))
+                    self.counters["resent_batches"] += n
+                    log.info("collector has not confirmed seq %d for %.0f s; resending the oldest %d unconfirmed batch(es) "
+                             "(next resend after %.0f s more without progress)", wm + 1, stalled, n,
+                             wait * (2 if self._stalls <= 5 else 1))
                 self._last_progress = time.monotonic()
+            resend, self._resend = self._resend, []
             after = max(self._sent_upto, self._acked_watermark)
-        if room <= 0:
+            # Flow control: no more than max_inflight awaiting PUBACK, no more than max_unconfirmed beyond the watermark.
+            inflight_room = self._inflight_limit - len(self._inflight)
+            window_room = self._acked_watermark + self.cfg.mqtt.max_unconfirmed - after
+        if inflight_room <= 0:
             return
         last = self.outbox.last_seq
-        if last - after > room and last not in self._live_sent:
-            # A backlog is draining: send the newest cycle first so live data is never hours late.
+        now = time.monotonic()
+        if last - after > max(window_room, 0) and last not in self._live_sent and now - self._last_ahead >= 1.0:
+            # A backlog is draining: send the newest cycle first (at most one a second) so live data is never hours late.
             payload = self.outbox.get(last)
             if payload is not None and self._publish(last, payload, ahead=True):
                 self._live_sent.add(last)
+                self._last_ahead = now
                 self.counters["sent_ahead"] += 1
-                room -= 1
+                inflight_room -= 1
+        for seq in resend:
+            payload = self.outbox.get(seq)
+            if payload is not None and self._publish(seq, payload, ahead=True):
+                inflight_room -= 1
+        room = min(inflight_room, window_room)
+        if room <= 0:
+            return
         for seq, payload in self.outbox.pending(after, room + len(self._live_sent)):
             if room <= 0:
                 break
@@ -224,6 +338,7 @@ class Publisher(threading.Thread):
             return False
         with self._lock:
             self._inflight[info.mid] = seq
+            self._sent_at.setdefault(seq, time.monotonic())
             if not ahead:
                 self._sent_upto = max(self._sent_upto, seq)
         self.counters["published"] += 1
@@ -245,7 +360,17 @@ class Publisher(threading.Thread):
     def stop(self) -> None:
         """Publish the retained ``offline`` status and disconnect cleanly while the network loop still runs."""
         g = self.cfg.gateway
-        self._stopping = True
+        self._stopping = True  # no new sends from here on
+        # Let the collector confirm what is already on its way (at most STOP_CONFIRM_S): whatever it confirms
+        # now need not be sent again by the next start, which resends everything above the watermark.
+        with self._lock:
+            target = self._sent_upto
+        deadline = time.monotonic() + STOP_CONFIRM_S
+        while self._connected and self._acked_watermark < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wm = self._acked_watermark
+        if wm > self.outbox.watermark:
+            self.counters["pruned"] += self.outbox.acknowledge(wm)
         if self._connected:
             try:
                 offline = wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=self.boot_id, ts=int(time.time() * 1000))

@@ -30,8 +30,14 @@ def _env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in ENV.read_text().splitlines() if line and not line.startswith("#"))
 
 
-def test_collector_unit_passes_options_the_cli_accepts() -> None:
-    argv = _exec_start(UNIT, _env(), "2")
+def test_collector_unit_passes_options_the_cli_accepts(tmp_path: Path) -> None:
+    env = _env()
+    # The CLI checks that the TLS files exist when it parses its options: stand them in under tmp_path.
+    for k in ("MQTT_TLS_CA", "MQTT_TLS_CERT", "MQTT_TLS_KEY"):
+        assert env[k].startswith("/etc/carbonedge/")
+        env[k] = str(tmp_path / Path(env[k]).name)
+        Path(env[k]).write_text("PEM\n")
+    argv = _exec_start(UNIT, env, "2")
     assert argv[0] == "/opt/carbonedge/.venv/bin/carbonedge"
     a = build_parser().parse_args(argv[1:])
     assert a.cmd == "collect" and a.client_id == "collector-2" and a.share_group == "carbonedge"

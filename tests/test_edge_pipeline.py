@@ -71,10 +71,11 @@ class Acker:
         self.client.disconnect()
 
 
-def _config(site: str, port: int, data_dir: Path, n_devices: int = 5, **gateway: object) -> GatewayConfig:
+def _config(site: str, port: int, data_dir: Path, n_devices: int = 5, mqtt_: dict[str, object] | None = None,
+            **gateway: object) -> GatewayConfig:
     return GatewayConfig.model_validate({
         "gateway": {"site": site, "id": "gw1", "poll_interval_s": 60, "data_dir": str(data_dir), **gateway},
-        "mqtt": {"port": port, "reconnect_max_s": 1, "resend_after_s": 5},
+        "mqtt": {"port": port, "reconnect_max_s": 1, "resend_after_s": 5, **(mqtt_ or {})},
         "devices": [{"id": f"m{i}", "profile": "eastron-sdm630", "driver": "simulated", "rated_power_kw": 500,
                      "tags": {"area": "melt", "process": "eaf"}} for i in range(n_devices)],
     })
@@ -84,7 +85,8 @@ def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_ti
     broker = Mosquitto("mosquitto", free_port(), tmp_path / "broker").start()
     acker = Acker(broker.port, "outage", "gw1")
     speed = 1200.0  # 20 poll cycles of 60 s per wall second
-    cfg = _config("outage", broker.port, tmp_path / "edge", health_interval_s=600)
+    # A window smaller than the ~120-batch backlog, so that live cycles must be sent ahead of it.
+    cfg = _config("outage", broker.port, tmp_path / "edge", health_interval_s=600, mqtt_={"max_unconfirmed": 30})
     clock = VirtualClock(ClockSpec(start=START, speed=speed, origin=time.time()))
     agent = Agent(cfg, clock=clock)
     outage: dict[str, float] = {}

@@ -278,7 +278,8 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
     out_proc = data.plant.get("output_process")
     output = acc.processes[out_proc].production[:n].reshape(-1, step).sum(axis=1) if out_proc in acc.processes else None
     label = "day" if step == 24 else "hour"
-    svgs = [("Energy and SEC", plots.energy_sec(starts, energy, output, data.plant.get("sec_unit") or "", label))]
+    svgs = [("Energy and SEC", plots.energy_sec(starts, energy, output, data.plant.get("sec_unit") or "", label,
+                                                edges=acc.edges[:n + 1:step]))]
     local = acc.edges[:-1] + settings.tariff.utc_offset_h * 3600.0
     hours = ((local // 3600) % 24).astype(int)
     bin_h = np.diff(acc.edges) / 3600.0
@@ -291,7 +292,7 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
         for nm in top:
             o, m = twin.observations[nm], twin.models[nm]
             pred = m.predict(o)
-            series.append((nm, o.edges[:-1], o.energy_kwh, pred, m.baseline_end))
+            series.append((nm, o.edges, o.energy_kwh, pred, m.baseline_end))
             cs.append((nm, o.edges[:-1], np.cumsum(pred - o.energy_kwh)))
         svgs.append(("Baseline vs actual (shaded: baseline period)", plots.baseline_vs_actual(series)))
         svgs.append(("CUSUM of savings, Σ(expected − actual) [M7]", plots.cusum(cs)))

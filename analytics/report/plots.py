@@ -19,6 +19,39 @@ plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.righ
                      "figure.dpi": 96, "axes.grid": True, "grid.alpha": 0.25})
 
 
+def complete_bins(edges: np.ndarray) -> tuple[int, str | None]:
+    """How many leading bins of ``edges`` (n + 1 boundaries) are whole, and a note about a partial last bin.
+
+    A period that ends a minute into an hour gives a one-minute last bin: drawn as a full bin it would
+    look like a plant trip. It is left out of per-bin plots, and the figure says so."""
+    n = int(edges.size) - 1
+    if n < 2:
+        return max(n, 0), None
+    widths = np.diff(edges)
+    nominal = float(np.median(widths[:-1]))
+    last = float(widths[-1])
+    if last >= nominal * 0.999:
+        return n, None
+    minutes = last / 60.0
+    span = f"{minutes:.0f} min" if minutes >= 1 else f"{last:.0f} s"
+    return n - 1, f"The last bin ({span} of {nominal / 3600.0:g} h) is partial and not drawn."
+
+
+def _note(fig: Any, text: str | None) -> None:
+    """A remark about the figure, above everything in it (below, it would collide with a legend under the plot)."""
+    if text:
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        top = max(a.get_tightbbox(r).y1 for a in fig.axes) / fig.bbox.height
+        fig.text(0.01, top + 0.01, text, fontsize=8, color="#555555", ha="left", va="bottom")
+
+
+def _below(ax: Any, handles: list[Any], labels: list[str], *, y: float = -0.14) -> Any:
+    """One legend under the plot area (never over data), wrapped into rows of at most 6 entries."""
+    return ax.legend(handles, labels, loc="upper left", fontsize=8, ncol=min(6, max(1, len(labels))), bbox_to_anchor=(0.0, y),
+                     frameon=False)
+
+
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -37,8 +70,20 @@ def _timeaxis(ax: Any) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
 
 
-def energy_sec(starts: np.ndarray, energy: dict[str, np.ndarray], output: np.ndarray | None, sec_unit: str, label: str) -> str:
+def energy_sec(starts: np.ndarray, energy: dict[str, np.ndarray], output: np.ndarray | None, sec_unit: str, label: str,
+               edges: np.ndarray | None = None) -> str:
     """Stacked energy per process per period, with plant SEC on a second axis."""
+    return _svg(energy_sec_figure(starts, energy, output, sec_unit, label, edges))
+
+
+def energy_sec_figure(starts: np.ndarray, energy: dict[str, np.ndarray], output: np.ndarray | None, sec_unit: str, label: str,
+                      edges: np.ndarray | None = None) -> Any:
+    """The figure behind :func:`energy_sec`. ``edges`` (n + 1 bin boundaries) lets a partial last bin be left out."""
+    note = None
+    if edges is not None:
+        n, note = complete_bins(edges)
+        starts, energy = starts[:n], {k: v[:n] for k, v in energy.items()}
+        output = output[:n] if output is not None else None
     fig, ax = plt.subplots(figsize=(9, 3.4))
     x = _dt(starts)
     width = (starts[1] - starts[0]) / 86400.0 * 0.9 if starts.size > 1 else 0.8
@@ -55,9 +100,15 @@ def energy_sec(starts: np.ndarray, energy: dict[str, np.ndarray], output: np.nda
         ax2.plot(x + np.timedelta64(int(width * 43_200_000), "ms"), sec, "k.-", lw=1.2, label=f"plant SEC ({sec_unit})")
         ax2.set_ylabel(f"SEC, {sec_unit}")
         ax2.grid(False)
-        ax2.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, -0.12))
-    ax.legend(loc="upper left", fontsize=8, ncol=min(6, len(energy)), bbox_to_anchor=(0.0, -0.12))
-    return _svg(fig)
+        ax2.set_ylim(bottom=0)
+    # One legend for both axes, below the plot: a second legend used to sit on the SEC line or the bars.
+    handles, labels = ax.get_legend_handles_labels()
+    for other in fig.axes[1:]:
+        h, lab = other.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
+    _below(ax, handles, labels)
+    _note(fig, note)
+    return fig
 
 
 def load_profile(hours: np.ndarray, kw: dict[str, np.ndarray]) -> str:
@@ -74,19 +125,33 @@ def load_profile(hours: np.ndarray, kw: dict[str, np.ndarray]) -> str:
 
 
 def baseline_vs_actual(series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]) -> str:
-    """Per process: measured vs modelled energy per bin, baseline period shaded."""
+    """Per process: measured vs modelled energy per bin, baseline period shaded.
+
+    Each entry is ``(name, edges, actual, predicted, baseline_end)`` with ``edges`` the n + 1 bin
+    boundaries (n bin starts are accepted too, without the partial-bin check)."""
+    return _svg(baseline_vs_actual_figure(series))
+
+
+def baseline_vs_actual_figure(series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]) -> Any:
     n = len(series)
     fig, axes = plt.subplots(n, 1, figsize=(9, 1.9 * n), sharex=True, squeeze=False)
-    for ax, (name, starts, actual, pred, base_end) in zip(axes[:, 0], series):
-        x = _dt(starts)
-        ax.plot(x, actual / 1000.0, color=_COLORS[0], lw=1.0, label="measured")
-        ax.plot(x, pred / 1000.0, color=_COLORS[1], lw=1.0, ls="--", label="model (baseline)")
+    notes = set()
+    for ax, (name, edges, actual, pred, base_end) in zip(axes[:, 0], series):
+        k, note = complete_bins(edges) if edges.size == actual.size + 1 else (actual.size, None)
+        if note:
+            notes.add(note)
+        x = _dt(edges[:k])
+        ax.plot(x, actual[:k] / 1000.0, color=_COLORS[0], lw=1.0, label="measured")
+        ax.plot(x, pred[:k] / 1000.0, color=_COLORS[1], lw=1.0, ls="--", label="model (baseline)")
         ax.axvspan(x[0], _dt(np.array([base_end]))[0], color="#999999", alpha=0.15, label="baseline period")
         ax.set_ylabel("MWh/bin")
         ax.set_title(name, loc="left", fontsize=9)
         _timeaxis(ax)
-    axes[0, 0].legend(fontsize=8, ncol=3, loc="upper right")
-    return _svg(fig)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    # Above the first plot, outside every plot area (inside the top-right corner it covered the measured line).
+    axes[0, 0].legend(handles, labels, fontsize=8, ncol=3, loc="lower right", bbox_to_anchor=(1.0, 1.02), frameon=False)
+    _note(fig, " ".join(sorted(notes)) or None)
+    return fig
 
 
 def cusum(series: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
@@ -109,7 +174,8 @@ def emissions_by_process(names: list[str], s1: list[float], s2: list[float]) -> 
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel("t CO2 over the period")
-    ax.legend(fontsize=8)
+    h, lab = ax.get_legend_handles_labels()
+    ax.legend(h, lab, fontsize=8, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _svg(fig)
 
 
