@@ -59,29 +59,6 @@ class _ScenarioName:
 _scenario = _ScenarioName()
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return v
-
-
-def _time_arg(flag: str):  # type: ignore[no-untyped-def]
-    """An argparse type for an ISO 8601 time (epoch seconds out), naming the flag in its error."""
-
-    def parse(text: str) -> float:
-        try:
-            return parse_time(text)
-        except (ValueError, CarbonEdgeError):
-            raise argparse.ArgumentTypeError(f"not a time: {text!r} (use ISO 8601, e.g. 2026-03-01T00:00:00Z)") from None
-
-    parse.__name__ = flag
-    return parse
-
-
 def cmd_sim(a: argparse.Namespace) -> int:
     import time
     from dataclasses import replace
@@ -233,7 +210,7 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
                                 accept_after_h=a.accept_after, level_halflife_h=a.level_halflife)
     summary = detect_csv(
         Path(a.csv), Path(a.out), time_col=time_col, value_cols=value_cols, context_cols=a.context_col,
-        settings=settings, learn_until=a.learn_until, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
+        settings=settings, learn_until=parse_time(a.learn_until) if a.learn_until else None, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
         date_format=a.date_format, decimal=a.decimal, delimiter=a.delimiter,
     )
     print(f"{a.csv}: {summary.rows:,} rows; warm-up on the first {summary.learning_rows:,} (learning continues after it); "
@@ -554,19 +531,19 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
                           "hours becomes the new normal. Times that go back or repeat (DST, clock steps) are counted, not refused. "
                           "Writes time, score in [0, 1] (0.5 = alert threshold), alert flag, state and the column that contributes most. "
                           "Methods and their limits: docs/analytics.md.")
-    det.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
+    det.add_argument("--csv", required=True, type=InputFile(), help="input CSV (comma, semicolon or tab separated, header row)")
     det.add_argument("--time-col", help="time column: ISO 8601 or epoch seconds/ms (default: the first column)")
     det.add_argument("--value-col", action="append", help="column to watch (repeat for several; default: every other column)")
     det.add_argument("--context-col", action="append", default=[], help="production-state column that explains the values, "
                      "e.g. production rate or running flag (repeat for several)")
-    det.add_argument("--out", required=True, help="output CSV")
-    det.add_argument("--learn-rows", type=_positive_int, default=400, help="warm-up rows before scores are given (default: 400)")
-    det.add_argument("--learn-until", type=_time_arg("--learn-until"), help="warm up on the rows before this time instead (ISO 8601)")
-    det.add_argument("--smoothing", type=float, default=0.2, help="weight of the newest row in the sustained statistic, (0, 1] (default: 0.2)")
-    det.add_argument("--margin", type=float, default=1.5, help="alert threshold as a multiple of the statistic's 99.9th percentile "
+    det.add_argument("--out", required=True, type=OutputFile(), help="output CSV")
+    det.add_argument("--learn-rows", type=Number(int, min=10), default=400, help="warm-up rows before scores are given (default: 400)")
+    det.add_argument("--learn-until", type=Time(), help="warm up on the rows before this time instead (ISO 8601)")
+    det.add_argument("--smoothing", type=Number(float, above=0, max=1), default=0.2, help="weight of the newest row in the sustained statistic, (0, 1] (default: 0.2)")
+    det.add_argument("--margin", type=Number(float, above=0), default=1.5, help="alert threshold as a multiple of the statistic's 99.9th percentile "
                      "over normal rows (default: 1.5)")
-    det.add_argument("--accept-after", type=float, default=1.0, help="hours of continuous alert after which a change is the new normal (default: 1)")
-    det.add_argument("--level-halflife", type=float, default=6.0, help="hours: how fast the expected level follows slow change (default: 6)")
+    det.add_argument("--accept-after", type=Number(float, above=0), default=1.0, help="hours of continuous alert after which a change is the new normal (default: 1)")
+    det.add_argument("--level-halflife", type=Number(float, above=0), default=6.0, help="hours: how fast the expected level follows slow change (default: 6)")
     det.add_argument("--tz", default="UTC", help="time zone of naive times in the file (default: UTC)")
     det.add_argument("--date-format", help="dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
     det.add_argument("--decimal", choices=[".", ","], help="decimal mark of the numbers (default: detected and announced)")
@@ -580,7 +557,7 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
                          "resolution. The default model for 15-min to daily data is time of week (LBNL TOWT family): operating days, "
                          "public holidays, time of day x day type, --feature variables as straight lines, --mean-feature variables such as "
                          "outdoor temperature in temperature segments, --category columns one-hot; predictions are never negative.")
-    bl.add_argument("--csv", required=True, help="input CSV (comma, semicolon or tab separated, header row)")
+    bl.add_argument("--csv", required=True, type=InputFile(), help="input CSV (comma, semicolon or tab separated, header row)")
     bl.add_argument("--time-col", required=True)
     bl.add_argument("--target", required=True, help="energy column (per-interval consumption, not a cumulative counter)")
     bl.add_argument("--feature", action="append", default=[], help="relevant variable summed per period, e.g. production (repeat)")
@@ -593,8 +570,8 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
                     help="auto/calendar: which weekdays and holidays the plant operates, learned from the training period; "
                     "energy: each day classed by its own metered level; off: all days alike")
     bl.add_argument("--linear", action="store_true", help="straight lines only for the --mean-feature variables (no change points or segments)")
-    bl.add_argument("--train-until", required=True, help="end of the baseline period (ISO 8601, naive = --tz); later rows are the reporting period")
-    bl.add_argument("--train-from", help="start of the baseline period (ISO 8601, naive = --tz); earlier rows are left out")
+    bl.add_argument("--train-until", required=True, type=Time(), help="end of the baseline period (ISO 8601, naive = --tz); later rows are the reporting period")
+    bl.add_argument("--train-from", type=Time(), help="start of the baseline period (ISO 8601, naive = --tz); earlier rows are left out")
     bl.add_argument("--aggregate", choices=["hour", "day", "week", "month"], help="sum rows into local periods before fitting")
     bl.add_argument("--tz", default="UTC", help="plant time zone for naive times and period boundaries (default: UTC)")
     bl.add_argument("--stamps", choices=["auto", "start", "end"], default="auto",
@@ -603,7 +580,7 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     bl.add_argument("--date-format", help="dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
     bl.add_argument("--decimal", choices=[".", ","], help="decimal mark of the numbers (default: detected and announced)")
     bl.add_argument("--delimiter", help="field separator (default: sniffed from the header: comma, semicolon or tab)")
-    bl.add_argument("--out", help="write per-row expected energy, naive reference, residual and CUSUM of savings here")
+    bl.add_argument("--out", type=OutputFile(), help="write per-row expected energy, naive reference, residual and CUSUM of savings here")
     bl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bl.set_defaults(func=cmd_analyze_baseline)
 

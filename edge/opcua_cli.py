@@ -7,6 +7,7 @@ import asyncio
 import socket
 from pathlib import Path
 
+from carbonedge.argtypes import InputFile, Number, OutputDir
 from carbonedge.errors import ConfigError
 
 
@@ -14,15 +15,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("opcua", help="OPC UA commissioning: the gateway's certificate, a test read of its OPC UA devices")
     ps = p.add_subparsers(dest="opcua_cmd", required=True, metavar="ACTION")
     c = ps.add_parser("cert", help="create the gateway's OPC UA application instance certificate and key (self-signed)")
-    c.add_argument("--out", required=True, help="directory for <name>-cert.pem and <name>-key.pem (the key is mode 0600)")
+    c.add_argument("--out", required=True, type=OutputDir(), help="directory for <name>-cert.pem and <name>-key.pem (the key is mode 0600)")
     c.add_argument("--name", default="gateway", help="file name stem and certificate common name (default: gateway)")
     c.add_argument("--uri", help="application URI (default: urn:carbonedge:gateway:<hostname>)")
     c.add_argument("--hostname", default=socket.gethostname(), help="DNS name in the certificate (default: this host)")
-    c.add_argument("--days", type=int, default=825, help="validity in days (default: 825)")
+    c.add_argument("--days", type=Number(int, min=1), default=825, help="validity in days (default: 825)")
     c.set_defaults(func=cmd_cert)
     r = ps.add_parser("read", help="open each OPC UA server of a gateway config once and print what its devices read "
                       "(exit 1 when a device gave no value)")
-    r.add_argument("--config", required=True, help="gateway TOML file")
+    r.add_argument("--config", required=True, type=InputFile("toml"), help="gateway TOML file")
     r.set_defaults(func=cmd_read)
 
 

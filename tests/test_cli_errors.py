@@ -21,13 +21,13 @@ import pytest
 from carbonedge import cli
 
 #: Subcommands whose argument handling is being reworked elsewhere: walked, but allowed to fail for now.
-PENDING = {("analyze", "detect"), ("analyze", "baseline")}
+PENDING: set[tuple[str, str]] = set()
 
 #: Arguments that look like paths/times/numbers by name but are free text or checked downstream.
 NOT_CHECKED = {"--influx-url", "--url", "--mqtt-host", "--host", "--serial-port", "--influx-password-env", "--site", "--gateway",
                "--device", "--profile", "--client-id", "--share-group", "--database", "--dashboards-path", "--tz", "--clock",
                "--token", "--influx-user", "--mqtt-username", "--time-col", "--value-col", "--context-col", "--target", "--feature",
-               "--mean-feature", "name"}
+               "--mean-feature", "name", "--holidays"}
 SUSPECT = re.compile(r"(file|config|plant|csv|carbon|trust|key|pub|dir|out|ca|cert|known|scenario|start|end|until|from|to|"
                      r"interval|hours|speed|timeout|port|delay|days|mb|future|duration|rows|margin|smoothing|seed|wait)$")
 

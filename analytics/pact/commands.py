@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from carbonedge.argtypes import InputDir, InputFile, Number, OutputDir, Time
+
 SECRET_ENV = "CARBONEDGE_PACT_SECRET"
 
 
@@ -217,13 +219,13 @@ def add_commands(sub: Any) -> None:
                       "and /3/events from the database over HTTPS.")
     db(s)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8443)
-    s.add_argument("--cert", help="TLS certificate (PEM)")
-    s.add_argument("--key", help="TLS private key (PEM)")
+    s.add_argument("--port", type=Number(int, min=1, max=65535), default=8443)
+    s.add_argument("--cert", type=InputFile(), help="TLS certificate (PEM)")
+    s.add_argument("--key", type=InputFile(), help="TLS private key (PEM)")
     s.add_argument("--insecure-http", action="store_true", help="development only: plain HTTP, allowed on a loopback address")
     s.add_argument("--public-url", help="this host's base URL as partners reach it (the source of its events)")
-    s.add_argument("--token-ttl", type=float, default=3600.0, help="access token lifetime in seconds (default: 3600)")
-    s.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default: 1 MiB)")
+    s.add_argument("--token-ttl", type=Number(float, above=0), default=3600.0, help="access token lifetime in seconds (default: 3600)")
+    s.add_argument("--max-body", type=Number(int, min=1), default=1 << 20, help="largest request body in bytes (default: 1 MiB)")
     s.set_defaults(func=cmd_serve)
 
     c = ps.add_parser("client", help="data recipients allowed to read the footprints")
@@ -249,7 +251,7 @@ def add_commands(sub: Any) -> None:
     pad.add_argument("url", help="the recipient host's base URL (https://...)")
     pad.add_argument("--client-id", required=True)
     pad.add_argument("--secret-env", default=SECRET_ENV, help=f"environment variable holding the secret (default: {SECRET_ENV})")
-    pad.add_argument("--ca-file", help="CA certificate to trust for that host")
+    pad.add_argument("--ca-file", type=InputFile(), help="CA certificate to trust for that host")
     pad.add_argument("--no-notify", action="store_true", help="answer its requests but send it no PublishedEvents")
     db(pad)
     pad.set_defaults(func=cmd_partner_add)
@@ -259,17 +261,17 @@ def add_commands(sub: Any) -> None:
                        "PACT figures for mapped materials, metering coverage, data-quality ratings and (with --archive) the integrity "
                        "evidence; store new or changed ones and notify partners.")
     db(pu)
-    pu.add_argument("--csv", help="offline export directory (plant.json + <device>.csv)")
-    pu.add_argument("--plant", help="plant model JSON (with --from/--to: read InfluxDB)")
-    pu.add_argument("--from", dest="start")
-    pu.add_argument("--to", dest="end")
+    pu.add_argument("--csv", type=InputDir(), help="offline export directory (plant.json + <device>.csv)")
+    pu.add_argument("--plant", type=InputFile("json"), help="plant model JSON (with --from/--to: read InfluxDB)")
+    pu.add_argument("--from", dest="start", type=Time())
+    pu.add_argument("--to", dest="end", type=Time())
     pu.add_argument("--influx-url", default="http://127.0.0.1:8086")
     pu.add_argument("--database", default="carbonedge")
     pu.add_argument("--influx-user", help="InfluxDB user (password from $CARBONEDGE_INFLUX_PASSWORD)")
-    pu.add_argument("--carbon", help="carbon settings TOML (as for `report`)")
+    pu.add_argument("--carbon", type=InputFile("toml"), help="carbon settings TOML (as for `report`)")
     pu.add_argument("--pact", help="PACT settings TOML (company, product ids, purchased inputs)")
     pu.add_argument("--archive", help="collector archive directory (<state_dir>/archive) for the integrity evidence")
-    pu.add_argument("--trust", help="trust file of the gateways' public keys")
+    pu.add_argument("--trust", type=InputFile(), help="trust file of the gateways' public keys")
     pu.add_argument("--public-url", help="this host's base URL (default: the one `pact serve` recorded)")
     pu.add_argument("--no-notify", action="store_true", help="do not send PublishedEvents")
     pu.add_argument("--dry-run", action="store_true", help="print the PACT footprints, store nothing")
@@ -280,7 +282,7 @@ def add_commands(sub: Any) -> None:
     f.add_argument("--client-id", required=True)
     f.add_argument("--secret-env", default=SECRET_ENV, help=f"environment variable holding the secret (default: {SECRET_ENV})")
     f.add_argument("--version", choices=["3.0", "2.3"], default="3.0", help="the supplier's PACT version (default: 3.0)")
-    f.add_argument("--ca-file", help="CA certificate to trust for that host")
+    f.add_argument("--ca-file", type=InputFile(), help="CA certificate to trust for that host")
     f.add_argument("--product-id", action="append", help="only these productIds (repeat)")
     db(f)
     f.set_defaults(func=cmd_fetch)
@@ -290,7 +292,7 @@ def add_commands(sub: Any) -> None:
     li.set_defaults(func=cmd_list)
 
     ce = ps.add_parser("cert", help="development CA and server certificate for a loopback host")
-    ce.add_argument("--out", required=True)
+    ce.add_argument("--out", required=True, type=OutputDir())
     ce.add_argument("--host", action="append", help="host name or IP address (repeat; default: 127.0.0.1 and localhost)")
-    ce.add_argument("--days", type=int, default=30)
+    ce.add_argument("--days", type=Number(int, min=1), default=30)
     ce.set_defaults(func=cmd_cert)
