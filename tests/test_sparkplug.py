@@ -237,5 +237,5 @@ def test_sparkplug_state_machine_births_data_rebirth_death(tmp_path: Path) -> No
     # The energy counter of m0 only grows through the first life.
     e = [m["value"] for t, _, _, p in first_life if t.endswith("/m0") for m in p["metrics"]
          if (m.get("name") == "active_energy_import" or aliases["m0"].get(m.get("alias", -1)) == "active_energy_import") and "value" in m]
-    assert len(e) > 10 and all(b >= a for a, b in zip(e, e[1:]))
+    assert len(e) >= 5 and all(b >= a for a, b in zip(e, e[1:]))
     assert first_life[-1][0].split("/")[2] == "NDEATH"
