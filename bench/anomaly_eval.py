@@ -41,7 +41,7 @@ SKAB_TARGET_F1 = 0.80
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", type=Path, default=DATASETS, help="folder with skab/ and smd/ (default: ../shared/datasets)")
+    ap.add_argument("--datasets", type=Path, default=DATASETS, help="folder with skab/ and smd/ (default: the datasets folder beside the repository)")
     ap.add_argument("--skab-only", action="store_true")
     ap.add_argument("--smd-only", action="store_true")
     ap.add_argument("--real-only", action="store_true", help="SKAB and SMD, no simulator scenarios")

@@ -14,7 +14,7 @@ What it does:
 4. prints one line per test case and, last, ``passed=… failed=… skipped=…`` over the mandatory
    cases; exits 1 when a mandatory case fails.
 
-The service's source is taken from --service, $PACT_CONFORMANCE_SERVICE, or ../shared/tools/pact-conformance-service
+The service's source is taken from --service, $PACT_CONFORMANCE_SERVICE, or the conformance service's checkout beside the repository (shared/tools/pact-conformance-service)
 next to the repository (a checkout of github.com/wbcsd/pact-conformance-service, commit 839bfe8).
 Needs Node.js >= 20 and npm, and the npm registry for the first `npm ci`.
 """

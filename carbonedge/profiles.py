@@ -8,7 +8,7 @@ and :func:`read_plan` coalesces a profile's points into as few Modbus requests a
 possible (at most 125 registers each).
 
 Register maps come from the manufacturers' documentation as summarised in
-``shared/docs/domain-reference.md`` §7 (keys [D1]–[D12]); each profile names its source.
+the register-map sources of docs/sources.md (keys [D1]–[D12]); each profile names its source.
 Addresses here are PDU addresses (0-based, as sent on the wire).
 """
 
@@ -27,7 +27,7 @@ Table = Literal["holding", "input"]
 
 _WIDTH = {"uint16": 1, "int16": 1, "uint32": 2, "int32": 2, "uint64": 4, "int64": 4, "float32": 2, "float64": 4}
 _FMT = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "uint64": ">Q", "int64": ">q", "float32": ">f", "float64": ">d"}
-MAX_REGISTERS_PER_READ = 125  # Modbus limit for FC03/FC04 (domain-reference §7)
+MAX_REGISTERS_PER_READ = 125  # Modbus limit for FC03/FC04 (Modbus Application Protocol V1.1b3, §6.3/§6.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,7 @@ EASTRON_SDM630 = Profile(
     manufacturer="Eastron",
     model="SDM630 (Modbus)",
     table="input",
-    source="Eastron SDM630 Modbus protocol; domain-reference §7.1 [D1, D2, D3]. FC04, float32, high word first.",
+    source="Eastron SDM630 Modbus protocol; sources [D1, D2, D3]. FC04, float32, high word first.",
     points=(
         P("voltage_l1_n", 0x0000, "float32"),
         P("voltage_l2_n", 0x0002, "float32"),
@@ -255,7 +255,7 @@ SIEMENS_PAC3200 = Profile(
     manufacturer="Siemens",
     model="SENTRON PAC3200 / PAC2200",
     table="input",
-    source="Siemens PAC3200 manual, offsets used as PDU addresses; domain-reference §7.2 [D4-D6].",
+    source="Siemens PAC3200 manual, offsets used as PDU addresses; sources [D4-D6].",
     points=(
         P("voltage_l1_n", 1, "float32"),
         P("voltage_l2_n", 3, "float32"),
@@ -288,7 +288,7 @@ SCHNEIDER_PM5000 = Profile(
     manufacturer="Schneider Electric",
     model="PowerLogic PM5xxx (PM2xxx, EM6400 share the numbering)",
     table="holding",
-    source="Schneider PM5000 register list, PDU address = register - 1; domain-reference §7.3 [D7, D8].",
+    source="Schneider PM5000 register list, PDU address = register - 1; sources [D7, D8].",
     points=(
         P("current_l1", 2999, "float32"),
         P("current_l2", 3001, "float32"),
@@ -314,7 +314,7 @@ JANITZA_UMG96RME = Profile(
     manufacturer="Janitza",
     model="UMG 96RM-E",
     table="holding",
-    source="Janitza UMG 96RM-E Modbus address list; domain-reference §7.4 [D10]. FC03 float32.",
+    source="Janitza UMG 96RM-E Modbus address list; sources [D10]. FC03 float32.",
     points=(
         P("voltage_l1_n", 19000, "float32"),
         P("voltage_l2_n", 19002, "float32"),
@@ -340,7 +340,7 @@ ABB_B_SERIES = Profile(
     manufacturer="ABB",
     model="A/B-series (B23/B24), EQ meters",
     table="holding",
-    source="ABB A/B-series Modbus map; domain-reference §7.5 [D12]. FC03, scaled integers; all-FF = not available.",
+    source="ABB A/B-series Modbus map; sources [D12]. FC03, scaled integers; all-FF = not available.",
     points=(
         P("voltage_l1_n", 0x5B00, "uint32", 0.1, not_available=_ABB_NA),
         P("voltage_l2_n", 0x5B02, "uint32", 0.1, not_available=_ABB_NA),
@@ -361,7 +361,7 @@ GENERIC_EM_U32 = Profile(
     manufacturer="generic",
     model="Energy meter with 32-bit energy registers (legacy and low-cost class)",
     table="holding",
-    source="carbonedge generic map in the scaled-integer style of §7.5 [D12], but with uint32 energy in 0.01 kWh, "
+    source="carbonedge generic map in the scaled-integer style of the ABB map [D12], but with uint32 energy in 0.01 kWh, "
     "which wraps at 42,949,672.95 kWh (§7.6, calc). FC03, high word first.",
     points=(
         P("voltage_l1_n", 0, "uint32", 0.1),

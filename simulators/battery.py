@@ -5,7 +5,7 @@ and cells (``production_count``, cell equivalents for the electrode shop) on a P
 counter; the plant's output is the end-of-line test (cells passed). SEC is kWh of
 electricity per kWh of cell capacity (``kWh/kWh_cell``).
 
-Calibration (``shared/docs/domain-reference.md`` §0, §3):
+Calibration (process energy figures, sources in docs/sources.md):
 
 - Plant total about 35 kWh/kWh_cell: inside 20-65 across sources [B1-B6] and the
   30-45 band the reference recommends for a current gigafactory (§3.1).

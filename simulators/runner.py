@@ -173,7 +173,7 @@ class Simulation:
                 d.update(self.t, dt)
             if self.t >= self._next_demand - 1e-9:
                 # Block demand: the average power of the last completed 15-min window, aligned to the
-                # clock like a real meter's demand period (domain-reference §7 [D17]).
+                # clock like a real meter's demand period ([D17] in docs/sources.md).
                 for m in self.meters:
                     e = m.true_energy_kwh()
                     m.demand_kw = (e - self._demand_e0[m.device]) * 3600.0 / 900.0

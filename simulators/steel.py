@@ -1,6 +1,6 @@
 """A scrap-based EAF steel plant: EAF -> ladle furnace -> continuous caster -> hot strip mill, plus compressed air.
 
-Calibration (``shared/docs/domain-reference.md``):
+Calibration (process energy figures, sources in docs/sources.md):
 
 - EAF: 100-150 t heats, 40-60 min tap-to-tap with one extra basket, power 0 while
   charging and tapping, a ramp during bore-down, maximum power with large swings
