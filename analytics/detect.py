@@ -18,21 +18,23 @@ For every value column the detector keeps, online:
   two periods and is clearly better), as in additive Holt–Winters exponential smoothing
   (Hyndman & Athanasopoulos, *Forecasting: Principles and Practice*, 3rd ed., §8.3);
 * a **robust spread** of the residual (exponentially weighted mean absolute deviation, updated with
-  residuals clipped at the alert level so a fault does not widen its own yardstick — a Huber-type
+  residuals clipped at 3 spreads so a fault does not widen its own yardstick — a Huber-type
   update, Huber & Ronchetti, *Robust Statistics*, 2009);
 * a **production model** when context columns (production rate, running flag …) are given: a
   linear regression of each value on the context, fitted on the learning rows, so the detector
   watches ``value − expected value for this production state`` (a furnace drawing power while
   melting is expected; the same power while producing nothing is a residual).
 
-Each row's standardised residuals ``z`` feed two statistics: a *point* statistic (the root mean
-square of the largest standardised residuals: spikes, one bad reading) and a *sustained* one (the
-same on exponentially smoothed residuals, weight ``smoothing``: level shifts and slow leaks that
-stay within the noise of single rows). Each statistic's alert threshold is ``margin ×`` its
-99th percentile over recent normal rows (the learning rows first, then a rolling window of rows
-that raised no alert), so the threshold carries the stream's own noise and tail; the score is
-``s / (s + threshold)`` of the statistic that is furthest over its threshold: in [0, 1), exactly
-0.5 at the alert threshold, the same meaning for every stream.
+Each row's standardised residuals ``z`` feed up to three statistics: a *point* statistic (the root
+mean square of the √n largest |z|: spikes, one bad reading), a *sustained* one (the same on
+exponentially smoothed residuals, weight ``smoothing``: level shifts and slow leaks that stay
+within the noise of single rows) and, with several columns, *Hotelling T²* of the smoothed
+residuals with a Ledoit–Wolf shrunk covariance learned in the warm-up (a broken relation between
+columns). Each statistic's alert threshold is ``margin ×`` its 99.9th percentile over recent normal
+rows (the learning rows first, then a rolling window of rows that raised no alert), never below a
+floor in spreads, so the threshold carries the stream's own noise and tail; the score is
+``r / (1 + r)`` with ``r`` the largest statistic-to-threshold ratio: in [0, 1), exactly 0.5 at the
+alert threshold, the same meaning for every stream.
 
 Adaptation with a bound
 =======================
@@ -66,8 +68,8 @@ LN2 = math.log(2.0)
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 #: Slots of the seasonal profiles: half-hours of the day, hours of the week.
-SPREAD_MAD = True
-QUANT = 0.999
+#: Each statistic's threshold is ``margin ×`` this quantile of it over recent normal rows.
+THRESHOLD_QUANTILE = 0.999
 DAY_SLOTS = 48
 WEEK_SLOTS = 168
 
@@ -85,7 +87,7 @@ class DetectorSettings:
     ``learn_rows``: rows that initialise the detector (scored 0; at least 10). Learning never stops:
     this is only the warm-up before scores are given.
     ``smoothing``: weight of the newest row in the sustained statistic, 0 < smoothing ≤ 1.
-    ``margin``: alert threshold as a multiple of the statistic's 99th percentile over normal rows.
+    ``margin``: alert threshold as a multiple of the statistic's 99.9th percentile over normal rows.
     ``level_halflife_h``: how fast the expected level follows slow change (hours).
     ``accept_after_h``: a change that keeps alerting this long becomes the new normal (hours).
     ``seasonality``: detect daily/weekly profiles (``auto``) or not (``none``).
@@ -205,7 +207,7 @@ class _Column:
 
 
 class _Threshold:
-    """``margin ×`` the 99th percentile of a statistic over recent normal rows, refreshed as rows arrive."""
+    """``margin ×`` the 99.9th percentile of a statistic over recent normal rows (never below ``floor``), refreshed as rows arrive."""
 
     __slots__ = ("hist", "margin", "value", "since", "floor")
 
@@ -226,7 +228,7 @@ class _Threshold:
     def refresh(self) -> None:
         self.since = 0
         if len(self.hist) >= 10:
-            q = float(np.quantile(np.fromiter(self.hist, float), QUANT))
+            q = float(np.quantile(np.fromiter(self.hist, float), THRESHOLD_QUANTILE))
             self.value = max(self.margin * q, self.floor)
 
 
@@ -343,7 +345,7 @@ class StreamingDetector:
         if not usable.any():
             raise DetectorError("no value column has a number in the learning period")
         # Initialise each column from the learning rows: level = median, spread = mean absolute
-        # deviation of the one-step residuals; then replay the learning rows through the online
+        # deviation from it; then replay the learning rows through the online
         # updates, collecting the statistics that seed the thresholds.
         self._learning = False
         R = [self._residual(x, c) for _, x, c in rows]
@@ -356,8 +358,7 @@ class StreamingDetector:
                     p.level = med
                 col.fast = med
                 mad = float(np.mean(np.abs(vals - med)))
-                d = float(np.mean(np.abs(np.diff(vals)))) if vals.size > 1 else 0.0
-                col.spread = max(mad if SPREAD_MAD else (min(mad, d) if d > 0 else mad), 1e-9 + 1e-6 * abs(med))
+                col.spread = max(mad, 1e-9 + 1e-6 * abs(med))
         self._t_first = rows[0][0]
         self._t_last = None
         ZS = []
