@@ -239,4 +239,10 @@ def test_overview_figures_agree_with_the_analytics(demo_db) -> None:  # type: ig
     expected = {name: p["production"] for name, p in summary["processes"].items() if p["production"]}
     assert set(produced) == set(expected)
     for name, tonnes in expected.items():
-        assert produced[name] == pytest.approx(tonnes, rel=0.01), name
+        # The panel sums per-interval differences inside the range, so it cannot see the increment that
+        # straddles the range's first interval boundary (the analytics count it from the last reading
+        # before): allow 1 % plus the largest single step of the process's counter (one coil, one heat).
+        step = ql.run(f'SELECT max("d") FROM (SELECT non_negative_difference("production_mass") AS "d" FROM "readings" '
+                      f"WHERE \"process\" = '{name}' AND time >= {start}ms AND time < {end}ms GROUP BY \"device\")")
+        largest = max((v[1] for sr in step for v in sr["values"] if v[1] is not None), default=0.0)
+        assert abs(produced[name] - tonnes) <= 0.01 * tonnes + largest, (name, produced[name], tonnes, largest)
