@@ -135,7 +135,7 @@ class Score:
 class _Predictor:
     """Level + optional seasonal profile of one column (additive Holt–Winters without trend)."""
 
-    __slots__ = ("period", "slots", "level", "season", "seen", "filled", "err", "n")
+    __slots__ = ("period", "slots", "level", "season", "seen", "filled", "err")
 
     def __init__(self, period: float, slots: int) -> None:
         self.period = period
@@ -145,7 +145,6 @@ class _Predictor:
         self.seen = [0] * slots if slots else []
         self.filled = 0  # slots seen at least once
         self.err = math.nan  # exponentially weighted mean absolute one-step error
-        self.n = 0
 
     def slot(self, t: float) -> int:
         return int((t % self.period) / self.period * self.slots) if self.slots else 0
@@ -188,7 +187,7 @@ class _Predictor:
 class _Column:
     """Everything the detector knows about one value column."""
 
-    __slots__ = ("preds", "active", "spread", "ewz", "fast", "fastres", "fastdev", "n")
+    __slots__ = ("preds", "active", "spread", "ewz", "fast", "fastres", "fastdev")
 
     def __init__(self, seasonal: bool) -> None:
         self.preds = [_Predictor(1.0, 0)]
@@ -200,7 +199,6 @@ class _Column:
         self.fast = math.nan  # short-term mean of the value (what a lasting change is reset to)
         self.fastres = math.nan  # short-term mean of the residual against the expected value
         self.fastdev = 0.0  # short-term mean absolute deviation of the residual from that mean (the spread a lasting change brings)
-        self.n = 0
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -255,7 +253,6 @@ class StreamingDetector:
         self._icpt: np.ndarray | None = None
         self._t_first: float | None = None
         self._t_last: float | None = None
-        self._step = math.nan  # typical sampling step (s), for the first row after a gap in time
         # Floors: 3 spreads for one row, 1 for the smoothed residual (3 standard deviations of white
         # noise smoothed with weight 0.2), the number of columns for T² (its mean under normal noise).
         self._th_point = _Threshold(st.margin, st.history_rows, 3.0)
@@ -322,7 +319,7 @@ class StreamingDetector:
         return self._score_stats(self._stats(tt, self._residual(x, c)))
 
     def learn_one(self, values: np.ndarray | list[float] | float, context: np.ndarray | list[float] | None = None, t: float | None = None) -> None:
-        """Learn from one row without scoring it."""
+        """Learn from one row (its score is still worked out: a row that alerts teaches the level nothing)."""
         self.update(values, context, t)
 
     def finish_learning(self) -> None:
@@ -419,7 +416,6 @@ class StreamingDetector:
             self.repeated_times += 1
             return 0.0
         self._t_last = t
-        self._step = dt if math.isnan(self._step) else self._step + 0.01 * (dt - self._step)
         return dt
 
     def _residual(self, x: np.ndarray, c: np.ndarray | None) -> list[float]:
@@ -485,7 +481,6 @@ class StreamingDetector:
         for col, v, e, es in zip(self._cols, r, z, zs, strict=True):
             if v != v:
                 continue
-            col.n += 1
             col.ewz = es
             col.fast = v if col.fast != col.fast else col.fast + a_fast * (v - col.fast)
             if col.spread == col.spread:

@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psutil
@@ -328,17 +329,22 @@ def main() -> int:
         print(f"tags_per_s={tags_per_s:.0f} cpu_pct={cpu_pct:.1f} rss_mb={rss_peak:.1f}")
         return 0
     finally:
-        if gw is not None and gw.poll() is None:
-            gw.send_signal(signal.SIGTERM)
-            try:
-                gw.wait(20)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-        if acker is not None:
-            acker.close()
-        server.terminate()
-        server.wait(10)
-        broker.stop()
+        _stop_all(gw, acker, server, broker)
+
+
+def _stop_all(gw: subprocess.Popen | None, acker: Any, server: subprocess.Popen, broker: Any) -> None:  # type: ignore[type-arg]
+    """Stop the gateway (SIGTERM, then kill), the acknowledging subscriber, the meter server and the broker."""
+    if gw is not None and gw.poll() is None:
+        gw.send_signal(signal.SIGTERM)
+        try:
+            gw.wait(20)
+        except subprocess.TimeoutExpired:
+            gw.kill()
+    if acker is not None:
+        acker.close()
+    server.terminate()
+    server.wait(10)
+    broker.stop()
 
 
 def main_opcua(a: argparse.Namespace) -> int:
@@ -439,17 +445,7 @@ def main_opcua(a: argparse.Namespace) -> int:
         print(f"items={n_devices * len(QUANTITIES)} tags_per_s={good / span_s:.0f} cpu_pct={cpu_pct:.1f} rss_mb={rss_peak:.1f} lost={lost}")
         return 0 if cpu_pct <= 50.0 and rss_peak <= 100.0 and lost == 0 else 1
     finally:
-        if gw is not None and gw.poll() is None:
-            gw.send_signal(signal.SIGTERM)
-            try:
-                gw.wait(20)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-        if acker is not None:
-            acker.close()
-        server.terminate()
-        server.wait(10)
-        broker.stop()
+        _stop_all(gw, acker, server, broker)
 
 
 if __name__ == "__main__":

@@ -196,8 +196,6 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
     from analytics.detect import DetectorSettings
     from analytics.offline import InputError, detect_csv, table_columns
 
-    if not Path(a.out).resolve().parent.is_dir():
-        raise InputError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
     time_col, value_cols = a.time_col, a.value_col
     if not time_col or not value_cols:
         header = table_columns(Path(a.csv), delimiter=a.delimiter)

@@ -32,13 +32,30 @@ import dataclasses
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from carbonedge import nodemaps, profiles, quantities
 from carbonedge.errors import ConfigError
 from carbonedge.wire import Identifier, TagKey, TagValue
+
+
+def _finite_scale(v: float) -> float:
+    if not math.isfinite(v) or v == 0:
+        raise ValueError("scale must be a finite, non-zero number")
+    return v
+
+
+#: A register's or node's scale factor: finite and non-zero.
+Scale = Annotated[float, AfterValidator(_finite_scale)]
+
+
+def _known_quantity(point: str, q: str) -> str:
+    """``q`` when it is a catalogue quantity; otherwise the error a config point reports."""
+    if q not in quantities.QUANTITIES:
+        raise ValueError(f"point {point!r}: unknown quantity {q!r}; known: {', '.join(sorted(quantities.QUANTITIES))}")
+    return q
 
 
 class _Model(BaseModel):
@@ -145,18 +162,12 @@ class PointConfig(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     address: int = Field(ge=0, le=65535)
     dtype: Literal["uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64"]
-    scale: float = 1.0
+    scale: Scale = 1.0
     word_order: Literal["big", "little"] = "big"
     table: Literal["holding", "input"] | None = None
     #: Catalogue quantity this point publishes; defaults to ``name``; ``""`` = internal point only.
     quantity: str | None = None
 
-    @field_validator("scale")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v) or v == 0:
-            raise ValueError("scale must be a finite, non-zero number")
-        return v
 
 
 class ProfileConfig(_Model):
@@ -178,8 +189,8 @@ class ProfileConfig(_Model):
         pts = []
         for p in self.points:
             q: str | None = p.name if p.quantity is None else (p.quantity or None)
-            if q is not None and q not in quantities.QUANTITIES:
-                raise ValueError(f"point {p.name!r}: unknown quantity {q!r}; known: {', '.join(sorted(quantities.QUANTITIES))}")
+            if q is not None:
+                _known_quantity(p.name, q)
             pts.append(profiles.PointSpec(p.name, p.address, p.dtype, p.scale, p.word_order, p.table, quantity="" if q == p.name else q))
         return profiles.Profile(self.name, self.manufacturer, self.model, self.table, tuple(pts), max_gap=self.max_gap, source="gateway config file")
 
@@ -191,17 +202,11 @@ class NodePointConfig(_Model):
     #: Node id (``s={object}.Mass``, ``ns=3;s="DB"."Mass"``) or browse path (``/Objects/PLC/{object}/Mass``).
     node: str = Field(min_length=1, max_length=512)
     ua_type: Literal["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double"] = "Double"
-    scale: float = 1.0
+    scale: Scale = 1.0
     #: Catalogue quantity this value publishes; defaults to ``name``.
     quantity: str | None = None
     deadband: float = Field(default=0.0, ge=0)
 
-    @field_validator("scale")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v) or v == 0:
-            raise ValueError("scale must be a finite, non-zero number")
-        return v
 
 
 class NodeMapConfig(_Model):
@@ -220,9 +225,7 @@ class NodeMapConfig(_Model):
     def build(self) -> nodemaps.NodeMap:
         pts = []
         for p in self.points:
-            q = p.quantity or p.name
-            if q not in quantities.QUANTITIES:
-                raise ValueError(f"point {p.name!r}: unknown quantity {q!r}; known: {', '.join(sorted(quantities.QUANTITIES))}")
+            q = _known_quantity(p.name, p.quantity or p.name)
             pts.append(nodemaps.NodePoint(p.name, p.node, p.ua_type, p.scale, "" if q == p.name else q, p.deadband))
         return nodemaps.NodeMap(self.name, self.namespace, tuple(pts), manufacturer="custom", model=self.model, source="gateway config file")
 

@@ -217,7 +217,7 @@ def _html(data: PlantData, settings: Settings, acc: Accounts, fps: list[dict[str
                  + (_tbl(["#", "hint", "kWh/yr", f"{cur}/yr", "t CO2/yr", "confidence"], hrows, left=2) if hrows else "<p>No hints for this period.</p>")
                  + hint_svg + f'<p class="src">Annual figures assume the condition persists; cost from the tariff ({escape(cur)}), CO2 from {escape(grid.cite())}.</p></section>')
     # --- energy plots
-    parts.append(_energy_section(data, settings, acc, twin))
+    parts.append(_energy_section(data, settings, acc, twin, rep))
     # --- factors
     frows = [[escape(f["id"]), _f(f["value"], 4), escape(f["unit"]), escape(f["region"]), str(f["year"]), escape(f["publisher"]),
               escape(f["purpose"]), f"[{escape(f['source'])}]", escape(f["quality"]), escape(f["library"])] for f in rep["factors_used"]]
@@ -254,8 +254,7 @@ def unusual_hours(twin: TwinResult) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: -abs(r["excess_kwh"]))
 
 
-def _unusual_hours(twin: TwinResult) -> str:
-    eps = unusual_hours(twin)
+def _unusual_hours(eps: list[dict[str, Any]]) -> str:
     head = "<h3>Unusual periods</h3>"
     src = ('<p class="src">Each process\'s metered energy per bin, scored in time order by the streaming detector of '
            "<code>carbonedge analyze detect</code> with the process model's expected energy as production context, warmed up on "
@@ -268,7 +267,7 @@ def _unusual_hours(twin: TwinResult) -> str:
     return head + _tbl(["process", "from", "to", "bins", "excess kWh", "peak score", "new normal"], rows) + more + src
 
 
-def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: TwinResult) -> str:
+def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: TwinResult, rep: dict[str, Any]) -> str:
     span_d = (data.end - data.start) / 86400.0
     # Daily bars for long periods, hourly for short ones.
     step = 24 if span_d >= 3 else 1
@@ -298,7 +297,7 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
         svgs.append(("CUSUM of savings, Σ(expected − actual) [M7]", plots.cusum(cs)))
     rows = [[escape(nm), escape(m.equation()), _f(100 * m.fit["cv_rmse"], 1), _f(100 * m.fit["nmbe"], 2), _f(m.fit["r2"], 3)]
             for nm, m in twin.models.items()]
-    body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs) + _unusual_hours(twin)
+    body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs) + _unusual_hours(rep["unusual_periods"])
     return ('<section id="energy"><h2>Energy, SEC, baselines and CUSUM</h2>' + body + "<h3>Calibrated process models</h3>"
             + _tbl(["process", "model", "CV(RMSE) %", "NMBE %", "R²"], rows)
             + f'<p class="src">Per-bin models fitted by non-negative least squares on the baseline period; goodness of fit per ASHRAE '
