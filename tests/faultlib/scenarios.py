@@ -395,7 +395,9 @@ def malformed_payloads(env: Env) -> dict[str, Any]:
         def fuzz_records() -> list[dict[str, Any]]:
             if not dlq.exists():
                 return []
-            return [d for d in (json.loads(x) for x in dlq.read_bytes().splitlines() if x.strip()) if d.get("topic") == topic]
+            # Complete lines only: the collector may be appending a record while this reads the file.
+            complete = dlq.read_bytes().rpartition(b"\n")[0]
+            return [d for d in (json.loads(x) for x in complete.splitlines() if x.strip()) if d.get("topic") == topic]
 
         wait_for(lambda: len(fuzz_records()) >= sent, 120, f"{sent} dead-letter records for the fuzzed messages")
         time.sleep(0.5)
