@@ -2,12 +2,12 @@
 
 Public API::
 
-    from analytics import InfluxReader, energy_intensity
+    from carbonedge.analytics import InfluxReader, energy_intensity
     figs = energy_intensity(InfluxReader(url, "carbonedge"), plant_model, start_ms, end_ms)
     figs.plant_sec, figs.processes["eaf"].sec
 """
 
-from analytics.influx import InfluxReader
-from analytics.intensity import PlantFigures, ProcessFigure, counter_increase, energy_intensity
+from carbonedge.analytics.influx import InfluxReader
+from carbonedge.analytics.intensity import PlantFigures, ProcessFigure, counter_increase, energy_intensity
 
 __all__ = ["InfluxReader", "PlantFigures", "ProcessFigure", "counter_increase", "energy_intensity"]

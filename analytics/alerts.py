@@ -184,7 +184,7 @@ def publish_mqtt(client: Any, events: Iterable[AlertEvent], *, timeout_s: float 
 
 def push_grafana(client: Any, events: Iterable[AlertEvent]) -> dict[str, int]:
     """Mirror transitions as Grafana annotations (one per alert, updated in place) via ``analytics.grafana``."""
-    from analytics.grafana.client import AlertAnnotation, push_alert_annotations
+    from carbonedge.analytics.grafana.client import AlertAnnotation, push_alert_annotations
 
     anns = [
         AlertAnnotation(alert_id=e.alert.alert_id, ts=e.alert.opened_ms, site=e.alert.site, process=e.alert.process, kind=e.alert.kind,

@@ -352,7 +352,7 @@ class Calendar:
 
     def rows(self, t: np.ndarray) -> "CalendarRows":
         """Local day, day code (weekday, or :data:`HOLIDAY`) and seconds since local midnight of each time."""
-        from analytics.interval import zone
+        from carbonedge.analytics.interval import zone
 
         tzi = zone(self.tz)
         n = len(t)
@@ -799,7 +799,7 @@ def _means(codes: np.ndarray, y: np.ndarray) -> dict[int, float]:
 def blocked_folds(t: np.ndarray, tz: str, step: float) -> tuple[np.ndarray, str]:
     """Contiguous time blocks for cross-validation: calendar months when the period spans at least
     three, else weeks (at least three), else three equal blocks. Returns a fold label per row."""
-    from analytics.interval import zone
+    from carbonedge.analytics.interval import zone
 
     tzi = zone(tz)
     loc = [datetime.fromtimestamp(x, tzi) for x in np.asarray(t, dtype=np.float64).tolist()]

@@ -49,9 +49,9 @@ def _auth(a: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def cmd_analyze_monitor(a: argparse.Namespace) -> int:
-    from analytics.influx import InfluxReader
-    from analytics.live import MonitorJob, Sinks, mqtt_client
-    from analytics.monitor import MonitorSettings
+    from carbonedge.analytics.influx import InfluxReader
+    from carbonedge.analytics.live import MonitorJob, Sinks, mqtt_client
+    from carbonedge.analytics.monitor import MonitorSettings
     from carbonedge.errors import ConfigError
 
     plant = _plant(a.plant)
@@ -67,7 +67,7 @@ def cmd_analyze_monitor(a: argparse.Namespace) -> int:
         sinks.mqtt = mqtt_client(a.mqtt_host, a.mqtt_port, client_id=f"carbonedge-monitor-{site}", username=a.mqtt_username,
                                  password=os.environ.get("CARBONEDGE_MQTT_PASSWORD"), tls_ca=a.mqtt_tls_ca)
     if a.grafana_url:
-        from analytics.grafana import GrafanaClient
+        from carbonedge.analytics.grafana import GrafanaClient
 
         token = os.environ.get("CARBONEDGE_GRAFANA_TOKEN")
         if not token:
@@ -116,8 +116,8 @@ def cmd_analyze_monitor(a: argparse.Namespace) -> int:
 
 
 def cmd_analyze_enpi(a: argparse.Namespace) -> int:
-    from analytics.enpi import compute_enpi, write_enpi
-    from analytics.influx import InfluxReader
+    from carbonedge.analytics.enpi import compute_enpi, write_enpi
+    from carbonedge.analytics.influx import InfluxReader
 
     plant = _plant(a.plant)
     auth = _auth(a)

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from analytics.alerts import _tag
-from analytics.baseline import Baseline, BaselineError, Fit, fit_baseline, goodness_of_fit
-from analytics.influx import InfluxReader, quote_literal, time_range, write_lines
-from analytics.interval import aggregate, intervals, period_key, zone
+from carbonedge.analytics.alerts import _tag
+from carbonedge.analytics.baseline import Baseline, BaselineError, Fit, fit_baseline, goodness_of_fit
+from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range, write_lines
+from carbonedge.analytics.interval import aggregate, intervals, period_key, zone
 from carbonedge.errors import ConfigError
 
 PERIODS = ("hour", "day", "month")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.influx import InfluxReader, quote_literal, time_range
+from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range
 from carbonedge import energy as counters
 
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analytics.alerts import AlertEvent, alerts_line_protocol, publish_mqtt, push_grafana
-from analytics.influx import InfluxReader, quote_literal, write_lines
-from analytics.monitor import MonitorSettings, PlantMonitor
+from carbonedge.analytics.alerts import AlertEvent, alerts_line_protocol, publish_mqtt, push_grafana
+from carbonedge.analytics.influx import InfluxReader, quote_literal, write_lines
+from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor
 from carbonedge import quantities
 from carbonedge.errors import CarbonEdgeError, ConfigError, QueryError
 

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.alerts import AlertBook, AlertEvent
-from analytics.baseline import Baseline, BaselineError, fit_baseline
+from carbonedge.analytics.alerts import AlertBook, AlertEvent
+from carbonedge.analytics.baseline import Baseline, BaselineError, fit_baseline
 from carbonedge import energy, quantities
 
 #: Counter quantities that carry energy or media (checked for resets, rollovers, stuck).

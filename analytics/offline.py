@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from analytics.baseline import (
+from carbonedge.analytics.baseline import (
     ALPHAS,
     HOLIDAY,
     R2_MIN,
@@ -41,8 +41,8 @@ from analytics.baseline import (
     select_time_of_week,
     time_of_week_spec,
 )
-from analytics.detect import DetectorSettings, StreamingDetector
-from analytics.interval import period_key, zone
+from carbonedge.analytics.detect import DetectorSettings, StreamingDetector
+from carbonedge.analytics.interval import period_key, zone
 from carbonedge.errors import CarbonEdgeError
 
 

@@ -46,7 +46,7 @@ def _counter_quantities() -> frozenset[str]:
 
 def readings_per_cycle() -> dict[str, int]:
     """Good or uncertain values per poll cycle of each plant (before timeouts)."""
-    from simulators.runner import Simulation
+    from carbonedge.simulators.runner import Simulation
 
     out = {}
     for plant in PLANTS:
@@ -57,7 +57,7 @@ def readings_per_cycle() -> dict[str, int]:
 
 def _gateway_payloads(site: str, gw: str, plant: str, seed: int, cycles: int, interval_s: float = 1.0) -> tuple[list[bytes], int, str]:
     """Signed batches of one gateway; returns ``(payloads, readings, public key base64)``."""
-    from simulators.runner import Simulation
+    from carbonedge.simulators.runner import Simulation
 
     sim = Simulation(plant=plant, seed=seed, start=T0_S, end=T0_S + (cycles + 2) * interval_s)
     rng = random.Random(seed)

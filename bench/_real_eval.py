@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.detect import DetectorSettings, StreamingDetector
-from analytics.offline import detect_csv
+from carbonedge.analytics.detect import DetectorSettings, StreamingDetector
+from carbonedge.analytics.offline import detect_csv
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SKAB_VALUES = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature", "Thermocouple", "Voltage", "Volume Flow RateRMS"]

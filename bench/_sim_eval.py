@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analytics.monitor import MonitorSettings, PlantMonitor, read_device_csvs  # noqa: E402
+from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor, read_device_csvs  # noqa: E402
 from carbonedge.clock import iso, parse_time  # noqa: E402
 
 # --------------------------------------------------------------------------- protocol
@@ -130,7 +130,7 @@ def family_of_alert(alert: Any) -> str:
 
 def scenario_dir(cache: Path, name: str, seed: int, *, clean: bool = False, duration_s: float | None = None) -> Path:
     """Where one generated week lives in the cache (shared by the anomaly and the hints bench)."""
-    from simulators.scenario import load_scenario
+    from carbonedge.simulators.scenario import load_scenario
 
     d = duration_s if duration_s is not None else load_scenario(name).duration_s
     return cache / f"{name}-s{seed}{'-clean' if clean else ''}-{d:.0f}s"
@@ -143,8 +143,8 @@ def prepare(name: str, seed: int, cache: Path, *, clean: bool = False, hours: fl
     Returns (scenario, directory, seconds spent generating). The generator is deterministic per
     scenario and seed, so a kept week is the same week.
     """
-    from simulators.offline import generate
-    from simulators.scenario import load_scenario
+    from carbonedge.simulators.offline import generate
+    from carbonedge.simulators.scenario import load_scenario
 
     sc = replace(load_scenario(name), seed=seed, name=f"{name}-s{seed}{'-clean' if clean else ''}")
     if clean:
@@ -211,7 +211,7 @@ def fault_size(label: dict[str, Any], directory: Path, scenario: Any) -> Size | 
     """
     if family_of_label(label) != "process" or label.get("waste_kwh") is None:
         return None
-    from simulators.runner import Simulation
+    from carbonedge.simulators.runner import Simulation
 
     plant = json.loads((directory / "plant.json").read_text())
     proc = label["process"]

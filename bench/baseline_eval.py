@@ -47,14 +47,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analytics.baseline import (  # noqa: E402
+from carbonedge.analytics.baseline import (  # noqa: E402
     Calendar,
     NaiveTimeOfWeek,
     blocked_folds,
     out_of_sample_fit,
     select_time_of_week,
 )
-from analytics.offline import _rollup, baseline_csv  # noqa: E402
+from carbonedge.analytics.offline import _rollup, baseline_csv  # noqa: E402
 
 DATA = Path("/work/shared/datasets/nmecr/data/csv")
 PUBLISHED = {"commercial_towt_cv": 0.0679, "school_towt_cv": 0.3038, "school_towt_modes_cv": 0.1784,
@@ -109,7 +109,7 @@ def school_csv(data: Path, out: Path) -> tuple[Path, list[str]]:
 
 def _rows(path: Path, time_col: str, features: list[str], aggregate: str | None, train_from: float, train_until: float):
     """The training rows as the baseline sees them (interval starts, target, variables)."""
-    from analytics.offline import _aggregate, _read_table, _num
+    from carbonedge.analytics.offline import _aggregate, _read_table, _num
 
     tab = _read_table(path, time_col, ["kwh", "temp_f", *features], tz="UTC", date_format=None, delimiter=None)
     t = tab.t
@@ -141,7 +141,7 @@ def classic(t: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str], step:
     """The published model's structure refitted here: day-of-week indicators, 6 temperature segments,
     the other variables as lines, ordinary least squares (no penalty). Returns the in-sample CV(RMSE)
     with p = its parameters, p, and nested out-of-fold predictions (each month from the other months)."""
-    from analytics.baseline import fit_time_of_week
+    from carbonedge.analytics.baseline import fit_time_of_week
 
     cal = Calendar("UTC")
     kw = dict(calendar=cal, step=step, alpha=1e-6, temperature=["temp_f"], temp_form="segments", operating="off", blocks=("day",))

@@ -70,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from carbonedge import quantities, wire  # noqa: E402
-from carbonedge.services import Services, free_port  # noqa: E402
+from carbonedge.app.services import Services, free_port  # noqa: E402
 
 SITE = "bench-steel"
 T0 = 1_767_571_200_000
@@ -291,7 +291,7 @@ class LandedPoller:
 
 # --------------------------------------------------------------------------- (a) ceiling
 def ceiling_bodies(traffic: Traffic) -> list[bytes]:
-    from collector.lineprotocol import batch_lines
+    from carbonedge.collector.lineprotocol import batch_lines
 
     lines: list[str] = []
     for _, p in traffic.messages:
@@ -413,7 +413,7 @@ def collector_run(svc: Services, work: Path, traffic: Traffic, processes: int, p
     ids = [f"bench-{tag}-{i}" for i in range(processes)]
     for i in range(processes):
         state = work / f"c-{tag}-{i}"
-        cmd = [sys.executable, "-m", "carbonedge.cli", "-v", "collect", "--mqtt-port", str(svc.mqtt.port), "--influx-url", svc.influx.url,
+        cmd = [sys.executable, "-m", "carbonedge.app.cli", "-v", "collect", "--mqtt-port", str(svc.mqtt.port), "--influx-url", svc.influx.url,
                "--database", db, "--state-dir", str(state), "--client-id", ids[i], "--share-group", group,
                "--stats-file", str(work / f"c-{tag}-{i}.json")]
         log = (work / f"c-{tag}-{i}.log").open("w")

@@ -53,7 +53,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carbonedge import wire  # noqa: E402
-from carbonedge.services import Mosquitto, free_port  # noqa: E402
+from carbonedge.app.services import Mosquitto, free_port  # noqa: E402
 
 QUANTITIES = [
     "active_energy_import", "active_energy_export", "reactive_energy_import", "active_power", "active_power_l1",
@@ -128,7 +128,7 @@ def serve_opcua(n_devices: int, port: int, ready: str, certs: str, t0: float) ->
     import signal as _signal
 
     from carbonedge import nodemaps
-    from simulators.opcua_plc import OpcUaPlc
+    from carbonedge.simulators.opcua_plc import OpcUaPlc
 
     nm = nodemaps.NodeMap("bench-opcua", OPCUA_NS, tuple(nodemaps.NodePoint(q, f"s={{object}}.{q}", "Double") for q in QUANTITIES))
     c = Path(certs)
@@ -280,9 +280,9 @@ def main() -> int:
 
         cmd = [sys.executable]
         if a.profile:
-            cmd += ["-m", "pyinstrument", "-r", "text", "-o", str(work / "profile.txt"), "-m", "carbonedge.cli"]
+            cmd += ["-m", "pyinstrument", "-r", "text", "-o", str(work / "profile.txt"), "-m", "carbonedge.app.cli"]
         else:
-            cmd += ["-m", "carbonedge.cli"]
+            cmd += ["-m", "carbonedge.app.cli"]
         cmd += ["edge", "--config", str(cfg), "--data-dir", str(work / "edge"), "--until", iso(until), "--stats-file", str(stats_file)]
         log = (work / "edge.log").open("wb")
         gw = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -348,8 +348,8 @@ def _stop_all(gw: subprocess.Popen | None, acker: Any, server: subprocess.Popen,
 
 
 def main_opcua(a: argparse.Namespace) -> int:
-    from edge.drivers.opcua import make_certificate
-    from simulators.opcua_plc import prepare
+    from carbonedge.edge.drivers.opcua import make_certificate
+    from carbonedge.simulators.opcua_plc import prepare
 
     prepare()
     n_devices = -(-a.items // len(QUANTITIES))
@@ -387,7 +387,7 @@ def main_opcua(a: argparse.Namespace) -> int:
         total = a.warmup + a.seconds
         from carbonedge.clock import iso
 
-        cmd = [sys.executable, "-m", "carbonedge.cli", "edge", "--config", str(cfg), "--data-dir", str(work / "edge"),
+        cmd = [sys.executable, "-m", "carbonedge.app.cli", "edge", "--config", str(cfg), "--data-dir", str(work / "edge"),
                "--until", iso(time.time() + total + 1.0), "--exit-when-drained", "--stats-file", str(stats_file)]
         log = (work / "edge.log").open("wb")
         gw = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

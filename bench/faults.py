@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from carbonedge.services import Services  # noqa: E402
+from carbonedge.app.services import Services  # noqa: E402
 from faultlib.scenarios import SCENARIOS, Env  # noqa: E402
 from faultlib.tamper import KINDS, tamper_trials  # noqa: E402
 

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analytics.carbon import FactorLibrary, default_settings, from_csv_dir  # noqa: E402
-from analytics.twin import FAULT_TO_HINT, analyse  # noqa: E402
+from carbonedge.analytics.carbon import FactorLibrary, default_settings, from_csv_dir  # noqa: E402
+from carbonedge.analytics.twin import FAULT_TO_HINT, analyse  # noqa: E402
 from bench._sim_eval import LEARN_HOURS, SPLITS, fault_size, prepare, read_labels  # noqa: E402
 from carbonedge.clock import iso, parse_time  # noqa: E402
 

@@ -110,10 +110,10 @@ def build_host(work: Path, callback_base: str) -> tuple[str, str]:
     """Plant data, footprints, a client and the tester as partner; returns (client id, secret)."""
     from carbon_synth import make_plant
 
-    from analytics.carbon import from_csv_dir, load_settings
-    from analytics.pact.model import load_pact_settings
-    from analytics.pact.publish import compute_footprints, publish
-    from analytics.pact.store import Store
+    from carbonedge.analytics.carbon import from_csv_dir, load_settings
+    from carbonedge.analytics.pact.model import load_pact_settings
+    from carbonedge.analytics.pact.publish import compute_footprints, publish
+    from carbonedge.analytics.pact.store import Store
 
     make_plant(work / "steel", days=2, seed=11)
     (work / "carbon.toml").write_text(CARBON)
@@ -139,7 +139,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pact-conformance-"))
     host_port, cb_port = free_port(), free_port()
     cb_base = f"http://127.0.0.1:{cb_port}"
-    from analytics.pact.tls import make_dev_certs
+    from carbonedge.analytics.pact.tls import make_dev_certs
 
     certs = make_dev_certs(work / "certs", ["127.0.0.1", "localhost"])
     client_id, secret = build_host(work, cb_base)

@@ -9,9 +9,9 @@ simulators must agree on, and nothing that belongs to one of them:
 - :mod:`carbonedge.profiles` — meter register maps, used by the simulators to
   serve and by the gateway to read;
 - :mod:`carbonedge.clock` — wall and virtual clocks;
-- :mod:`carbonedge.services` — start/stop the project's own Mosquitto and InfluxDB;
+- :mod:`carbonedge.app.services` — start/stop the project's own Mosquitto and InfluxDB;
 - :mod:`carbonedge.errors` — the error family;
-- :mod:`carbonedge.cli` — the ``carbonedge`` command.
+- :mod:`carbonedge.app.cli` — the ``carbonedge`` command.
 
 Process packages (``edge``, ``collector``, ``analytics``, ``simulators``) import
 from here and never from one another.

@@ -3,12 +3,12 @@ InfluxDB, and publishes each gateway's end-to-end watermark.
 
 Public API::
 
-    from collector import Collector, CollectorSettings
+    from carbonedge.collector import Collector, CollectorSettings
     c = Collector(CollectorSettings(mqtt_port=1883, influx_url="http://127.0.0.1:8086"))
     c.run()   # until c.stop()
 """
 
-from collector.service import Collector, CollectorSettings
-from collector.validate import load_device_registry
+from carbonedge.collector.service import Collector, CollectorSettings
+from carbonedge.collector.validate import load_device_registry
 
 __all__ = ["Collector", "CollectorSettings", "load_device_registry"]

@@ -32,7 +32,7 @@ from collections import OrderedDict
 import requests
 
 from carbonedge.errors import QueryError
-from collector.lineprotocol import Point
+from carbonedge.collector.lineprotocol import Point
 
 
 class ConflictIndex:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from collector.lineprotocol import PIPELINE_MEASUREMENT
+from carbonedge.collector.lineprotocol import PIPELINE_MEASUREMENT
 
 #: Counter names and what they count (also the Prometheus HELP text).
 COUNTERS = {

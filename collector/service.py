@@ -34,13 +34,13 @@ from paho.mqtt.properties import Properties
 from carbonedge import wire
 from carbonedge.errors import QueryError, WriteError, describe_connect_error
 from carbonedge.integrity import Archive
-from collector.conflicts import ConflictIndex, find_conflicts_in_db
-from collector.influx import Backoff, InfluxWriter, Refused
-from collector.lineprotocol import Point, event_line, health_lines
-from collector.metrics import Metrics, serve_metrics
-from collector.spool import Spool, SpoolFull
-from collector.validate import Rejected, Validated, Validator
-from collector.watermark import (
+from carbonedge.collector.conflicts import ConflictIndex, find_conflicts_in_db
+from carbonedge.collector.influx import Backoff, InfluxWriter, Refused
+from carbonedge.collector.lineprotocol import Point, event_line, health_lines
+from carbonedge.collector.metrics import Metrics, serve_metrics
+from carbonedge.collector.spool import Spool, SpoolFull
+from carbonedge.collector.validate import Rejected, Validated, Validator
+from carbonedge.collector.watermark import (
     ACK_FILTER,
     PROGRESS_ROOT,
     GatewayProgress,
@@ -265,7 +265,7 @@ class Collector:
             return
         try:
             data = json.loads(msg.payload)
-            from collector.watermark import from_ranges
+            from carbonedge.collector.watermark import from_ranges
 
             done = from_ranges(data["done"])
             wm = int(data["watermark"])

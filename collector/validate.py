@@ -30,8 +30,8 @@ from pydantic import ValidationError
 
 from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
-from collector.fastwire import NameCheck, decode_batch, has_surrogate_escape
-from collector.lineprotocol import BatchPoints, batch_points, device_point, event_point, value_fields
+from carbonedge.collector.fastwire import NameCheck, decode_batch, has_surrogate_escape
+from carbonedge.collector.lineprotocol import BatchPoints, batch_points, device_point, event_point, value_fields
 
 WHOLE_MESSAGE_REASONS = ("oversized", "bad_topic", "bad_json", "non_finite", "schema", "topic_mismatch")
 DEVICE_REASONS = ("unknown_device", "future_ts", "past_ts")

@@ -3,12 +3,12 @@ durable outbox on disk, and publishes it over MQTT v5 until the collector confir
 
 Public API::
 
-    from edge import Agent, load_config
+    from carbonedge.edge import Agent, load_config
     agent = Agent(load_config("gateway.toml"))
     await agent.run()
 """
 
-from edge.agent import Agent
-from edge.config import GatewayConfig, load_config
+from carbonedge.edge.agent import Agent
+from carbonedge.edge.config import GatewayConfig, load_config
 
 __all__ = ["Agent", "GatewayConfig", "load_config"]

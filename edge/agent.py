@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 from carbonedge import integrity, nodemaps, profiles, quantities, wire
 from carbonedge.clock import Clock, WallClock, iso
 from carbonedge.errors import MeterReadError
-from edge.config import DeviceConfig, GatewayConfig
-from edge.counters import CounterTracker
-from edge.drivers import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine, SimulatedDriver
-from edge.outbox import Outbox, OutboxWriteError
-from edge.publisher import Publisher
+from carbonedge.edge.config import DeviceConfig, GatewayConfig
+from carbonedge.edge.counters import CounterTracker
+from carbonedge.edge.drivers import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine, SimulatedDriver
+from carbonedge.edge.outbox import Outbox, OutboxWriteError
+from carbonedge.edge.publisher import Publisher
 
 if TYPE_CHECKING:  # asyncua is imported only by gateways with OPC UA devices (a second of CPU on a Pi)
-    from edge.drivers.opcua import OpcUaDriver, OpcUaSession
+    from carbonedge.edge.drivers.opcua import OpcUaDriver, OpcUaSession
 
 log = logging.getLogger("carbonedge.edge")
 
@@ -79,7 +79,7 @@ class Agent:
         self.publisher = Publisher(cfg, self.outbox, self.boot_id)
         self.sparkplug = None  # optional Sparkplug B edge node for SCADA (edge/sparkplug); the JSON batches stay the record
         if cfg.sparkplug is not None and cfg.sparkplug.enabled:
-            from edge.sparkplug import from_config
+            from carbonedge.edge.sparkplug import from_config
 
             self.sparkplug = from_config(cfg, self.data_dir)
         self._lines: dict[str, SerialLine] = {}
@@ -135,7 +135,7 @@ class Agent:
         return _DeviceRuntime(d, prof, drv, self.cfg.every_n_cycles(d), counters, units)
 
     def _opcua_runtime(self, d: DeviceConfig) -> _DeviceRuntime:
-        from edge.drivers.opcua import OpcUaDriver, OpcUaSession, Security
+        from carbonedge.edge.drivers.opcua import OpcUaDriver, OpcUaSession, Security
 
         assert d.server is not None
         nm = self.cfg.node_map_for(d)

@@ -28,7 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def cmd_cert(a: argparse.Namespace) -> int:
-    from edge.drivers.opcua import make_certificate
+    from carbonedge.edge.drivers.opcua import make_certificate
 
     out = Path(a.out)
     cert, key = out / f"{a.name}-cert.pem", out / f"{a.name}-key.pem"
@@ -43,8 +43,8 @@ def cmd_cert(a: argparse.Namespace) -> int:
 
 
 def cmd_read(a: argparse.Namespace) -> int:
-    from edge import Agent
-    from edge.config import load_config
+    from carbonedge.edge import Agent
+    from carbonedge.edge.config import load_config
 
     cfg = load_config(a.config)
     devices = [d for d in cfg.devices if d.driver == "opcua"]

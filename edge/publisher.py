@@ -34,8 +34,8 @@ from pydantic import ValidationError
 
 from carbonedge import wire
 from carbonedge.errors import describe_connect_error
-from edge.config import GatewayConfig
-from edge.outbox import Outbox
+from carbonedge.edge.config import GatewayConfig
+from carbonedge.edge.outbox import Outbox
 
 log = logging.getLogger("carbonedge.edge.publisher")
 

@@ -2,7 +2,7 @@
 
 Public API::
 
-    from simulators import Simulation, run, load_scenario, generate
+    from carbonedge.simulators import Simulation, run, load_scenario, generate
 
     sc = load_scenario("battery-week-faults")          # bundled name or a TOML path
     sim = Simulation.from_scenario(sc)                  # or Simulation(plant="steel", seed=7, start=t0, end=t0 + 86400)
@@ -13,11 +13,11 @@ Public API::
 Fault kinds and the ``labels.jsonl`` format: :mod:`simulators.faults` and ``docs/simulators.md``.
 """
 
-from simulators.faults import KINDS as FAULT_KINDS
-from simulators.faults import read_labels
-from simulators.offline import DeviceSeries, OfflineRun, generate
-from simulators.runner import Simulation, run
-from simulators.scenario import Scenario, bundled_scenarios, load_scenario
+from carbonedge.simulators.faults import KINDS as FAULT_KINDS
+from carbonedge.simulators.faults import read_labels
+from carbonedge.simulators.offline import DeviceSeries, OfflineRun, generate
+from carbonedge.simulators.runner import Simulation, run
+from carbonedge.simulators.scenario import Scenario, bundled_scenarios, load_scenario
 
 __all__ = [
     "FAULT_KINDS",

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from simulators._plant import Process
+from carbonedge.simulators._plant import Process
 
 CELL_KWH = 0.25  # one prismatic NMC cell, ~68 Ah x 3.7 V (†)
 PLANT_RATE_KWH_H = 120.0  # ~1 GWh/yr of cell capacity at ~95 % availability (†)

@@ -247,7 +247,7 @@ def effect_text(f: Fault) -> str:
 def build_faults(specs: list[dict[str, Any]], start: float, end: float) -> list[Fault]:
     """Turn scenario fault tables into :class:`Fault` objects (times may be ISO or offsets like ``"30h"``)."""
     from carbonedge.clock import parse_time
-    from simulators.scenario import parse_duration
+    from carbonedge.simulators.scenario import parse_duration
 
     def when(v: Any, name: str, i: int) -> float | None:
         if v is None:

@@ -34,9 +34,9 @@ import numpy as np
 
 from carbonedge import profiles
 from carbonedge.clock import iso
-from simulators import faults as faults_mod
-from simulators.runner import Simulation
-from simulators.scenario import Scenario, load_scenario
+from carbonedge.simulators import faults as faults_mod
+from carbonedge.simulators.runner import Simulation
+from carbonedge.simulators.scenario import Scenario, load_scenario
 
 
 @dataclass

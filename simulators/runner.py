@@ -34,9 +34,9 @@ import numpy as np
 from carbonedge import profiles
 from carbonedge.clock import Clock, iso
 from carbonedge.errors import ConfigError
-from carbonedge.services import free_port
-from simulators import battery, faults, steel
-from simulators._plant import (
+from carbonedge.net import free_port
+from carbonedge.simulators import battery, faults, steel
+from carbonedge.simulators._plant import (
     MEDIA,
     Calendar,
     Device,
@@ -46,7 +46,7 @@ from simulators._plant import (
     Process,
     WeatherStation,
 )
-from simulators.scenario import Scenario
+from carbonedge.simulators.scenario import Scenario
 
 log = logging.getLogger("carbonedge.sim")
 
@@ -518,8 +518,8 @@ async def run(
 def _opcua_plc(sim: Simulation, out_dir: Path, host: str, clock: Clock, poll_interval_s: float) -> tuple[Any, dict[str, Any]]:
     """The plant's PLC as an OPC UA server, with certificates for it and for the gateway (each trusts the other)."""
     from carbonedge import nodemaps
-    from edge.drivers.opcua import make_certificate
-    from simulators.opcua_plc import OpcUaPlc
+    from carbonedge.certificates import make_certificate
+    from carbonedge.simulators.opcua_plc import OpcUaPlc
 
     certs = out_dir / "opcua"
     plc_cert, plc_key = make_certificate(certs, "plc", "urn:carbonedge:simulated-plc", server=True, hostname=host)

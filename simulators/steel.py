@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from simulators._plant import Process
+from carbonedge.simulators._plant import Process
 
 
 class EAF(Process):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from carbonedge.services import Services
+from carbonedge.app.services import Services
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.baseline import (
+from carbonedge.analytics.baseline import (
     Calendar,
     Fit,
     NaiveTimeOfWeek,
@@ -22,8 +22,8 @@ from analytics.baseline import (
     out_of_sample_fit,
     select_time_of_week,
 )
-from analytics.offline import InputError, _num, baseline_csv, detect_date_order, detect_decimal, format_baseline, parse_timestamp
-from carbonedge.cli import main
+from carbonedge.analytics.offline import InputError, _num, baseline_csv, detect_date_order, detect_decimal, format_baseline, parse_timestamp
+from carbonedge.app.cli import main
 
 START = datetime(2026, 1, 5)  # a Monday
 

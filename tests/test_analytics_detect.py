@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.detect import DetectorSettings, StreamingDetector
-from analytics.offline import InputError, detect_csv
-from carbonedge.cli import main
+from carbonedge.analytics.detect import DetectorSettings, StreamingDetector
+from carbonedge.analytics.offline import InputError, detect_csv
+from carbonedge.app.cli import main
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC).timestamp()
 

@@ -26,13 +26,13 @@ import paho.mqtt.client as mqtt
 import pytest
 import requests
 
-from analytics.enpi import compute_enpi, write_enpi
-from analytics.influx import InfluxReader
-from analytics.live import MonitorJob, MonitorStateError, Sinks, mqtt_client
-from analytics.monitor import read_device_csvs
+from carbonedge.analytics.enpi import compute_enpi, write_enpi
+from carbonedge.analytics.influx import InfluxReader
+from carbonedge.analytics.live import MonitorJob, MonitorStateError, Sinks, mqtt_client
+from carbonedge.analytics.monitor import read_device_csvs
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
-from simulators import Scenario, generate
+from carbonedge.simulators import Scenario, generate
 from test_grafana_client import TOKEN as GRAFANA_TOKEN
 from test_grafana_client import grafana  # noqa: F401  (fixture: loopback stand-in for Grafana's HTTP API)
 
@@ -311,7 +311,7 @@ def test_enpi_errors_read_well(services: Any, steel: dict[str, Any]) -> None:
 
 def test_cli_batch_then_follow_mode_continues_from_the_state_file(services: Any, steel: dict[str, Any], tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from carbonedge.cli import main
+    from carbonedge.app.cli import main
 
     state = tmp_path / "monitor.state"
     rc = main(["analyze", "monitor", "--plant", str(steel["dir"] / "plant.json"), "--influx-url", services.influx.url, "--database", steel["db"],
@@ -347,7 +347,7 @@ def test_enpi_battery_baselines_meet_ashrae14_hourly(services: Any, battery: dic
 
 def test_alerts_as_grafana_annotations_one_per_alert_closed_on_resolve(steel_run: dict[str, Any], grafana: tuple[str, Any]) -> None:
     """Through the loopback stand-in for Grafana's HTTP API of tests/test_grafana_client.py."""
-    from analytics.grafana import GrafanaClient
+    from carbonedge.analytics.grafana import GrafanaClient
 
     url, fake = grafana
     events = steel_run["summary"].events

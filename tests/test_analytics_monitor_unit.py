@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from analytics.monitor import PlantMonitor
+from carbonedge.analytics.monitor import PlantMonitor
 
 T0 = 1_767_571_200_000
 POLL = 60_000

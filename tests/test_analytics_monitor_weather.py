@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from analytics.monitor import PlantMonitor
+from carbonedge.analytics.monitor import PlantMonitor
 
 T0 = 1_767_571_200_000  # 2026-01-05 00:00 UTC
 POLL = 60_000

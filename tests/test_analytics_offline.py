@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.baseline import BaselineError, Hinge, compare_periods, cusum, fit_baseline, goodness_of_fit
-from analytics.detect import DetectorSettings, StreamingDetector
-from analytics.interval import GAP, RESET, ROLLOVER, aggregate, intervals, parse_shifts, period_key, zone
-from analytics.media import factors
-from analytics.offline import InputError, baseline_csv, detect_csv
-from carbonedge.cli import main
+from carbonedge.analytics.baseline import BaselineError, Hinge, compare_periods, cusum, fit_baseline, goodness_of_fit
+from carbonedge.analytics.detect import DetectorSettings, StreamingDetector
+from carbonedge.analytics.interval import GAP, RESET, ROLLOVER, aggregate, intervals, parse_shifts, period_key, zone
+from carbonedge.analytics.media import factors
+from carbonedge.analytics.offline import InputError, baseline_csv, detect_csv
+from carbonedge.app.cli import main
 from carbonedge.errors import ConfigError
 
 T0 = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp())

@@ -12,10 +12,10 @@ import pytest
 import requests
 from carbon_synth import make_plant
 
-from analytics import InfluxReader
-from analytics.carbon import FactorLibrary, compute_accounts, default_settings, from_csv_dir, from_influx, load_settings, write_carbon
-from analytics.carbon.footprint import product_footprint
-from analytics.carbon.settings import Instrument, Material, Product
+from carbonedge.analytics import InfluxReader
+from carbonedge.analytics.carbon import FactorLibrary, compute_accounts, default_settings, from_csv_dir, from_influx, load_settings, write_carbon
+from carbonedge.analytics.carbon.footprint import product_footprint
+from carbonedge.analytics.carbon.settings import Instrument, Material, Product
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 
@@ -199,7 +199,7 @@ def _write(p: Path, text: str) -> Path:
 
 
 def test_tariff_bands_from_weekly_windows_in_plant_time() -> None:
-    from analytics.carbon.settings import Band, Tariff
+    from carbonedge.analytics.carbon.settings import Band, Tariff
 
     t = Tariff(currency="EUR", energy_price=0.12, utc_offset_h=1.0,
                bands=[Band(name="peak", windows=["Mon-Fri 08:00-20:00"], price=0.21), Band(name="rest", windows=["24/7"], price=0.12)])

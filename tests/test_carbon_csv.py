@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from carbon_synth import make_plant
 
-from analytics.carbon import FactorLibrary, compute_accounts, default_settings, from_csv_dir, from_meter_csv
-from analytics.carbon.data import COUNTERS
-from analytics.carbon.settings import with_grid_factor
-from carbonedge import cli
+from carbonedge.analytics.carbon import FactorLibrary, compute_accounts, default_settings, from_csv_dir, from_meter_csv
+from carbonedge.analytics.carbon.data import COUNTERS
+from carbonedge.analytics.carbon.settings import with_grid_factor
+from carbonedge.app import cli
 from carbonedge.errors import ConfigError
 
 EU = "eu27.grid.eea.2023"

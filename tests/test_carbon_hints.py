@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from carbon_synth import make_plant
 
-from analytics.carbon import FactorLibrary, default_settings, from_csv_dir
-from analytics.twin import FAULT_TO_HINT, analyse
+from carbonedge.analytics.carbon import FactorLibrary, default_settings, from_csv_dir
+from carbonedge.analytics.twin import FAULT_TO_HINT, analyse
 
 WASTE_KINDS = set(FAULT_TO_HINT.values()) | {"process_excess_energy"}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from carbonedge import cli
+from carbonedge.app import cli
 
 #: Subcommands whose argument handling is being reworked elsewhere: walked, but allowed to fail for now.
 PENDING: set[tuple[str, str]] = set()
@@ -142,11 +142,11 @@ def test_the_walk_covers_every_subcommand():
 
 
 def test_version_and_broken_pipe(tmp_path):
-    exe = [sys.executable, "-m", "carbonedge.cli"]
+    exe = [sys.executable, "-m", "carbonedge.app.cli"]
     r = subprocess.run([*exe, "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and re.fullmatch(r"carbonedge \d+\.\d+\.\d+\S*\n", r.stdout)
     # Output into a pipe that closes early (| head) ends quietly, without a traceback.
-    r = subprocess.run(f"{sys.executable} -m carbonedge.cli profiles eastron-sdm630 | head -1", shell=True, capture_output=True,
+    r = subprocess.run(f"{sys.executable} -m carbonedge.app.cli profiles eastron-sdm630 | head -1", shell=True, capture_output=True,
                        text=True, timeout=60)
     assert "Traceback" not in r.stderr and r.stdout.startswith("eastron-sdm630")
 
@@ -177,7 +177,7 @@ def test_a_wrong_file_found_at_run_time_is_one_line(tmp_path, capsys):
 
 def test_an_unreachable_influxdb_is_one_short_line(tmp_path, capsys):
     """Not the 400-character URL-encoded query that requests puts into its exception."""
-    from carbonedge.services import free_port
+    from carbonedge.app.services import free_port
 
     plant = tmp_path / "plant.json"
     plant.write_text(json.dumps({"site": "s1", "plant": "steel", "sec_unit": "kWh/t", "output_process": "eaf",

@@ -4,7 +4,7 @@ import pytest
 
 from carbonedge.clock import ClockSpec, VirtualClock, parse_time
 from carbonedge.errors import ConfigError
-from edge.config import load_config
+from carbonedge.edge.config import load_config
 
 
 def test_clock_spec_round_trip_and_speed():

@@ -19,13 +19,13 @@ import pytest
 
 from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
-from collector import Collector, CollectorSettings, load_device_registry
-from collector.conflicts import ConflictIndex
-from collector.influx import InfluxWriter
-from collector.lineprotocol import Point, batch_lines
-from collector.spool import Spool, SpoolFull
-from collector.validate import Rejected, Validator
-from collector.watermark import GatewayProgress, StateFile, from_ranges, to_ranges
+from carbonedge.collector import Collector, CollectorSettings, load_device_registry
+from carbonedge.collector.conflicts import ConflictIndex
+from carbonedge.collector.influx import InfluxWriter
+from carbonedge.collector.lineprotocol import Point, batch_lines
+from carbonedge.collector.spool import Spool, SpoolFull
+from carbonedge.collector.validate import Rejected, Validator
+from carbonedge.collector.watermark import GatewayProgress, StateFile, from_ranges, to_ranges
 
 NOW = 1_767_571_200_000
 QUANTITIES = [q for q in quantities.QUANTITIES.values()][:30]
@@ -186,7 +186,7 @@ def test_conflicting_value_is_dead_lettered_never_overwritten(services, database
     close(pub)
     acks.close()
     assert s2["replay_checks"] == 1 and s2["duplicate_deliveries"] == 1
-    from carbonedge.services import InfluxDB  # noqa: F401 - the query helper lives on the fixture
+    from carbonedge.app.services import InfluxDB  # noqa: F401 - the query helper lives on the fixture
 
     res = services.influx.query("SELECT active_energy_import, seq FROM readings WHERE device='m0'", db=database)
     rows = res["results"][0]["series"][0]["values"]
@@ -319,8 +319,8 @@ def test_line_protocol_marks_bad_values_and_events():
 def test_fast_path_accepts_only_what_the_wire_models_accept_and_builds_the_same_lines():
     import random
 
-    from collector.lineprotocol import batch_points
-    from collector.validate import _Undecided
+    from carbonedge.collector.lineprotocol import batch_points
+    from carbonedge.collector.validate import _Undecided
 
     v = Validator(max_future_s=1e12)
     rng = random.Random(5)

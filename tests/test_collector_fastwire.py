@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from carbonedge import integrity, quantities, wire
-from collector.fastwire import Batch as FastBatch
-from collector.lineprotocol import batch_points
-from collector.validate import Rejected, Validator, _Undecided
+from carbonedge.collector.fastwire import Batch as FastBatch
+from carbonedge.collector.lineprotocol import batch_points
+from carbonedge.collector.validate import Rejected, Validator, _Undecided
 
 NOW = 1_767_571_200_000
 QTYS = sorted(quantities.QUANTITIES)

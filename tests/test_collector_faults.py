@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from carbonedge import wire
-from carbonedge.services import InfluxDB, free_port
+from carbonedge.app.services import InfluxDB, free_port
 from test_collector import QUANTITIES, AckWatcher, close, count_points, make_batch, publisher
 
 DEVICES = 5
@@ -38,7 +38,7 @@ class CollectorProc:
         self.state.mkdir(parents=True, exist_ok=True)
         self.log = tmp / f"{cid}.log"
         self.stats_file = tmp / f"{cid}.stats.json"
-        self.argv = [sys.executable, "-m", "carbonedge.cli", "-v", "collect", "--mqtt-port", str(mqtt_port), "--influx-url", influx_url,
+        self.argv = [sys.executable, "-m", "carbonedge.app.cli", "-v", "collect", "--mqtt-port", str(mqtt_port), "--influx-url", influx_url,
                      "--database", db, "--state-dir", str(self.state), "--client-id", cid, "--share-group", group,
                      "--stats-file", str(self.stats_file), "--batch-max-delay", "0.2", *extra]
         self.p: subprocess.Popen[bytes] | None = None

@@ -10,7 +10,8 @@ import time
 import paho.mqtt.client as mqtt
 import requests
 
-from carbonedge import cli, profiles, wire
+from carbonedge import profiles, wire
+from carbonedge.app import cli
 from test_edge_modbus import ServedMeter, tcp_server
 
 
@@ -95,8 +96,8 @@ def test_probe_reads_a_device_as_the_gateway_config_has_it(tmp_path, capsys):
 
 def test_plant_init_matches_the_simulators_plant_model(tmp_path, capsys):
     """The simulator writes gateway.toml and plant.json for the same plant: the skeleton must agree on every process."""
-    from simulators import Scenario, Simulation
-    from simulators.runner import _layout, gateway_toml
+    from carbonedge.simulators import Scenario, Simulation
+    from carbonedge.simulators.runner import _layout, gateway_toml
 
     sim = Simulation.from_scenario(Scenario(plant="steel", start=1_767_571_200.0))
     devices = [{"id": d.device, "profile": d.profile.name, "host": "127.0.0.1", "port": 1502, "unit_id": d.unit_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from carbonedge import cli
+from carbonedge.app import cli
 
 
 def _write(tmp_path, gateway: str = "", mqtt: str = "", tls: str = "", profile: str = "eastron-sdm630"):  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from carbonedge.demo import MANIFEST, _record, clear_previous_run
+from carbonedge.app.demo import MANIFEST, _record, clear_previous_run
 
 
 def test_a_battery_run_after_a_steel_run_leaves_no_steel_exports(tmp_path):

@@ -17,9 +17,9 @@ from pathlib import Path
 import requests
 
 from carbonedge.clock import ClockSpec, VirtualClock, parse_time
-from carbonedge.services import Mosquitto, free_port
-from edge import Agent
-from edge.config import GatewayConfig
+from carbonedge.app.services import Mosquitto, free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.config import GatewayConfig
 from test_deploy_influxdb import DeployedInfluxDB, run_setup
 from test_deploy_mosquitto import _pki, deploy_config
 
@@ -55,7 +55,7 @@ def test_gateway_to_influxdb_with_the_shipped_security_configs(tmp_path: Path) -
         issued = pki / "issued"
         with (tmp_path / "collector.log").open("wb") as log:
             collector = subprocess.Popen(
-                [sys.executable, "-m", "carbonedge.cli", "collect", "--mqtt-host", "localhost", "--mqtt-port", str(port),
+                [sys.executable, "-m", "carbonedge.app.cli", "collect", "--mqtt-host", "localhost", "--mqtt-port", str(port),
                  "--mqtt-tls-ca", str(pki / "ca.crt"), "--mqtt-tls-cert", str(issued / "collector-plant-server-1.crt"),
                  "--mqtt-tls-key", str(issued / "collector-plant-server-1.key"),
                  "--influx-url", influx.url, "--influx-user", "collector", "--state-dir", str(tmp_path / "collector"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from carbonedge.services import InfluxDB, ensure_installed, free_port
+from carbonedge.app.services import InfluxDB, ensure_installed, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "deploy" / "influxdb" / "influxdb.conf"

@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from carbonedge.services import Mosquitto, free_port
+from carbonedge.app.services import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PKI = REPO / "deploy" / "pki" / "carbonedge-pki.sh"

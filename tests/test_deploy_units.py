@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from carbonedge.cli import build_parser
+from carbonedge.app.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carbonedge.errors import ConfigError
-from edge.config import GatewayConfig, load_config
+from carbonedge.edge.config import GatewayConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

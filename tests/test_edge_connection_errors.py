@@ -14,9 +14,9 @@ import time
 import pytest
 
 from carbonedge.clock import ClockSpec, VirtualClock, parse_time
-from carbonedge.services import free_port
-from edge import Agent
-from edge.config import GatewayConfig
+from carbonedge.app.services import free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.config import GatewayConfig
 from carbonedge.errors import describe_connect_error
 from test_edge_security import broker, pki  # noqa: F401  (module fixtures: a throw-away PKI and a broker with TLS and passwords)
 
@@ -112,7 +112,7 @@ def test_describe_connect_error_names_each_kind():
 def test_the_collector_says_why_it_cannot_connect(case, tmp_path, services, database, broker, caplog):  # noqa: F811
     import threading
 
-    from collector import Collector, CollectorSettings
+    from carbonedge.collector import Collector, CollectorSettings
 
     caplog.set_level(logging.WARNING, logger="carbonedge.collector")
     kw: dict[str, object] = {"mqtt_port": free_port()}

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbonedge import profiles
-from edge.counters import CounterTracker
+from carbonedge.edge.counters import CounterTracker
 
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z in ms
 MIN = 60_000

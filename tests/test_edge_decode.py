@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbonedge import profiles
-from edge.drivers.modbus import BlockDecoder
+from carbonedge.edge.drivers.modbus import BlockDecoder
 
 BLOCKS = [(name, b) for name, prof in profiles.PROFILES.items() for order in ("big", "little")
           for b in profiles.read_plan(dataclasses.replace(prof, points=tuple(dataclasses.replace(p, word_order=order) for p in prof.points)))]

@@ -15,10 +15,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from carbonedge import wire
-from carbonedge.services import Mosquitto, free_port
-from edge.config import GatewayConfig
-from edge.outbox import Outbox
-from edge.publisher import Publisher
+from carbonedge.app.services import Mosquitto, free_port
+from carbonedge.edge.config import GatewayConfig
+from carbonedge.edge.outbox import Outbox
+from carbonedge.edge.publisher import Publisher
 from faultlib.harness import wait_for
 
 BOOT = "c" * 32

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from carbonedge import profiles, wire
-from carbonedge.services import free_port
-from edge import Agent
-from edge.config import GatewayConfig, ProfileConfig
+from carbonedge.app.services import free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.config import GatewayConfig, ProfileConfig
 
 
 class ServedMeter:

@@ -13,11 +13,11 @@ from asyncua import ua
 
 from carbonedge import nodemaps, wire
 from carbonedge.errors import ConfigError
-from carbonedge.services import free_port
-from edge import Agent
-from edge.config import GatewayConfig, load_config
-from edge.drivers.opcua import make_certificate, quality
-from simulators.opcua_plc import OpcUaPlc
+from carbonedge.app.services import free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.config import GatewayConfig, load_config
+from carbonedge.edge.drivers.opcua import make_certificate, quality
+from carbonedge.simulators.opcua_plc import OpcUaPlc
 
 MAP = nodemaps.PLC_LINE_OPCUA
 
@@ -287,9 +287,9 @@ def test_simulated_plant_serves_production_over_opcua_as_over_modbus(tmp_path: P
     and they agree with what the same PLC serves over Modbus and with the simulation itself."""
     from carbonedge import profiles
     from carbonedge.clock import ClockSpec, VirtualClock, parse_time
-    from edge.config import load_config
-    from edge.drivers import ModbusTcpDriver
-    from simulators import Simulation, run
+    from carbonedge.edge.config import load_config
+    from carbonedge.edge.drivers import ModbusTcpDriver
+    from carbonedge.simulators import Simulation, run
 
     start = parse_time("2026-01-05T00:00:00Z")
     sim = Simulation(plant="steel", seed=3, start=start, end=start + 7200)
@@ -337,8 +337,8 @@ def test_simulated_plant_serves_production_over_opcua_as_over_modbus(tmp_path: P
 
 
 def test_opcua_cert_command_writes_a_usable_certificate_and_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from carbonedge.cli import main
-    from edge.drivers.opcua import certificate_uri
+    from carbonedge.app.cli import main
+    from carbonedge.edge.drivers.opcua import certificate_uri
 
     assert main(["opcua", "cert", "--out", str(tmp_path), "--uri", "urn:plant-a:gw1", "--hostname", "gw1.plant-a"]) == 0
     assert certificate_uri(tmp_path / "gateway-cert.pem") == "urn:plant-a:gw1"

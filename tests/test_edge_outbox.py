@@ -7,7 +7,7 @@ import json
 import pytest
 
 from carbonedge import wire
-from edge.outbox import Outbox
+from carbonedge.edge.outbox import Outbox
 
 T0 = 1_767_571_200_000
 

@@ -17,12 +17,12 @@ import paho.mqtt.client as mqtt
 
 from carbonedge import wire
 from carbonedge.clock import ClockSpec, VirtualClock, parse_time
-from carbonedge.services import Mosquitto, free_port
-from edge import Agent
-from edge.agent import split_cycle
-from edge.config import GatewayConfig
-from edge.outbox import Outbox
-from edge.publisher import Publisher
+from carbonedge.app.services import Mosquitto, free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.agent import split_cycle
+from carbonedge.edge.config import GatewayConfig
+from carbonedge.edge.outbox import Outbox
+from carbonedge.edge.publisher import Publisher
 from faultlib.harness import wait_for
 
 START = parse_time("2026-01-05T00:00:00Z")

@@ -20,9 +20,9 @@ import paho.mqtt.client as mqtt
 
 from carbonedge import wire
 from carbonedge.clock import ClockSpec, VirtualClock, iso, parse_time
-from carbonedge.services import Mosquitto, free_port
-from edge import Agent
-from edge.config import GatewayConfig
+from carbonedge.app.services import Mosquitto, free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.config import GatewayConfig
 from faultlib.harness import wait_for
 
 START = parse_time("2026-01-05T00:00:00Z")
@@ -162,7 +162,7 @@ def test_broker_outage_then_back_every_reading_arrives_in_order_with_original_ti
 
 def _gateway_proc(config: Path, data_dir: Path, spec: ClockSpec, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "carbonedge.cli", "-v", "edge", "--config", str(config), "--data-dir", str(data_dir),
+        return subprocess.Popen([sys.executable, "-m", "carbonedge.app.cli", "-v", "edge", "--config", str(config), "--data-dir", str(data_dir),
                                  "--clock", spec.to_arg(), *extra], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from carbonedge.clock import ClockSpec, VirtualClock, parse_time
-from carbonedge.services import Mosquitto, free_port
-from edge import Agent
-from edge.config import GatewayConfig
+from carbonedge.app.services import Mosquitto, free_port
+from carbonedge.edge import Agent
+from carbonedge.edge.config import GatewayConfig
 from test_edge_pipeline import Acker
 
 START = parse_time("2026-01-05T00:00:00Z")

@@ -13,7 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from carbonedge import wire
-from carbonedge.services import Mosquitto, free_port
+from carbonedge.app.services import Mosquitto, free_port
 
 
 class StatusWatcher:
@@ -61,7 +61,7 @@ def _retained(port: int, site: str) -> wire.Status:
 
 def _gateway(config: Path, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "carbonedge.cli", "-v", "edge", "--config", str(config), "--data-dir", str(data_dir)],
+        return subprocess.Popen([sys.executable, "-m", "carbonedge.app.cli", "-v", "edge", "--config", str(config), "--data-dir", str(data_dir)],
                                 stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 

@@ -127,38 +127,60 @@ def test_profile_moduli_only_hold_counter_registers() -> None:
 # --------------------------------------------------------------------------- import contract
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Folder in the repository -> the package it installs as (setup.py maps each under the carbonedge namespace).
+PARTS = {"edge": "edge", "collector": "collector", "analytics": "analytics", "simulators": "simulators", "app": "app"}
 PROCESS_PACKAGES = {"edge", "collector", "analytics", "simulators"}
-#: Application-shell modules that still live in carbonedge/ (they compose the process packages);
-#: to be moved out of the kernel. Nothing else in carbonedge/ may import a process package.
-SHELL_MODULES = {"cli.py", "demo.py", "services.py", "verify.py", "report.py", "commission.py"}
+OLD_TOP_LEVEL = PROCESS_PACKAGES | {"app"}
 
 
-def _imported_packages(path: Path) -> set[str]:
+def _imported_parts(path: Path) -> tuple[set[str], set[str]]:
+    """(parts of carbonedge imported, e.g. {"edge"}; old top-level names imported without the namespace)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    out: set[str] = set()
+    names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
+            names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module.split(".")[0])
-    return out
+            names.append(node.module)
+            if node.module == "carbonedge":
+                names += [f"carbonedge.{a.name}" for a in node.names]
+    parts = {n.split(".")[1] for n in names if n.startswith("carbonedge.") and n.split(".")[1] in PARTS}
+    old = {n.split(".")[0] for n in names} & OLD_TOP_LEVEL
+    return parts, old
 
 
-def test_the_kernel_imports_no_process_package() -> None:
-    kernel = sorted(p for p in (ROOT / "carbonedge").rglob("*.py") if p.relative_to(ROOT / "carbonedge").as_posix() not in SHELL_MODULES)
+def _sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_the_kernel_imports_no_process_package_nor_the_shell() -> None:
+    kernel = [p for p in _sources("carbonedge")]
     assert any(p.name == "energy.py" for p in kernel)
-    bad = {p.relative_to(ROOT).as_posix(): sorted(_imported_packages(p) & PROCESS_PACKAGES) for p in kernel}
+    bad = {p.relative_to(ROOT).as_posix(): sorted(_imported_parts(p)[0]) for p in kernel}
     assert {k: v for k, v in bad.items() if v} == {}
-    # The exceptions are real (each still imports a process package): drop one from the list once it moved.
-    for name in SHELL_MODULES:
-        p = ROOT / "carbonedge" / name
-        assert p.exists(), f"{name} is no longer in carbonedge/: remove it from SHELL_MODULES"
+
+
+def test_process_packages_never_import_one_another_nor_the_shell() -> None:
+    bad = {}
+    for part in PROCESS_PACKAGES:
+        for p in _sources(part):
+            other = _imported_parts(p)[0] - {part}
+            if other:
+                bad[p.relative_to(ROOT).as_posix()] = sorted(other)
+    assert bad == {}
+
+
+def test_nothing_imports_the_old_top_level_names() -> None:
+    files = [p for folder in ("carbonedge", *PARTS, "tests", "bench") for p in _sources(folder)]
+    bad = {p.relative_to(ROOT).as_posix(): sorted(_imported_parts(p)[1]) for p in files}
+    assert {k: v for k, v in bad.items() if v} == {}
 
 
 def test_the_import_contract_test_catches_a_violation(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
-    f.write_text("def f():\n    from analytics.influx import InfluxReader\n    import edge.counters\n")
-    assert _imported_packages(f) >= {"analytics", "edge"}
+    f.write_text("def f():\n    from carbonedge.analytics.influx import InfluxReader\n    import carbonedge.edge.counters\n"
+                 "    from carbonedge import app\n    import simulators\n")
+    assert _imported_parts(f) == ({"analytics", "edge", "app"}, {"simulators"})
 
 
 def test_the_streaming_form_runs_without_numpy() -> None:
@@ -166,6 +188,6 @@ def test_the_streaming_form_runs_without_numpy() -> None:
     import subprocess
     import sys
 
-    code = "import sys, edge.counters, carbonedge.energy; print('numpy' in sys.modules)"
+    code = "import sys, carbonedge.edge.counters, carbonedge.energy; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
     assert out == "False"

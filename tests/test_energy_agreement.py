@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analytics.carbon import compute_accounts, default_settings, from_influx
-from analytics.enpi import compute_enpi
-from analytics.influx import InfluxReader
-from analytics.intensity import energy_intensity
-from analytics.monitor import PlantMonitor, read_device_csvs
+from carbonedge.analytics.carbon import compute_accounts, default_settings, from_influx
+from carbonedge.analytics.enpi import compute_enpi
+from carbonedge.analytics.influx import InfluxReader
+from carbonedge.analytics.intensity import energy_intensity
+from carbonedge.analytics.monitor import PlantMonitor, read_device_csvs
 from carbonedge import energy
 from carbonedge.clock import parse_time
-from simulators import Scenario, generate
+from carbonedge.simulators import Scenario, generate
 from test_analytics_monitor_live import load_readings
 
 T0 = "2026-01-05T06:00:00Z"  # a Monday, the start of the first shift

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from analytics.enpi import EnpiResult, ProcessEnpi, _fit, _nanmax_rows
+from carbonedge.analytics.enpi import EnpiResult, ProcessEnpi, _fit, _nanmax_rows
 
 
 def test_plant_running_of_hours_no_line_reported_is_unknown_without_warnings() -> None:

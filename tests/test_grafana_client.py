@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from analytics.grafana import AlertAnnotation, DatasourceSettings, GrafanaClient, dashboards_json, push_alert_annotations, push_dashboards
+from carbonedge.analytics.grafana import AlertAnnotation, DatasourceSettings, GrafanaClient, dashboards_json, push_alert_annotations, push_dashboards
 from carbonedge.errors import GrafanaError
 
 TOKEN = "glsa_test_token"
@@ -145,7 +145,7 @@ def test_errors_read_well(grafana: tuple[str, FakeGrafana]) -> None:
 
 
 def test_cli_push(grafana: tuple[str, FakeGrafana], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from carbonedge.cli import main
+    from carbonedge.app.cli import main
 
     url, fake = grafana
     monkeypatch.setenv("CARBONEDGE_GRAFANA_TOKEN", TOKEN)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from analytics.grafana import InfluxQL, build_dashboards, check_dashboards, dashboards_json, export, grafana_interval, render, validate_all
-from analytics.grafana.dashboards import process as process_dashboard
-from analytics.grafana.model import measurements_of
-from analytics.grafana.validate import validate_dashboard
+from carbonedge.analytics.grafana import InfluxQL, build_dashboards, check_dashboards, dashboards_json, export, grafana_interval, render, validate_all
+from carbonedge.analytics.grafana.dashboards import process as process_dashboard
+from carbonedge.analytics.grafana.model import measurements_of
+from carbonedge.analytics.grafana.validate import validate_dashboard
 from carbonedge.clock import parse_time
-from carbonedge.demo import DATABASE, DEMO_START, run_demo
-from carbonedge.services import InfluxDB, free_port
+from carbonedge.app.demo import DATABASE, DEMO_START, run_demo
+from carbonedge.app.services import InfluxDB, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOYED_DASHBOARDS_PATH = "/var/lib/grafana/dashboards/carbonedge"
@@ -104,7 +104,7 @@ def test_validation_catches_broken_dashboards(breakage: str, expected: str) -> N
 
 def test_deploy_grafana_matches_the_code(tmp_path: Path) -> None:
     """deploy/grafana is generated: it must be what `carbonedge grafana export` writes today."""
-    from carbonedge.cli import main
+    from carbonedge.app.cli import main
 
     assert main(["grafana", "export", "--out", str(tmp_path), "--dashboards-path", DEPLOYED_DASHBOARDS_PATH]) == 0
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())

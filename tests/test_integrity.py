@@ -19,7 +19,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from carbonedge import wire
-from carbonedge.cli import main
+from carbonedge.app.cli import main
 from carbonedge.integrity import (
     GENESIS,
     BatchSigner,

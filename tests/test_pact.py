@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 import requests
 
-from analytics.carbon import from_csv_dir, load_settings
-from analytics.pact import errors
-from analytics.pact.importer import current_by_product
-from analytics.pact.model import load_pact_settings
-from analytics.pact.publish import compute_footprints, publish
-from analytics.pact.store import Store
-from analytics.pact.tls import make_dev_certs
+from carbonedge.analytics.carbon import from_csv_dir, load_settings
+from carbonedge.analytics.pact import errors
+from carbonedge.analytics.pact.importer import current_by_product
+from carbonedge.analytics.pact.model import load_pact_settings
+from carbonedge.analytics.pact.publish import compute_footprints, publish
+from carbonedge.analytics.pact.store import Store
+from carbonedge.analytics.pact.tls import make_dev_certs
 from carbon_synth import make_plant
-from carbonedge.services import free_port
+from carbonedge.app.services import free_port
 
 CE = str(Path(sys.executable).with_name("carbonedge"))
 STEEL_CARBON = """
@@ -447,8 +447,8 @@ def _signed_archive(root: Path, site: str, start: str, hours: int) -> tuple[Path
 
 
 def test_integrity_evidence_travels_and_a_forged_one_is_caught(tmp_path: Path) -> None:
-    from analytics.pact.evidence import verify_evidence
-    from analytics.pact.schema import PactError
+    from carbonedge.analytics.pact.evidence import verify_evidence
+    from carbonedge.analytics.pact.schema import PactError
     from carbonedge.integrity import TrustStore
 
     plant, carbon, pact = _steel_plant(tmp_path)
@@ -518,7 +518,7 @@ def _v23_host(certs: dict[str, Path], docs: list[dict[str, Any]]) -> tuple[Any, 
 
 
 def test_fetch_from_a_v23_supplier_validates_and_converts(tmp_path: Path) -> None:
-    from analytics.pact.importer import fetch
+    from carbonedge.analytics.pact.importer import fetch
 
     certs = make_dev_certs(tmp_path / "certs", ["127.0.0.1"])
     broken = json.loads(json.dumps(V23))

@@ -10,9 +10,9 @@ import pytest
 
 from carbonedge import profiles
 from carbonedge.clock import ClockSpec, VirtualClock, parse_time
-from carbonedge.demo import run_demo
-from edge.drivers import ModbusTcpDriver
-from simulators import Simulation, run
+from carbonedge.app.demo import run_demo
+from carbonedge.edge.drivers import ModbusTcpDriver
+from carbonedge.simulators import Simulation, run
 
 
 @pytest.mark.slow

@@ -15,14 +15,14 @@ import pytest
 from carbon_synth import make_plant
 from openpyxl import load_workbook
 
-from analytics.carbon import compute_accounts, default_settings, from_csv_dir, load_settings
-from analytics.carbon.battery import BatteryError, declaration, passport
-from analytics.carbon.cbam import SHEETS, CbamError, check_workbook, communication, write_workbook
-from analytics.carbon.china_ets import ChinaEtsError, report
-from analytics.carbon.footprint import footprints, product_footprint
-from analytics.carbon.settings import Instrument, Material, Product
-from analytics.carbon.sources import markdown, sources, unresolved
-from analytics.report.exports import ExportError, regulatory_documents, validate
+from carbonedge.analytics.carbon import compute_accounts, default_settings, from_csv_dir, load_settings
+from carbonedge.analytics.carbon.battery import BatteryError, declaration, passport
+from carbonedge.analytics.carbon.cbam import SHEETS, CbamError, check_workbook, communication, write_workbook
+from carbonedge.analytics.carbon.china_ets import ChinaEtsError, report
+from carbonedge.analytics.carbon.footprint import footprints, product_footprint
+from carbonedge.analytics.carbon.settings import Instrument, Material, Product
+from carbonedge.analytics.carbon.sources import markdown, sources, unresolved
+from carbonedge.analytics.report.exports import ExportError, regulatory_documents, validate
 from carbonedge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,7 +344,7 @@ def test_regulatory_documents_and_regime_comparison(synth: tuple[Path, dict], tm
 def test_demo_plants_produce_every_document_reconciled(scenario: str, tmp_path: Path) -> None:
     """On the demo plants (simulator scenarios), every document is written, validated and reconciles with the plant total."""
     d = tmp_path / "data"
-    p = subprocess.run([sys.executable, "-m", "carbonedge.cli", "generate", scenario, "--out", str(d)], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "carbonedge.app.cli", "generate", scenario, "--out", str(d)], capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stderr
     truth = json.loads((d / "truth.json").read_text())
@@ -386,7 +386,7 @@ def test_every_cited_source_resolves_to_the_repository_list() -> None:
     bad = {str(f.relative_to(ROOT)): u for f in files if (u := unresolved(f.read_text(errors="replace")))}
     assert bad == {}
     assert not any("domain-reference §" in f.read_text() for f in ROOT.glob("analytics/**/*.py"))
-    assert (ROOT / "docs" / "sources.md").read_text() == markdown(), "regenerate: python -m analytics.carbon.sources > docs/sources.md"
+    assert (ROOT / "docs" / "sources.md").read_text() == markdown(), "regenerate: python -m carbonedge.analytics.carbon.sources > docs/sources.md"
     for k in ("L1", "L2", "L3", "L4", "L5", "L7", "L10", "L12", "L16", "L20", "L21"):
         assert k in sources()
     assert re.search(r"2025/2547", sources()["L3"]["title"]) and "Art. 8" in sources()["L3"]["title"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from carbon_synth import make_plant
 
-from analytics.carbon import default_settings, from_csv_dir
-from analytics.report import build_report, validate
+from carbonedge.analytics.carbon import default_settings, from_csv_dir
+from carbonedge.analytics.report import build_report, validate
 
 SECTIONS = ("summary", "emissions", "products", "exports", "hints", "energy", "factors", "sources")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -58,12 +58,12 @@ def test_cli_report_from_offline_export(tmp_path: Path) -> None:
     d = tmp_path / "plant"
     make_plant(d, days=1, seed=9)
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "carbonedge.cli", "report", "--csv", str(d), "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "carbonedge.app.cli", "report", "--csv", str(d), "--out", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "[5/5] Writing report.html" in p.stdout and "Scope 1:" in p.stdout
     assert (out / "report.html").exists() and (out / "cbam-communication.xlsx").exists()
-    bad = subprocess.run([sys.executable, "-m", "carbonedge.cli", "report", "--out", str(out)], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run([sys.executable, "-m", "carbonedge.app.cli", "report", "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "needs --plant FILE, --from and --to" in bad.stderr
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.report import plots
+from carbonedge.analytics.report import plots
 
 H = 3600.0
 T0 = 1_767_571_200.0

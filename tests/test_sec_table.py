@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from carbonedge.report import sec_table
+from carbonedge.app.report import sec_table
 
 
 def _figs(unit: str, prod_unit: str) -> dict:  # type: ignore[type-arg]
@@ -20,7 +20,7 @@ def test_plant_row_states_the_plants_own_output_unit() -> None:
 
 
 def test_demo_refuses_a_plant_that_contradicts_its_scenario(capsys) -> None:  # type: ignore[no-untyped-def]
-    from carbonedge.cli import main
+    from carbonedge.app.cli import main
 
     assert main(["demo", "--scenario", "battery-week-faults", "--plant", "steel"]) != 0
     assert "contradicts scenario battery-week-faults, which is a battery plant" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def test_held_out_seeds_never_overlap_the_choosing_seeds() -> None:
     for name, seeds in se.HELD_OUT_SEEDS.items():
         assert seeds and not set(seeds) & set(se.CHOOSING_SEEDS.get(name, ()))
     # The fault weeks' own seeds (the ones every earlier figure used) are choosing seeds.
-    from simulators.scenario import load_scenario
+    from carbonedge.simulators.scenario import load_scenario
 
     for name in se.HELD_OUT_SEEDS:
         assert load_scenario(name).seed in se.CHOOSING_SEEDS[name]
@@ -106,7 +106,7 @@ def test_fault_size_from_ground_truth_energy_and_meter_class(tmp_path: Path) -> 
     rows = ["ts,formation_energy_kwh"] + [f"{se.iso(T0 + k * 3600)},{1000.0 * k:.1f}" for k in range(101)]
     (tmp_path / "truth.csv").write_text("\n".join(rows) + "\n")
     lab = _label("ch", "formation_channel_fault", 0, 100 * 60, process="formation", waste=180.0)
-    from simulators.scenario import load_scenario
+    from carbonedge.simulators.scenario import load_scenario
 
     sc = load_scenario("battery-week-faults")  # formation metered by a class 0.5S meter
     size = se.fault_size(lab, tmp_path, sc)

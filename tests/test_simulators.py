@@ -18,9 +18,9 @@ import pytest
 from carbonedge import profiles
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
-from simulators import FAULT_KINDS, Scenario, Simulation, generate, load_scenario, read_labels
-from simulators.battery import abs_humidity_at_dew_point
-from simulators._plant import Calendar
+from carbonedge.simulators import FAULT_KINDS, Scenario, Simulation, generate, load_scenario, read_labels
+from carbonedge.simulators.battery import abs_humidity_at_dew_point
+from carbonedge.simulators._plant import Calendar
 
 T0 = "2026-01-05T00:00:00Z"  # a Monday
 
@@ -249,7 +249,7 @@ def test_unknown_plant_options_get_a_clear_error(plant, options, message):
 
 def _served(sim: Simulation, device: str) -> dict[str, float | None]:
     """What a gateway decodes from ``device`` now: its values through the register map and back."""
-    from simulators.offline import _read
+    from carbonedge.simulators.offline import _read
 
     return _read(next(d for d in sim.devices if d.device == device))
 
@@ -418,8 +418,8 @@ def test_comm_loss_served_over_modbus_times_out_or_answers_with_an_exception(tmp
 
     from carbonedge.clock import ClockSpec, VirtualClock
     from carbonedge.errors import MeterReadError
-    from edge.drivers import ModbusTcpDriver
-    from simulators import run
+    from carbonedge.edge.drivers import ModbusTcpDriver
+    from carbonedge.simulators import run
 
     start = parse_time(T0)
     sc = scenario("steel", 0.2, [
@@ -481,9 +481,9 @@ def test_synchronised_start_holds_the_plant_until_every_device_was_read_three_ti
     import time
 
     from carbonedge.clock import ClockSpec, VirtualClock
-    from edge.drivers import ModbusTcpDriver
-    from simulators import run
-    from simulators.runner import SYNC_READS
+    from carbonedge.edge.drivers import ModbusTcpDriver
+    from carbonedge.simulators import run
+    from carbonedge.simulators.runner import SYNC_READS
 
     assert SYNC_READS == 3
     start = parse_time(T0)
@@ -579,7 +579,7 @@ def test_every_fault_kind_is_covered_by_a_bundled_scenario():
 
 
 def test_generate_cli_writes_the_directory(tmp_path):
-    from carbonedge.cli import main
+    from carbonedge.app.cli import main
 
     sc = tmp_path / "s.toml"
     sc.write_text(f'[scenario]\nplant = "battery"\nseed = 1\nstart = "{T0}"\nduration = "30m"\n'

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 
 from carbonedge import profiles
-from simulators._plant import dew_point_c, relative_humidity_pct
-from simulators.battery import abs_humidity_at_dew_point
-from simulators.offline import _read
-from simulators.runner import WEATHER_DEVICE, Simulation
-from simulators.scenario import load_scenario
+from carbonedge.simulators._plant import dew_point_c, relative_humidity_pct
+from carbonedge.simulators.battery import abs_humidity_at_dew_point
+from carbonedge.simulators.offline import _read
+from carbonedge.simulators.runner import WEATHER_DEVICE, Simulation
+from carbonedge.simulators.scenario import load_scenario
 
 
 @pytest.mark.parametrize("dp", [-5.0, 0.0, 4.0, 12.5, 24.0])

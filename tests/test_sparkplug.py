@@ -15,7 +15,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from carbonedge.clock import ClockSpec, parse_time
-from carbonedge.services import Mosquitto, free_port
+from carbonedge.app.services import Mosquitto, free_port
 from faultlib.harness import wait_for
 
 START = parse_time("2026-01-05T00:00:00Z")
@@ -141,7 +141,7 @@ rated_power_kw = 500
 """ for i in range(3)))
     spec = ClockSpec(start=START, speed=600.0, origin=time.time())  # a poll cycle every 0.1 s
     with (tmp_path / "edge.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "carbonedge.cli", "-v", "edge", "--config", str(cfg), "--data-dir", str(tmp_path / "edge"),
+        return subprocess.Popen([sys.executable, "-m", "carbonedge.app.cli", "-v", "edge", "--config", str(cfg), "--data-dir", str(tmp_path / "edge"),
                                  "--clock", spec.to_arg()], stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -157,7 +157,7 @@ def test_sparkplug_state_machine_births_data_rebirth_death(tmp_path: Path) -> No
     try:
         wait_for(lambda: len(rec.kinds("DBIRTH")) >= 3 and len(rec.kinds("DDATA")) >= 9, 60, "births and data")
         # A host asks for a rebirth.
-        from edge.sparkplug import sparkplug_b_pb2 as pb
+        from carbonedge.edge.sparkplug import sparkplug_b_pb2 as pb
 
         cmd = pb.Payload(timestamp=int(time.time() * 1000))
         cmd.metrics.add(name="Node Control/Rebirth", datatype=11, boolean_value=True)

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from analytics.carbon import FactorLibrary, default_settings
-from analytics.carbon.data import DeviceSeries, PlantData
-from analytics.twin import analyse
-from analytics.twin.peers import compare_racks
+from carbonedge.analytics.carbon import FactorLibrary, default_settings
+from carbonedge.analytics.carbon.data import DeviceSeries, PlantData
+from carbonedge.analytics.twin import analyse
+from carbonedge.analytics.twin.peers import compare_racks
 
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z, a Monday
 DAY = 86400.0

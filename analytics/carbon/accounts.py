@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from analytics.carbon.data import PlantData, bin_counter, edges_for
-from analytics.carbon.factors import FactorLibrary
-from analytics.carbon.settings import Settings
+from carbonedge.analytics.carbon.data import PlantData, bin_counter, edges_for
+from carbonedge.analytics.carbon.factors import FactorLibrary
+from carbonedge.analytics.carbon.settings import Settings
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 
@@ -183,7 +183,7 @@ def _market_based(procs: dict[str, ProcessAccount], edges: np.ndarray, settings:
 
 def _plant_check(data: PlantData, procs: dict[str, ProcessAccount]) -> dict[str, float]:
     """Plant energy from each meter's whole-period counter increase, independent of the binning, for the sum check."""
-    from analytics.carbon.data import corrected_cumulative
+    from carbonedge.analytics.carbon.data import corrected_cumulative
 
     total = 0.0
     for name in procs:

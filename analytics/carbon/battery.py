@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics.carbon.accounts import Accounts
-from analytics.carbon.settings import Settings
-from analytics.carbon.sources import cite
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.carbon.sources import cite
 from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
 

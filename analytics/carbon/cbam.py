@@ -26,10 +26,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from analytics.carbon.accounts import Accounts
-from analytics.carbon.factors import Factor, FactorLibrary
-from analytics.carbon.settings import Settings
-from analytics.carbon.sources import cite
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.carbon.factors import Factor, FactorLibrary
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.carbon.sources import cite
 from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
 
@@ -257,7 +257,7 @@ def write_workbook(doc: dict[str, Any], path: Path, acc: Accounts) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    from analytics.carbon.sources import entries
+    from carbonedge.analytics.carbon.sources import entries
 
     wb = Workbook()
     wb.remove(wb.active)

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from analytics.carbon.accounts import Accounts
-from analytics.carbon.data import PlantData
-from analytics.carbon.factors import Factor, FactorLibrary
-from analytics.carbon.settings import Settings
-from analytics.carbon.sources import cite
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.carbon.data import PlantData
+from carbonedge.analytics.carbon.factors import Factor, FactorLibrary
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.carbon.sources import cite
 from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
 

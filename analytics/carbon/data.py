@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.influx import InfluxReader, quote_literal
+from carbonedge.analytics.influx import InfluxReader, quote_literal
 from carbonedge import energy
 from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
@@ -187,7 +187,7 @@ def _read_csv(path: Path, time_col: str, cols: list[str], *, tz: str, date_forma
               announce: Callable[[str], None] | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Times and numeric columns of a CSV with :mod:`analytics.offline`'s table reading (delimiter, date
     order and decimal mark detected and announced, unless given)."""
-    from analytics.offline import _num, _read_table, detect_decimal
+    from carbonedge.analytics.offline import _num, _read_table, detect_decimal
 
     tab = _read_table(path, time_col, cols, tz=tz, date_format=date_format, delimiter=None)
     notes = list(tab.announcements)
@@ -262,7 +262,7 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
         f = path / f"{dev}.csv"
         if not f.exists():
             continue
-        from analytics.offline import table_columns
+        from carbonedge.analytics.offline import table_columns
 
         header = table_columns(f)
         if "ts" not in header:
@@ -300,7 +300,7 @@ def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str 
     large share of its rows is interval consumption, one that never falls a cumulative reading;
     anything between is refused with the question.
     """
-    from analytics.offline import table_columns
+    from carbonedge.analytics.offline import table_columns
 
     path = Path(path)
     header = [h for h in table_columns(path) if h is not None]

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from analytics.carbon.accounts import Accounts
-from analytics.carbon.settings import Product, Settings
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.carbon.settings import Product, Settings
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from analytics.carbon.accounts import Accounts
-from analytics.influx import write_lines
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.influx import write_lines
 
 
 def _tag(v: str) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics.carbon.accounts import Accounts
-from analytics.carbon.settings import Settings
-from analytics.carbon.sources import cite
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.carbon.sources import cite
 
 
 def pcf_section(acc: Accounts, fp: dict[str, Any], settings: Settings, evidence: list[dict[str, Any]] | None = None) -> dict[str, Any]:

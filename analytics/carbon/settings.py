@@ -272,7 +272,7 @@ def with_grid_factor(settings: Settings, factor_id: str) -> tuple[Settings, str 
     back to the location-based factor (the last step of the GHG Protocol Scope 2 Guidance's factor
     hierarchy, Table 6.3), and the note says so.
     """
-    from analytics.carbon.factors import FactorLibrary
+    from carbonedge.analytics.carbon.factors import FactorLibrary
 
     lib = FactorLibrary.load(settings.carbon.factor_library, [Path(p) for p in settings.carbon.extra_factor_files])
     grid = lib.get(factor_id)

@@ -1,7 +1,7 @@
 """The project's source list: every key a report, the code or the docs cite ([E3], [L3], [S36] ...).
 
 Keys live in ``analytics/carbon/data/sources-<version>.json`` and are printed in
-``docs/sources.md`` (regenerate with ``python -m analytics.carbon.sources > docs/sources.md``).
+``docs/sources.md`` (regenerate with ``python -m carbonedge.analytics.carbon.sources > docs/sources.md``).
 A report cites sources only through :func:`cite`, which refuses an unknown key, so
 every citation a user reads resolves to an entry of that list.
 """
@@ -76,7 +76,7 @@ def markdown() -> str:
     lines = ["# Sources", "",
              "Every key cited in brackets in carbonedge's reports, exports, code and docs (`[E3]`, `[L3]`, `[S36]` …) is",
              "listed here. The list is `analytics/carbon/data/sources-" + VERSION + ".json`; this page is generated from it",
-             "(`python -m analytics.carbon.sources > docs/sources.md`) and a test keeps both in step. The `L` keys are the",
+             "(`python -m carbonedge.analytics.carbon.sources > docs/sources.md`) and a test keeps both in step. The `L` keys are the",
              "primary legal texts and standards; the others are the technical and secondary sources behind the simulators,",
              "factors and hints. An entry marked *not retrievable here* was known only through the secondary sources it names:",
              "check it against the primary text before relying on it in a verified report.", ""]

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from analytics.grafana.model import Dashboard, measurements_of
+from carbonedge.analytics.grafana.model import Dashboard, measurements_of
 from carbonedge.errors import QueryError
 
 # Grafana's interval rounding (public/app/core/utils/kbn roundInterval), in ms.

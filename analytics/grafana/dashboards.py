@@ -15,7 +15,7 @@ without one, so they are shown but not added to process meters (no double counti
 
 from __future__ import annotations
 
-from analytics.grafana.model import Dashboard, Panel, Query, Variable, influx_annotation
+from carbonedge.analytics.grafana.model import Dashboard, Panel, Query, Variable, influx_annotation
 
 # Filters shared by the queries. Tag values are restricted identifiers (wire contract), and
 # Grafana regex-escapes variable values, so ``=~ /^$var$/`` matches exactly.

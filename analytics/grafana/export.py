@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analytics.grafana.dashboards import build_dashboards
-from analytics.grafana.model import DATASOURCE_NAME, DATASOURCE_UID
-from analytics.grafana.validate import validate_all
+from carbonedge.analytics.grafana.dashboards import build_dashboards
+from carbonedge.analytics.grafana.model import DATASOURCE_NAME, DATASOURCE_UID
+from carbonedge.analytics.grafana.validate import validate_all
 from carbonedge.errors import ConfigError
 
 

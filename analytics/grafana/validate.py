@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from analytics.grafana.model import DATASOURCE_UID, GRID_WIDTH, SCHEMA_VERSION
+from carbonedge.analytics.grafana.model import DATASOURCE_UID, GRID_WIDTH, SCHEMA_VERSION
 
 PANEL_TYPES = {"row", "timeseries", "stat", "table", "barchart", "bargauge", "gauge", "text", "state-timeline", "piechart"}
 BUILTIN_VARS = {"timeFilter", "__interval", "__interval_ms", "interval", "col", "__all"}

@@ -2,10 +2,10 @@
 
 Public API::
 
-    from analytics.pact import build_footprint, Store, create_app, PactClient, fetch
+    from carbonedge.analytics.pact import build_footprint, Store, create_app, PactClient, fetch
 """
 
-from analytics.pact.model import PactSettings, build_footprint, coverage, load_pact_settings, summarize
-from analytics.pact.schema import PactError, check, errors
+from carbonedge.analytics.pact.model import PactSettings, build_footprint, coverage, load_pact_settings, summarize
+from carbonedge.analytics.pact.schema import PactError, check, errors
 
 __all__ = ["PactError", "PactSettings", "build_footprint", "check", "coverage", "errors", "load_pact_settings", "summarize"]

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from analytics.pact.schema import PactError
+from carbonedge.analytics.pact.schema import PactError
 
 CE_JSON = "application/cloudevents+json; charset=UTF-8"
 

@@ -18,7 +18,7 @@ SECRET_ENV = "CARBONEDGE_PACT_SECRET"
 
 
 def _store(a: argparse.Namespace) -> Any:
-    from analytics.pact.store import Store
+    from carbonedge.analytics.pact.store import Store
 
     return Store(Path(a.db))
 
@@ -33,7 +33,7 @@ def _secret(a: argparse.Namespace, *, required: bool = True) -> str | None:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from analytics.pact.server import serve
+    from carbonedge.analytics.pact.server import serve
 
     st = _store(a)
     n = len(st.footprints())
@@ -72,7 +72,7 @@ def cmd_client_remove(a: argparse.Namespace) -> int:
 
 
 def cmd_partner_add(a: argparse.Namespace) -> int:
-    from analytics.pact.client import check_url
+    from carbonedge.analytics.pact.client import check_url
 
     url = check_url(a.url)
     _store(a).add_partner(url, a.client_id, _secret(a) or "", ca_file=a.ca_file, notify=not a.no_notify)
@@ -81,7 +81,7 @@ def cmd_partner_add(a: argparse.Namespace) -> int:
 
 
 def _load_data(a: argparse.Namespace) -> Any:
-    from analytics.carbon import from_csv_dir, from_influx
+    from carbonedge.analytics.carbon import from_csv_dir, from_influx
     from carbonedge.clock import parse_time
     from carbonedge.errors import ConfigError
 
@@ -91,7 +91,7 @@ def _load_data(a: argparse.Namespace) -> Any:
         return from_csv_dir(Path(a.csv), start=start, end=end)
     if not a.plant or start is None or end is None:
         raise ConfigError("footprints from InfluxDB need --plant FILE, --from and --to (or --csv DIR for an offline export)")
-    from analytics import InfluxReader
+    from carbonedge.analytics import InfluxReader
 
     plant = json.loads(Path(a.plant).read_text())
     pw = os.environ.get("CARBONEDGE_INFLUX_PASSWORD") if a.influx_user else None
@@ -104,9 +104,9 @@ def _fmt_table(rows: list[list[str]]) -> str:
 
 
 def cmd_publish(a: argparse.Namespace) -> int:
-    from analytics.carbon import default_settings, load_settings
-    from analytics.pact.model import load_pact_settings
-    from analytics.pact.publish import compute_footprints, publish
+    from carbonedge.analytics.carbon import default_settings, load_settings
+    from carbonedge.analytics.pact.model import load_pact_settings
+    from carbonedge.analytics.pact.publish import compute_footprints, publish
     from carbonedge.errors import ConfigError
     from carbonedge.integrity import TrustStore
 
@@ -122,7 +122,7 @@ def cmd_publish(a: argparse.Namespace) -> int:
     for c in comp:
         fp, dfp, doc = c["fp"], c["declared"], c["doc"]
         key = "total_kg_co2e_per_unit_market" if pact.electricity == "market" else "total_kg_co2e_per_unit_location"
-        from analytics.pact.model import build_footprint
+        from carbonedge.analytics.pact.model import build_footprint
 
         declared_doc = build_footprint(dfp, **{**c["build"], "evidence": None})
         q = doc["pcf"]["dqi"]
@@ -149,7 +149,7 @@ def cmd_publish(a: argparse.Namespace) -> int:
 
 
 def cmd_fetch(a: argparse.Namespace) -> int:
-    from analytics.pact.importer import fetch
+    from carbonedge.analytics.pact.importer import fetch
 
     filters = {"productId": a.product_id} if a.product_id else None
     res = fetch(_store(a), a.url, a.client_id, _secret(a) or "", version=a.version, ca_file=a.ca_file, filters=filters)
@@ -179,7 +179,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 
 def cmd_cert(a: argparse.Namespace) -> int:
-    from analytics.pact.tls import make_dev_certs
+    from carbonedge.analytics.pact.tls import make_dev_certs
 
     p = make_dev_certs(Path(a.out), a.host or ["127.0.0.1", "localhost"], days=a.days)
     print(f"wrote {p['ca']} (give it to customers as --ca-file), {p['cert']} and {p['key']} (for --cert/--key); development use only")
@@ -188,9 +188,9 @@ def cmd_cert(a: argparse.Namespace) -> int:
 
 def purchased_settings(settings: Any, pact_path: str | None, db: str) -> Any:
     """``carbonedge report --pact-db``: carbon settings with the suppliers' PACT figures for mapped materials (printed)."""
-    from analytics.pact.importer import current_by_product, settings_with_purchased
-    from analytics.pact.model import load_pact_settings
-    from analytics.pact.store import Store
+    from carbonedge.analytics.pact.importer import current_by_product, settings_with_purchased
+    from carbonedge.analytics.pact.model import load_pact_settings
+    from carbonedge.analytics.pact.store import Store
     from carbonedge.errors import ConfigError
 
     if not pact_path:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from analytics.pact.schema import PactError
+from carbonedge.analytics.pact.schema import PactError
 from carbonedge.clock import iso
 from carbonedge.integrity import TrustStore, header_bytes, key_id, link_of, public_b64, public_from_b64
 from carbonedge.verify import VerifyReport, verify_archive

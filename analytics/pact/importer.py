@@ -13,11 +13,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from analytics.pact.client import PactClient
-from analytics.pact.evidence import verify_evidence
-from analytics.pact.model import EVIDENCE_SCHEMA, PactSettings, summarize
-from analytics.pact.schema import PactError, errors
-from analytics.pact.store import Store
+from carbonedge.analytics.pact.client import PactClient
+from carbonedge.analytics.pact.evidence import verify_evidence
+from carbonedge.analytics.pact.model import EVIDENCE_SCHEMA, PactSettings, summarize
+from carbonedge.analytics.pact.schema import PactError, errors
+from carbonedge.analytics.pact.store import Store
 from carbonedge.errors import ConfigError
 
 #: Material unit -> (supplier declared unit, supplier units per material unit).

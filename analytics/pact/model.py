@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analytics.pact.schema import PactError, check
+from carbonedge.analytics.pact.schema import PactError, check
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from analytics.carbon import compute_accounts, footprints
-from analytics.carbon.data import PlantData
-from analytics.carbon.settings import Settings
-from analytics.pact.evidence import collect_evidence
-from analytics.pact.importer import apply_purchased, current_by_product
-from analytics.pact.model import PactSettings, build_footprint, coverage
-from analytics.pact.server import notify_published
-from analytics.pact.store import Store
+from carbonedge.analytics.carbon import compute_accounts, footprints
+from carbonedge.analytics.carbon.data import PlantData
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.pact.evidence import collect_evidence
+from carbonedge.analytics.pact.importer import apply_purchased, current_by_product
+from carbonedge.analytics.pact.model import PactSettings, build_footprint, coverage
+from carbonedge.analytics.pact.server import notify_published
+from carbonedge.analytics.pact.store import Store
 from carbonedge.clock import parse_time
 from carbonedge.integrity import TrustStore
 

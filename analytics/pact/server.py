@@ -35,9 +35,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from analytics.pact.client import PactClient, check_url, is_loopback
-from analytics.pact.schema import PactError, errors, parse_datetime
-from analytics.pact.store import Store
+from carbonedge.analytics.pact.client import PactClient, check_url, is_loopback
+from carbonedge.analytics.pact.schema import PactError, errors, parse_datetime
+from carbonedge.analytics.pact.store import Store
 
 log = logging.getLogger("carbonedge.pact")
 
@@ -337,7 +337,7 @@ def create_app(store: Store, *, token_ttl_s: float = 3600.0, max_body: int = 1 <
             store.log_event("in", client, ev, "accepted")
             sup = store.supplier(base)
             if sup is not None:
-                from analytics.pact.importer import refresh_published
+                from carbonedge.analytics.pact.importer import refresh_published
 
                 n = store.log_event("internal", base, ev, "queued", "fetch the published footprints")
                 disp.submit(lambda: refresh_published(store, sup, list(ev["data"]["pfIds"])), n, f"refresh from {base}")
@@ -345,7 +345,7 @@ def create_app(store: Store, *, token_ttl_s: float = 3600.0, max_body: int = 1 <
             store.log_event("in", client, ev, "accepted")
             sup = store.supplier(base)
             if name == "RequestFulfilledEvent" and sup is not None:
-                from analytics.pact.importer import record_footprints
+                from carbonedge.analytics.pact.importer import record_footprints
 
                 record_footprints(store, sup, list(ev["data"]["pfs"]), "3.0")
         return Response(status_code=200)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analytics.pact.schema import PactError
+from carbonedge.analytics.pact.schema import PactError
 
 SCOPES = ("footprint:list", "footprint:read")
 _SCHEMA = """

@@ -2,12 +2,12 @@
 
 Public API::
 
-    from analytics.report import build_report
+    from carbonedge.analytics.report import build_report
     result = build_report(plant_data, settings, Path("out"), progress=print)
     result.html, result.json, result.exports
 """
 
-from analytics.report.build import ReportResult, build_report
-from analytics.report.exports import ExportError, regulatory_documents, validate
+from carbonedge.analytics.report.build import ReportResult, build_report
+from carbonedge.analytics.report.exports import ExportError, regulatory_documents, validate
 
 __all__ = ["ExportError", "ReportResult", "build_report", "regulatory_documents", "validate"]

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from analytics.carbon.accounts import Accounts, compute_accounts
-from analytics.carbon.data import PlantData
-from analytics.carbon.footprint import footprints
-from analytics.carbon import sources
-from analytics.carbon.settings import Settings
-from analytics.report import plots
-from analytics.report.exports import html_section, regulatory_documents, validate
-from analytics.twin.hints import TwinResult, analyse
+from carbonedge.analytics.carbon.accounts import Accounts, compute_accounts
+from carbonedge.analytics.carbon.data import PlantData
+from carbonedge.analytics.carbon.footprint import footprints
+from carbonedge.analytics.carbon import sources
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.report import plots
+from carbonedge.analytics.report.exports import html_section, regulatory_documents, validate
+from carbonedge.analytics.twin.hints import TwinResult, analyse
 from carbonedge.clock import iso
 
 Progress = Callable[[str], None]
@@ -242,7 +242,7 @@ def unusual_hours(twin: TwinResult) -> list[dict[str, Any]]:
     """Alert episodes per process: its metered energy per bin scored by the streaming detector
     (:func:`analytics.detect.alert_episodes`, the same detector as ``analyze detect``) with the
     calibrated process model's expected energy as production context, warmed up on the baseline period."""
-    from analytics.detect import alert_episodes
+    from carbonedge.analytics.detect import alert_episodes
 
     out = []
     for nm in twin.models:

@@ -30,11 +30,11 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from analytics.carbon import battery, cbam, china_ets, pcf
-from analytics.carbon.accounts import Accounts
-from analytics.carbon.data import PlantData
-from analytics.carbon.settings import Settings
-from analytics.carbon.sources import entries, unresolved
+from carbonedge.analytics.carbon import battery, cbam, china_ets, pcf
+from carbonedge.analytics.carbon.accounts import Accounts
+from carbonedge.analytics.carbon.data import PlantData
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.carbon.sources import entries, unresolved
 from carbonedge.errors import CarbonEdgeError, ConfigError
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"

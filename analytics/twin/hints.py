@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from analytics.carbon.data import PlantData, bin_counter, bin_gauge, edges_for
-from analytics.carbon.factors import Factor
-from analytics.carbon.settings import Settings
-from analytics.twin.model import Observations, ProcessModel, calibrate, observations
-from analytics.twin.peers import PeerResult, RackOutlier, compare_racks
+from carbonedge.analytics.carbon.data import PlantData, bin_counter, bin_gauge, edges_for
+from carbonedge.analytics.carbon.factors import Factor
+from carbonedge.analytics.carbon.settings import Settings
+from carbonedge.analytics.twin.model import Observations, ProcessModel, calibrate, observations
+from carbonedge.analytics.twin.peers import PeerResult, RackOutlier, compare_racks
 from carbonedge.clock import iso
 
 HOURS_PER_YEAR = 8760.0

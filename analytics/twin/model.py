@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from analytics.carbon.data import PlantData, bin_counter, corrected_cumulative, edges_for
+from carbonedge.analytics.carbon.data import PlantData, bin_counter, corrected_cumulative, edges_for
 from carbonedge.clock import iso
 
 FEATURES = ("hours_active", "hours_idle", "production")

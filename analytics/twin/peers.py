@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.carbon.data import PlantData, bin_counter, edges_for
+from carbonedge.analytics.carbon.data import PlantData, bin_counter, edges_for
 
 #: Fewest metered racks in a group for a peer median to mean anything (the rack itself and at least three peers).
 MIN_RACKS = 4

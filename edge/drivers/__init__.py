@@ -4,7 +4,7 @@ Every driver has ``async read() -> ReadResult`` (raises :class:`carbonedge.error
 and ``close()``.
 """
 
-from edge.drivers.modbus import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine
-from edge.drivers.simulated import SimulatedDriver
+from carbonedge.edge.drivers.modbus import ModbusRtuDriver, ModbusTcpDriver, ReadResult, SerialLine
+from carbonedge.edge.drivers.simulated import SimulatedDriver
 
 __all__ = ["ModbusRtuDriver", "ModbusTcpDriver", "ReadResult", "SerialLine", "SimulatedDriver"]

@@ -14,7 +14,7 @@ import zlib
 
 from carbonedge import profiles, quantities
 from carbonedge.clock import Clock
-from edge.drivers.modbus import ReadResult
+from carbonedge.edge.drivers.modbus import ReadResult
 
 _ANCHOR = 1_735_689_600.0  # 2025-01-01T00:00:00Z: simulated counters start here
 

@@ -40,7 +40,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from carbonedge import wire
-from edge.sparkplug import sparkplug_b_pb2 as pb
+from carbonedge.edge.sparkplug import sparkplug_b_pb2 as pb
 
 log = logging.getLogger("carbonedge.edge.sparkplug")
 

@@ -1,6 +1,6 @@
 """A whole pipeline on real processes for fault scenarios: gateway(s) and collector(s) as subprocesses.
 
-Mosquitto and InfluxDB are the real servers (``carbonedge.services``); the scenario owns its
+Mosquitto and InfluxDB are the real servers (``carbonedge.app.services``); the scenario owns its
 own instances when it kills them. Gateways poll simulated meters on a fast virtual clock, sign
 their batches, and write the ground-truth ledger (``CARBONEDGE_LEDGER``). Everything binds to
 127.0.0.1. Processes are stopped by PID.
@@ -124,7 +124,7 @@ class Pipeline:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
                preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        p = subprocess.Popen([sys.executable, "-m", "carbonedge.cli", "-v", *argv], stdout=log, stderr=subprocess.STDOUT,
+        p = subprocess.Popen([sys.executable, "-m", "carbonedge.app.cli", "-v", *argv], stdout=log, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, preexec_fn=preexec)
         log.close()
         self.procs[name] = p

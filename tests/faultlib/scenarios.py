@@ -25,7 +25,7 @@ from typing import Any
 from carbonedge import wire
 from carbonedge.clock import ClockSpec
 from carbonedge.integrity import TrustStore
-from carbonedge.services import InfluxDB, Mosquitto, Services, free_port
+from carbonedge.app.services import InfluxDB, Mosquitto, Services, free_port
 from carbonedge.verify import verify
 from faultlib.checker import read_ledger
 from faultlib.harness import Pipeline, wait_for

@@ -40,7 +40,7 @@ class _ScenarioName:
         p = Path(value)
         if p.exists():
             return InputFile("toml")(value)
-        from simulators.scenario import bundled_scenarios
+        from carbonedge.simulators.scenario import bundled_scenarios
 
         names = bundled_scenarios()
         if value not in names:
@@ -64,7 +64,7 @@ def cmd_sim(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from carbonedge.clock import ClockSpec, VirtualClock, WallClock
-    from simulators import Scenario, Simulation, load_scenario, run
+    from carbonedge.simulators import Scenario, Simulation, load_scenario, run
 
     if a.scenario:
         sc = load_scenario(a.scenario)
@@ -97,7 +97,7 @@ def cmd_sim(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from simulators.offline import main_generate
+    from carbonedge.simulators.offline import main_generate
 
     summary = main_generate(a.scenario, a.out, poll_interval_s=a.poll_interval)
     print(f"{summary['scenario']}: {summary['devices']} devices, {summary['rows']:,} readings, {summary['faults']} labelled fault(s); "
@@ -107,8 +107,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 
 def cmd_edge(a: argparse.Namespace) -> int:
-    from edge import Agent, load_config
-    from edge.agent import write_stats
+    from carbonedge.edge import Agent, load_config
+    from carbonedge.edge.agent import write_stats
 
     cfg = load_config(a.config)
     if a.mqtt_host:
@@ -149,9 +149,9 @@ def _add_influx_auth(p: argparse.ArgumentParser) -> None:
 def cmd_collect(a: argparse.Namespace) -> int:
     import signal
 
-    from collector import Collector, CollectorSettings
+    from carbonedge.collector import Collector, CollectorSettings
 
-    from collector import load_device_registry
+    from carbonedge.collector import load_device_registry
 
     s = CollectorSettings(
         mqtt_host=a.mqtt_host, mqtt_port=a.mqtt_port, influx_url=a.influx_url, database=a.database,
@@ -179,22 +179,22 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 
 def cmd_analyze_sec(a: argparse.Namespace) -> int:
-    from analytics import InfluxReader, energy_intensity
+    from carbonedge.analytics import InfluxReader, energy_intensity
 
     plant = json.loads(Path(a.plant).read_text())
     figs = energy_intensity(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, int(parse_time(a.start) * 1000), int(parse_time(a.end) * 1000))
     if a.json:
         print(json.dumps(figs.as_dict(), indent=2))
     else:
-        from carbonedge.report import sec_table
+        from carbonedge.app.report import sec_table
 
         print(sec_table(figs.as_dict()))
     return 0
 
 
 def cmd_analyze_detect(a: argparse.Namespace) -> int:
-    from analytics.detect import DetectorSettings
-    from analytics.offline import InputError, detect_csv, table_columns
+    from carbonedge.analytics.detect import DetectorSettings
+    from carbonedge.analytics.offline import InputError, detect_csv, table_columns
 
     time_col, value_cols = a.time_col, a.value_col
     if not time_col or not value_cols:
@@ -219,7 +219,7 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
 
 
 def cmd_analyze_baseline(a: argparse.Namespace) -> int:
-    from analytics.offline import InputError, baseline_csv, format_baseline, parse_timestamp
+    from carbonedge.analytics.offline import InputError, baseline_csv, format_baseline, parse_timestamp
 
     def when(text: str | None, flag: str) -> float | None:
         if not text:
@@ -246,9 +246,9 @@ def cmd_analyze_baseline(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from analytics import InfluxReader
-    from analytics.carbon import default_settings, from_csv_dir, from_influx, from_meter_csv, load_settings, write_carbon
-    from analytics.report import build_report
+    from carbonedge.analytics import InfluxReader
+    from carbonedge.analytics.carbon import default_settings, from_csv_dir, from_influx, from_meter_csv, load_settings, write_carbon
+    from carbonedge.analytics.report import build_report
 
     start = parse_time(a.start) if a.start else None
     end = parse_time(a.end) if a.end else None
@@ -271,13 +271,13 @@ def cmd_report(a: argparse.Namespace) -> int:
         data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
     settings = carbon if carbon is not None else default_settings(data.plant)
     if a.grid_factor:
-        from analytics.carbon.settings import with_grid_factor
+        from carbonedge.analytics.carbon.settings import with_grid_factor
 
         settings, note = with_grid_factor(settings, a.grid_factor)
         if note:
             print(note)
     if a.pact_db:
-        from analytics.pact.commands import purchased_settings
+        from carbonedge.analytics.pact.commands import purchased_settings
 
         settings = purchased_settings(settings, a.pact, a.pact_db)
     baseline = (parse_time(a.baseline_from), parse_time(a.baseline_to)) if a.baseline_from and a.baseline_to else None
@@ -294,17 +294,17 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_config_check(a: argparse.Namespace) -> int:
-    from carbonedge.commission import config_check
+    from carbonedge.app.commission import config_check
 
     return config_check(a.file)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from carbonedge.demo import run_demo
+    from carbonedge.app.demo import run_demo
 
     plant, seed = a.plant, a.seed
     if a.scenario:
-        from simulators import load_scenario
+        from carbonedge.simulators import load_scenario
 
         sc = load_scenario(a.scenario)
         if a.plant and a.plant != sc.plant:
@@ -356,13 +356,13 @@ def cmd_keys_trust(a: argparse.Namespace) -> int:
 
 
 def _grafana_ds(a: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from analytics.grafana import DatasourceSettings
+    from carbonedge.analytics.grafana import DatasourceSettings
 
     return DatasourceSettings(url=a.influx_url, database=a.database, user=a.influx_user)
 
 
 def cmd_grafana_export(a: argparse.Namespace) -> int:
-    from analytics.grafana import export
+    from carbonedge.analytics.grafana import export
 
     files = export(Path(a.out), _grafana_ds(a), dashboards_path=a.dashboards_path)
     for f in files:
@@ -374,7 +374,7 @@ def cmd_grafana_export(a: argparse.Namespace) -> int:
 def cmd_grafana_push(a: argparse.Namespace) -> int:
     import os
 
-    from analytics.grafana import GrafanaClient, dashboards_json, push_dashboards
+    from carbonedge.analytics.grafana import GrafanaClient, dashboards_json, push_dashboards
 
     token = a.token or os.environ.get("CARBONEDGE_GRAFANA_TOKEN")
     if not token:
@@ -394,7 +394,7 @@ def cmd_grafana_push(a: argparse.Namespace) -> int:
 def cmd_grafana_check(a: argparse.Namespace) -> int:
     import os
 
-    from analytics.grafana import InfluxQL, build_dashboards, check_dashboards
+    from carbonedge.analytics.grafana import InfluxQL, build_dashboards, check_dashboards
 
     db = InfluxQL(a.influx_url, a.database, username=a.influx_user or None, password=os.environ.get(a.influx_password_env))
     end = parse_time(a.end) if a.end else __import__("time").time()
@@ -583,10 +583,10 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     bl.set_defaults(func=cmd_analyze_baseline)
 
     if not lean:
-        from analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
+        from carbonedge.analytics.commands import add_analyze_commands  # analyze monitor, analyze enpi
 
         add_analyze_commands(asub)
-        from analytics.pact.commands import add_commands as add_pact_commands  # carbonedge pact ...
+        from carbonedge.analytics.pact.commands import add_commands as add_pact_commands  # carbonedge pact ...
 
         add_pact_commands(sub)
 
@@ -681,10 +681,10 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
     kt.add_argument("--gateway", required=True)
     kt.add_argument("--trust", type=OutputFile(parents=True), required=True, help="trust file to update (created if missing)")
     kt.set_defaults(func=cmd_keys_trust)
-    from edge.opcua_cli import add_commands as opcua_commands
+    from carbonedge.edge.opcua_cli import add_commands as opcua_commands
 
     opcua_commands(sub)
-    from carbonedge.commission import add_commands  # profiles, probe, plant init, status
+    from carbonedge.app.commission import add_commands  # profiles, probe, plant init, status
 
     add_commands(sub)
     return p

@@ -19,7 +19,7 @@ from typing import Any
 
 from carbonedge.clock import ClockSpec, iso, parse_time
 from carbonedge.errors import CarbonEdgeError
-from carbonedge.services import Services
+from carbonedge.app.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
 DATABASE = "carbonedge"
@@ -52,7 +52,7 @@ class _Proc:
         self.name = name
         self.log = logs / f"{name}.log"
         with self.log.open("w") as f:
-            self.p = subprocess.Popen([sys.executable, "-m", "carbonedge.cli", "-v", *argv], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.p = subprocess.Popen([sys.executable, "-m", "carbonedge.app.cli", "-v", *argv], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.p.poll() is None:
@@ -104,7 +104,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
     procs: list[_Proc] = []
     try:
         _say(f"      Mosquitto 127.0.0.1:{services.mqtt.port}, InfluxDB {services.influx.url}")
-        from simulators.opcua_plc import prepare
+        from carbonedge.simulators.opcua_plc import prepare
 
         prepare()  # the simulated PLC's OPC UA address space, built once per machine (then it starts in a moment)
         start = parse_time(DEMO_START)
@@ -160,7 +160,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         cstats = json.loads((run_dir / "collector-stats.json").read_text())
 
         _say("[5/5] Computing energy intensity from InfluxDB ...")
-        from analytics import InfluxReader, energy_intensity
+        from carbonedge.analytics import InfluxReader, energy_intensity
 
         plant_model = json.loads((sim_dir / "plant.json").read_text())
         figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int((start - lead_s) * 1000), int((end + (tail + 1) * poll_interval_s) * 1000)).as_dict()
@@ -169,7 +169,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
         _record(out, "summary.json").write_text(json.dumps(summary, indent=2))
 
-        from carbonedge.report import sec_table
+        from carbonedge.app.report import sec_table
 
         _say("")
         _say(sec_table(figs, summary))
@@ -192,10 +192,10 @@ def _demo_analytics(services: Services, plant_model: dict[str, Any], start: floa
     """EnPIs with baselines (first half of the run as the baseline period) and the alert monitor, as the
     plant server's analytics jobs would run them; results go to InfluxDB (``enpi``, ``alerts``) for the
     dashboards, and alerts also to the demo broker's MQTT topic."""
-    from analytics import InfluxReader
-    from analytics.enpi import compute_enpi, write_enpi
-    from analytics.live import MonitorJob, Sinks, mqtt_client
-    from analytics.monitor import MonitorSettings
+    from carbonedge.analytics import InfluxReader
+    from carbonedge.analytics.enpi import compute_enpi, write_enpi
+    from carbonedge.analytics.live import MonitorJob, Sinks, mqtt_client
+    from carbonedge.analytics.monitor import MonitorSettings
 
     reader = InfluxReader(services.influx.url, DATABASE)
     half_ms = int((start + (end - start) / 2) * 1000)
@@ -270,9 +270,9 @@ def _record(out: Path, name: str) -> Path:
 
 def _demo_report(services: Services, plant_model: dict[str, Any], start: float, end: float, out: Path) -> None:
     """Carbon and optimisation report of the demo run: report.html, report.json and the regulatory exports in ``out``."""
-    from analytics import InfluxReader
-    from analytics.carbon import default_settings, from_influx, write_carbon
-    from analytics.report import build_report
+    from carbonedge.analytics import InfluxReader
+    from carbonedge.analytics.carbon import default_settings, from_influx, write_carbon
+    from carbonedge.analytics.report import build_report
 
     _say("")
     _say("Carbon and optimisation report:")

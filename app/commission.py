@@ -3,7 +3,7 @@
 What an engineer needs between "the demo works" and "the plant is monitored": which meter maps
 exist and what they read, one test read of a real meter, a plant-model skeleton from the gateway
 config, and a one-screen view of the pipeline's health. Process packages are imported lazily, by
-the command that needs them, as in :mod:`carbonedge.cli`.
+the command that needs them, as in :mod:`carbonedge.app.cli`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def cmd_profiles(a: argparse.Namespace) -> int:
 
 def _probe_target(a: argparse.Namespace) -> tuple[Any, profiles.Profile, str]:
     """The device to read: from a gateway config (``--config`` + ``--device``) or from the flags."""
-    from edge.config import DeviceConfig, load_config
+    from carbonedge.edge.config import DeviceConfig, load_config
 
     if a.config:
         cfg = load_config(a.config)
@@ -94,7 +94,7 @@ def _probe_target(a: argparse.Namespace) -> tuple[Any, profiles.Profile, str]:
 
 
 async def _read_once(dev: Any, prof: profiles.Profile) -> tuple[dict[str, float | None], list[str], float]:
-    from edge.drivers.modbus import ModbusRtuDriver, ModbusTcpDriver, SerialLine
+    from carbonedge.edge.drivers.modbus import ModbusRtuDriver, ModbusTcpDriver, SerialLine
 
     if dev.driver == "modbus-rtu":
         drv: Any = ModbusRtuDriver(dev.id, prof, SerialLine(dev.serial_port, dev.baudrate, dev.parity, dev.stopbits, dev.bytesize,
@@ -210,7 +210,7 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
 
 
 def cmd_plant_init(a: argparse.Namespace) -> int:
-    from edge.config import load_config
+    from carbonedge.edge.config import load_config
 
     cfg = load_config(a.config)
     model, todo = plant_skeleton(cfg, "production_count" if a.production == "count" else "production_mass")
@@ -234,7 +234,7 @@ def config_check(path: str) -> int:
     """Validate a gateway config and every file it refers to; print all problems at once. Exit status 2 if any."""
     import tomllib
 
-    from edge.config import check_files, load_config
+    from carbonedge.edge.config import check_files, load_config
 
     data = tomllib.loads(Path(path).read_text())
     files = check_files(data)

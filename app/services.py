@@ -24,16 +24,10 @@ from pathlib import Path
 import requests
 
 from carbonedge.errors import ServiceError
+from carbonedge.net import free_port  # noqa: F401 - re-exported for the shell and the tests
 
 PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 EXTRA_PACKAGES = {"mosquitto": ["mosquitto-clients"], "influxd": ["influxdb-client"]}
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _find(binary: str) -> str | None:
