@@ -27,19 +27,10 @@ def _iso(ms: int | None) -> str:
     return iso(ms / 1000.0) if ms is not None else "—"
 
 
-def _plant(path: str) -> dict[str, Any]:
-    from carbonedge.errors import ConfigError
+def _plant(path: str) -> Any:
+    from carbonedge.plant import PlantModel
 
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"plant model {path} not found (it is the plant.json written by `carbonedge sim` or `carbonedge generate`)")
-    try:
-        plant = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"plant model {path} is not valid JSON: {exc}") from None
-    if not isinstance(plant, dict) or not isinstance(plant.get("processes"), dict) or not plant["processes"]:
-        raise ConfigError(f"plant model {path} has no 'processes'; see docs/analytics.md for the format")
-    return plant
+    return PlantModel.load(path)
 
 
 def _auth(a: argparse.Namespace) -> tuple[str, str] | None:
@@ -55,7 +46,7 @@ def cmd_analyze_monitor(a: argparse.Namespace) -> int:
     from carbonedge.errors import ConfigError
 
     plant = _plant(a.plant)
-    site = a.site or plant.get("site")
+    site = a.site or plant.site
     if a.once and not a.end:
         raise ConfigError("--once needs --end (the monitor reads up to that time and stops)")
     if not a.once and not a.state:

@@ -36,9 +36,9 @@ from carbonedge.analytics.baseline import Baseline, BaselineError, Fit, fit_base
 from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range, write_lines
 from carbonedge.analytics.interval import aggregate, intervals, period_key, zone
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
 
 PERIODS = ("hour", "day", "month")
-_UNIT_QUANTITY = {"t": "production_mass", "pcs": "production_count", "kWh": "production_capacity"}
 #: Readings this far either side of the period are read so that its first and last hours are whole.
 EDGE_MS = 30 * 60_000
 
@@ -181,14 +181,15 @@ def _productive(running: dict[str, tuple[np.ndarray, np.ndarray]], prod: dict[st
     return out
 
 
-def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end_ms: int, *, baseline_until_ms: int,
+def compute_enpi(reader: InfluxReader, plant: PlantModel | dict[str, Any], start_ms: int, end_ms: int, *, baseline_until_ms: int,
                  tz: str = "UTC", site: str | None = None) -> EnpiResult:
     """Hourly energy, production, SEC and baseline per process over ``[start_ms, end_ms)``.
 
     The baseline is fitted on the hours before ``baseline_until_ms`` (which must be normal
     operation, at least a day of it); hours after it are the reporting period.
     """
-    site = site or plant.get("site")
+    plant = PlantModel.coerce(plant)
+    site = site or plant.site
     if not site:
         raise ConfigError("no site: pass --site or use a plant model with a 'site' entry")
     tzi = zone(tz)
@@ -204,28 +205,27 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
     def fetch(q: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return reader.series_by_tag(f'SELECT "{q}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
 
-    eq = plant.get("energy_quantity", "active_energy_import")
+    eq = plant.energy_quantity
     energy = fetch(eq)
     if not energy:
         raise ConfigError(f"no {eq} readings for site {site!r} between the given times; check --site, --start and --end")
     running = fetch("running")
     prod_cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     res = EnpiResult(site, tz, int(h0), int(h1), int(baseline_until_ms))
-    procs = plant.get("processes", {})
-    for name, spec in procs.items():
-        e = _hourly(energy, list(spec.get("meters", [])), tzi, hours, eq)
+    for name, spec in plant.processes.items():
+        e = _hourly(energy, list(spec.meters), tzi, hours, eq)
         if e is None:
             continue
         prod = run = None
-        if spec.get("counters"):
-            pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
+        if spec.counters:
+            pq = plant.production_quantity_of(name)
             if pq not in prod_cache:
                 prod_cache[pq] = fetch(pq)
-            prod = _hourly(prod_cache[pq], list(spec["counters"]), tzi, hours, pq)
-            run = _productive(running, prod_cache[pq], list(spec["counters"]), hours)
-        res.processes[name] = ProcessEnpi(name, spec.get("area", ""), hours, e, prod, run)
+            prod = _hourly(prod_cache[pq], list(spec.counters), tzi, hours, pq)
+            run = _productive(running, prod_cache[pq], list(spec.counters), hours)
+        res.processes[name] = ProcessEnpi(name, spec.area, hours, e, prod, run)
     # Utilities: the plant's output and how much of the hour any line ran.
-    out_name = plant.get("output_process")
+    out_name = plant.output_process
     lines_running = [p.running for p in res.processes.values() if p.running is not None]
     plant_running = _nanmax_rows(lines_running) if lines_running else None
     plant_output = res.processes[out_name].production if out_name in res.processes else None

@@ -35,6 +35,7 @@ from carbonedge.analytics.influx import InfluxReader, quote_literal, write_lines
 from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor
 from carbonedge import quantities
 from carbonedge.errors import CarbonEdgeError, ConfigError, QueryError
+from carbonedge.plant import PlantModel
 
 log = logging.getLogger("carbonedge.monitor")
 
@@ -213,11 +214,11 @@ class MonitorJob:
     one, every run starts learning afresh.
     """
 
-    def __init__(self, reader: InfluxReader, plant: dict[str, Any], *, site: str | None = None, state_path: Path | None = None,
+    def __init__(self, reader: InfluxReader, plant: PlantModel | dict[str, Any], *, site: str | None = None, state_path: Path | None = None,
                  settings: MonitorSettings | None = None, sinks: Sinks | None = None) -> None:
         self.reader = reader
-        self.plant = plant
-        self.site = site or plant.get("site")
+        self.plant = plant = PlantModel.coerce(plant)
+        self.site = site or plant.site
         if not self.site:
             raise ConfigError("no site: pass --site or use a plant model with a 'site' entry")
         self.state_path = state_path
@@ -234,7 +235,7 @@ class MonitorJob:
         import hashlib
         import json
 
-        return hashlib.sha1(json.dumps(self.plant.get("processes", {}), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha1(json.dumps(self.plant.to_dict()["processes"], sort_keys=True).encode()).hexdigest()[:16]
 
     def _load(self) -> None:
         if self.state_path is None or not self.state_path.exists():

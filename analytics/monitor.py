@@ -46,6 +46,7 @@ import numpy as np
 from carbonedge.analytics.alerts import AlertBook, AlertEvent
 from carbonedge.analytics.baseline import Baseline, BaselineError, fit_baseline
 from carbonedge import energy, quantities
+from carbonedge.plant import PlantModel
 
 #: Counter quantities that carry energy or media (checked for resets, rollovers, stuck).
 ENERGY_Q = "active_energy_import"
@@ -97,9 +98,6 @@ class MonitorSettings:
 # --------------------------------------------------------------------------- plant model
 
 
-_UNIT_QUANTITY = {"t": "production_mass", "pcs": "production_count", "kWh": "production_capacity"}
-
-
 @dataclass
 class _Proc:
     name: str
@@ -111,12 +109,11 @@ class _Proc:
     follows: str | None = None  # "plant" for utilities without their own production counter
 
 
-def _procs(plant: dict[str, Any]) -> dict[str, _Proc]:
+def _procs(plant: PlantModel) -> dict[str, _Proc]:
     out: dict[str, _Proc] = {}
-    for name, spec in plant.get("processes", {}).items():
-        pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
-        flows = [f["device"] if isinstance(f, dict) else str(f) for f in spec.get("flow_meters", [])]
-        p = _Proc(name, spec.get("area", ""), list(spec.get("meters", [])), list(spec.get("counters", [])), pq, flows)
+    for name, spec in plant.processes.items():
+        flows = [f.device for f in spec.flow_meters]
+        p = _Proc(name, spec.area, list(spec.meters), list(spec.counters), plant.production_quantity_of(name), flows)
         if not p.counters:
             p.follows = "plant"  # utilities: the plant's production state (any line producing)
         out[name] = p
@@ -317,9 +314,9 @@ class _ProcState:
 class PlantMonitor:
     """Feed poll cycles in time order; get alert transitions back. See the module docstring."""
 
-    def __init__(self, plant: dict[str, Any], settings: MonitorSettings | None = None, *, site: str | None = None) -> None:
-        self.plant = plant
-        self.site = site or plant.get("site", "site")
+    def __init__(self, plant: PlantModel | dict[str, Any], settings: MonitorSettings | None = None, *, site: str | None = None) -> None:
+        self.plant = plant = PlantModel.coerce(plant)
+        self.site = site or plant.site
         self.s = settings or MonitorSettings()
         self.procs = _procs(plant)
         self.proc_of_device: dict[str, str] = {}
@@ -328,7 +325,7 @@ class PlantMonitor:
                 self.proc_of_device[d] = p.name
         # The weather station, when the plant has one: its outdoor temperature and dew point are the
         # relevant variables of loads that follow the weather (dry rooms, HVAC, cooling towers).
-        w = plant.get("weather") if isinstance(plant.get("weather"), dict) else {}
+        w = plant.weather.model_dump() if plant.weather else {}
         self.weather_device: str | None = str(w["device"]) if w.get("device") else None
         inputs = [(k, str(w[k])) for k in ("temperature", "dew_point") if w.get(k)]
         self.weather_kinds: tuple[str, ...] = tuple(k for k, _ in inputs)
@@ -436,8 +433,9 @@ class PlantMonitor:
     def _outdoors(self, wx: np.ndarray) -> str:
         """`` at 24 °C outdoors, dew point 13 °C``: the conditions a weather-adjusted baseline is for."""
         named = dict(zip(self.weather_qs, wx.tolist(), strict=True))
-        t = named.get(str((self.plant.get("weather") or {}).get("temperature")))
-        dp = named.get(str((self.plant.get("weather") or {}).get("dew_point")))
+        w = self.plant.weather
+        t = named.get(str(w.temperature)) if w else None
+        dp = named.get(str(w.dew_point)) if w else None
         parts = ([f"{t:.0f} °C outdoors"] if t is not None else []) + ([f"dew point {dp:.0f} °C"] if dp is not None else [])
         return " at " + ", ".join(parts) if parts else ""
 

@@ -180,8 +180,9 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 def cmd_analyze_sec(a: argparse.Namespace) -> int:
     from carbonedge.analytics import InfluxReader, energy_intensity
+    from carbonedge.plant import PlantModel
 
-    plant = json.loads(Path(a.plant).read_text())
+    plant = PlantModel.load(a.plant)
     figs = energy_intensity(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, int(parse_time(a.start) * 1000), int(parse_time(a.end) * 1000))
     if a.json:
         print(json.dumps(figs.as_dict(), indent=2))
@@ -260,14 +261,16 @@ def cmd_report(a: argparse.Namespace) -> int:
         data = from_csv_dir(Path(a.csv), start=start, end=end, energy_mode=a.energy or "counter", tz=a.tz, stamps=a.stamps,
                             date_format=a.date_format, decimal=a.decimal, announce=print)
         if a.site:
-            data.plant["site"] = a.site
+            data.plant = data.plant.with_site(a.site)
     else:
         if not a.plant or start is None or end is None:
             raise CarbonEdgeError("a report from InfluxDB needs --plant FILE, --from and --to (or --csv DIR for an offline export)")
-        plant = json.loads(Path(a.plant).read_text())
+        from carbonedge.plant import PlantModel
+
+        plant = PlantModel.load(a.plant)
         if a.site:
-            plant["site"] = a.site
-        print(f"Reading {plant['site']} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
+            plant = plant.with_site(a.site)
+        print(f"Reading {plant.site} from InfluxDB {a.influx_url} ({a.database}) ...", flush=True)
         data = from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=_influx_password(a)), plant, start, end)
     settings = carbon if carbon is not None else default_settings(data.plant)
     if a.grid_factor:
@@ -623,8 +626,8 @@ def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
 
     cf = sub.add_parser("config", help="configuration tools")
     csub = cf.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
-    chk = csub.add_parser("check", help="validate a gateway config file and print every problem")
-    chk.add_argument("file", type=InputFile("toml"), help="gateway TOML file")
+    chk = csub.add_parser("check", help="validate a gateway config file or a plant model and print every problem")
+    chk.add_argument("file", type=InputFile("config"), help="gateway TOML file, or plant model (.json)")
     chk.set_defaults(func=cmd_config_check)
 
     gf = sub.add_parser("grafana", help="Grafana dashboards: export provisioning files, push to Grafana, check queries")

@@ -21,7 +21,7 @@ from carbonedge.argtypes import InputFile, Number, OutputFile, positive
 from carbonedge.errors import CarbonEdgeError, ConfigError
 
 # Production counters and their units, as the analytics read them (plant.json ``production_quantity``).
-_PRODUCTION = {"production_mass": ("t", "kWh/t"), "production_count": ("cells", "kWh/cell")}
+_PRODUCTION = {"production_mass": ("t", "kWh/t"), "production_count": ("pcs", "kWh/cell")}
 
 
 # --------------------------------------------------------------------------- profiles
@@ -166,7 +166,7 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
         if not name:
             unassigned.append(d.id)
             continue
-        p = procs.setdefault(name, {"area": d.tags.get("area", "TODO"), "production_unit": None, "meters": [], "counters": [],
+        p = procs.setdefault(name, {"area": d.tags.get("area", ""), "production_unit": None, "meters": [], "counters": [],
                                     "flow_meters": [], "follows_shifts": False})
         counters = qs & {production}
         flows = sorted(q for q in qs if q.endswith("_volume") or q.endswith("_mass_total"))
@@ -181,8 +181,8 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
             flow_q = next((q for q in sorted(qs) if q.endswith("_flow")), None)
             p["flow_meters"].append({"device": d.id, "medium": medium, "quantity": flows[0], "flow_quantity": flow_q})
     for name, p in procs.items():
-        if p["area"] == "TODO":
-            todo.append(f"processes.{name}.area: no 'area' tag on its devices")
+        if not p["area"]:
+            todo.append(f"processes.{name}.area: no 'area' tag on its devices (meltshop, utilities, cell assembly …)")
         if p["production_unit"] is None:
             todo.append(f"processes.{name}.production_unit: no production counter on this gateway; null is right for a utility "
                         "(compressed air, cooling water), else add the counter and its unit (t, cells)")
@@ -197,12 +197,12 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
         "sec_unit": _PRODUCTION[pq][1],
         "energy_quantity": "active_energy_import",
         "production_quantity": pq,
-        "output_process": "TODO",
+        "output_process": None,
         "processes": procs,
         "calendar": {"shifts": ["24/7"], "utc_offset_h": 0},
-        "tariffs": [],
     }
-    todo.insert(0, "output_process: the process whose production is the plant's product (e.g. the caster, or formation)")
+    todo.insert(0, "output_process: the process whose production is the plant's product (e.g. the caster, or formation); "
+                   "without it there is no plant-level SEC and no product footprint")
     todo.append("calendar: shifts and UTC offset of the plant; follows_shifts per process")
     if weather:
         model["weather"] = weather
@@ -220,10 +220,10 @@ def cmd_plant_init(a: argparse.Namespace) -> int:
     out.write_text(json.dumps(model, indent=2) + "\n")
     n_meters = sum(len(p["meters"]) for p in model["processes"].values())
     print(f"wrote {out}: site {model['site']}, {len(model['processes'])} processes, {n_meters} energy meters")
-    print("complete by hand (the analytics refuse 'TODO' values):")
+    print("complete by hand:")
     for t in todo:
         print(f"  - {t}")
-    print("then check it: carbonedge analyze sec --plant " + str(out) + " --start ... --end ...")
+    print(f"then check it: carbonedge config check {out}")
     return 0
 
 
@@ -231,8 +231,11 @@ def cmd_plant_init(a: argparse.Namespace) -> int:
 
 
 def config_check(path: str) -> int:
-    """Validate a gateway config and every file it refers to; print all problems at once. Exit status 2 if any."""
+    """Validate a gateway config and every file it refers to, or a plant model (.json); print all problems at once. Exit status 2 if any."""
     import tomllib
+
+    if path.endswith(".json"):
+        return plant_check(path)
 
     from carbonedge.edge.config import check_files, load_config
 
@@ -256,6 +259,25 @@ def config_check(path: str) -> int:
         return 2
     assert cfg is not None
     print(f"{path}: OK — gateway {cfg.gateway.site}/{cfg.gateway.id}, {len(cfg.devices)} devices; every referenced file is readable")
+    return 0
+
+
+def plant_check(path: str) -> int:
+    """Validate a plant model with :class:`carbonedge.plant.PlantModel`; every problem on one line as ``file: key: reason``."""
+    from carbonedge.plant import check_file
+
+    model, problems = check_file(path)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    assert model is not None
+    procs = model.processes.values()
+    print(f"{path}: OK — site {model.site}, {len(model.processes)} processes, {sum(len(p.meters) for p in procs)} energy meters, "
+          f"{sum(len(p.counters) for p in procs)} production counters, {sum(len(p.flow_meters) for p in procs)} flow meters")
+    if model.output_process is None:
+        print("  note: no output_process: no plant-level SEC and no product footprint until it is set")
     return 0
 
 
@@ -411,8 +433,8 @@ def add_commands(sub: Any) -> None:
     psub = pl.add_subparsers(dest="plant_cmd", required=True, metavar="ACTION")
     pi = psub.add_parser("init", help="write a plant-model skeleton (plant.json) from a gateway config",
                          description="Group the gateway's devices into processes by their 'process' and 'area' tags, sort them into "
-                         "energy meters, production counters and flow meters by their profiles, and write plant.json with 'TODO' where "
-                         "the engineer must decide (output process, production units, calendar).")
+                         "energy meters, production counters and flow meters by their profiles, and write plant.json; it lists what the "
+                         "engineer must decide (output process, production units, calendar). `carbonedge config check plant.json` checks it.")
     pi.add_argument("--config", type=InputFile("toml"), required=True, help="gateway TOML file")
     pi.add_argument("--out", type=OutputFile(), default="plant.json", help="plant model to write (default: plant.json)")
     pi.add_argument("--production", choices=["mass", "count"], default="mass",

@@ -19,6 +19,7 @@ from typing import Any
 
 from carbonedge.clock import ClockSpec, iso, parse_time
 from carbonedge.errors import CarbonEdgeError
+from carbonedge.plant import PlantModel
 from carbonedge.app.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
@@ -162,7 +163,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         _say("[5/5] Computing energy intensity from InfluxDB ...")
         from carbonedge.analytics import InfluxReader, energy_intensity
 
-        plant_model = json.loads((sim_dir / "plant.json").read_text())
+        plant_model = PlantModel.load(sim_dir / "plant.json")
         figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int((start - lead_s) * 1000), int((end + (tail + 1) * poll_interval_s) * 1000)).as_dict()
         in_db = count_readings(services, site)
         published = int(gstats.get("readings", 0))
@@ -187,7 +188,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         services.stop()
 
 
-def _demo_analytics(services: Services, plant_model: dict[str, Any], start: float, end: float, hours: float,
+def _demo_analytics(services: Services, plant_model: PlantModel, start: float, end: float, hours: float,
                     poll_interval_s: float) -> dict[str, Any]:
     """EnPIs with baselines (first half of the run as the baseline period) and the alert monitor, as the
     plant server's analytics jobs would run them; results go to InfluxDB (``enpi``, ``alerts``) for the
@@ -268,7 +269,7 @@ def _record(out: Path, name: str) -> Path:
     return out / name
 
 
-def _demo_report(services: Services, plant_model: dict[str, Any], start: float, end: float, out: Path) -> None:
+def _demo_report(services: Services, plant_model: PlantModel, start: float, end: float, out: Path) -> None:
     """Carbon and optimisation report of the demo run: report.html, report.json and the regulatory exports in ``out``."""
     from carbonedge.analytics import InfluxReader
     from carbonedge.analytics.carbon import default_settings, from_influx, write_carbon

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
 
 if TYPE_CHECKING:
     import numpy as np
@@ -231,34 +232,34 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path} is not a valid carbon settings file:\n" + "\n".join(lines)) from None
 
 
-def default_settings(plant: dict[str, Any]) -> Settings:
+def default_settings(plant: PlantModel | dict[str, Any]) -> Settings:
     """Documented defaults for a plant kind, used when a site gives no settings file (the report says so).
 
     China grid factors (§4.1 [E3, E4]) because the simulated plants are modelled on Chinese
     sites; a two-band time-of-use tariff typical of Chinese industrial tariffs (prices †).
     """
-    kind = plant.get("plant", "steel")
-    out = plant.get("output_process")
-    offset = float((plant.get("calendar") or {}).get("utc_offset_h", plant.get("utc_offset_h", 0.0)))
+    plant = PlantModel.coerce(plant)
+    kind = plant.plant
+    out = plant.output_process
+    offset = plant.calendar.utc_offset_h
     tariff = Tariff(
         currency="CNY", energy_price=0.55, utc_offset_h=offset,
         bands=[Band(name="peak", hours=[8, 9, 10, 11, 17, 18, 19, 20], price=1.05), Band(name="valley", hours=[0, 1, 2, 3, 4, 5, 6, 23], price=0.30)],
         demand_charge_per_kw_month=38.0,
     )
-    pt = plant.get("tariffs") or {}
-    if pt.get("bands"):
+    pt = plant.tariffs
+    if pt is not None and pt.bands:
         # The plant model carries its own time-of-use tariff (e.g. a simulator scenario): use it.
-        bands = [Band(name=b["name"], windows=list(b.get("windows", [])), hours=list(b.get("hours", [])), price=float(b["price_per_kwh"]))
-                 for b in pt["bands"]]
-        tariff = Tariff(currency=str(pt.get("currency", "EUR")), energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
-                        demand_charge_per_kw_month=float(pt.get("demand_charge_per_kw_month", 0.0)))
+        bands = [Band(name=b.name, windows=list(b.windows), hours=list(b.hours), price=b.price_per_kwh) for b in pt.bands]
+        tariff = Tariff(currency=pt.currency, energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
+                        demand_charge_per_kw_month=pt.demand_charge_per_kw_month)
     if kind == "meter":
         # One meter's CSV without a plant model: energy and carbon only, no product to attribute them to.
         return Settings(tariff=tariff, products=[], defaults_used=True)
     if kind == "battery":
         products = [Product(name="cell model (default)", unit="kWh", output_process=out, materials=[])]
         return Settings(tariff=tariff, products=products, battery=Battery(), defaults_used=True)
-    carbon = Carbon(process_emissions={"eaf": "ipcc2006.process.eaf"} if "eaf" in plant.get("processes", {}) else {})
+    carbon = Carbon(process_emissions={"eaf": "ipcc2006.process.eaf"} if "eaf" in plant.processes else {})
     # Crude steel (the cast output) as semi-finished product, CN 7207 (no default value in the library for it).
     products = [Product(name="crude steel, cast (default grade)", unit="t", output_process=out, cn_code="7207 12 10", materials=[])]
     return Settings(carbon=carbon, tariff=tariff, products=products, defaults_used=True)

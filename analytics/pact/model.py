@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from carbonedge.analytics.pact.schema import PactError, check
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
 
 SPEC_VERSION = "3.0.0"
 EVIDENCE_SCHEMA = "urn:carbonedge:pact-extension:integrity-evidence:1.0.0"
@@ -175,7 +176,7 @@ SECONDARY_DQR = {"technologicalDQR": 3.0, "geographicalDQR": 3.0, "temporalDQR":
 
 
 # ----------------------------------------------------------------------------- the footprint
-def build_footprint(fp: dict[str, Any], *, plant: dict[str, Any], country: str, pact: PactSettings, cov: Coverage,
+def build_footprint(fp: dict[str, Any], *, plant: PlantModel | dict[str, Any], country: str, pact: PactSettings, cov: Coverage,
                     evidence: dict[str, Any] | None = None, pf_id: str | None = None, created: datetime | None = None,
                     preceding: list[str] | None = None, factor_sources: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The PACT v3.0 ProductFootprint of a product footprint ``fp`` (as ``product_footprint`` returns it), schema-checked."""
@@ -189,7 +190,7 @@ def build_footprint(fp: dict[str, Any], *, plant: dict[str, Any], country: str, 
             raise ConfigError(f"product {fp['product']!r} is declared per {pact_unit}: PACT needs its mass per declared unit; "
                               f"give mass_kg_per_unit for it in the PACT settings")
         mass = prod_cfg.mass_kg_per_unit
-    site = str(plant.get("site", "site"))
+    site = PlantModel.coerce(plant).site
     company = pact.company_name or site
     company_ids = pact.company_ids or [stable_urn("company", company)]
     product_ids = prod_cfg.product_ids or [stable_urn("product", company, fp["product"])]

@@ -94,11 +94,11 @@ def _report_json(data: PlantData, settings: Settings, acc: Accounts, fps: list[d
                  twin: TwinResult, paths: list[Path], written: int | None) -> dict[str, Any]:
     a = acc.as_dict()
     tot = a["plant"]
-    out_proc = data.plant.get("output_process")
+    out_proc = data.plant.output_process
     out_prod = acc.processes[out_proc].production.sum() if out_proc in acc.processes else 0.0
     return _clean({
         "schema": "carbonedge/report/1",
-        "site": data.site, "plant": data.plant.get("plant"), "period": {"start": iso(data.start), "end": iso(data.end)},
+        "site": data.site, "plant": data.plant.plant, "period": {"start": iso(data.start), "end": iso(data.end)},
         "generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "data_source": data.source,
         "settings": {"defaults_used": settings.defaults_used, "grid_factor": settings.carbon.grid_factor,
                      "residual_factor": settings.carbon.residual_factor, "currency": settings.tariff.currency},
@@ -109,7 +109,7 @@ def _report_json(data: PlantData, settings: Settings, acc: Accounts, fps: list[d
             "total_location_t": (tot["scope1_kg"] + tot["scope2_location_kg"]) / 1000.0,
             "total_market_t": (tot["scope1_kg"] + tot["scope2_market_kg"]) / 1000.0,
             "energy_kwh": tot["energy_kwh"], "gas_nm3": tot["gas_nm3"],
-            "output": float(out_prod), "output_process": out_proc, "sec_unit": data.plant.get("sec_unit"),
+            "output": float(out_prod), "output_process": out_proc, "sec_unit": data.plant.sec_label,
             "by_process": a["processes"], "plant_check": a["plant_check"], "instruments": a["instruments"], "method": a["method"],
         },
         "products": fps,
@@ -161,7 +161,7 @@ def _html(data: PlantData, settings: Settings, acc: Accounts, fps: list[dict[str
     src_line = f'<p class="src">Sources: {escape(data.source)}; emission factors {escape(libs)}; grid factor {escape(grid.cite())}.</p>'
     parts: list[str] = []
     # --- summary
-    unit = data.plant.get("sec_unit") or ""
+    unit = data.plant.sec_label
     out = em["output"]
     kpis = [
         (f"{_f(em['total_location_t'], 1)} t CO2", "scope 1 + 2 (location-based)"),
@@ -234,7 +234,7 @@ def _html(data: PlantData, settings: Settings, acc: Accounts, fps: list[dict[str
     period = f"{iso(data.start)[:16].replace('T', ' ')} to {iso(data.end)[:16].replace('T', ' ')} UTC"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{title}</title><style>{_CSS}</style></head><body><header><h1>{title}</h1>"
-            f"<p>{escape(str(data.plant.get('plant', '')))} plant · {period} · generated {escape(rep['generated'])} by carbonedge</p></header>"
+            f"<p>{escape(data.plant.plant)} plant · {period} · generated {escape(rep['generated'])} by carbonedge</p></header>"
             f"<main>{''.join(parts)}</main></body></html>")
 
 
@@ -274,10 +274,10 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
     n = (len(acc.edges) - 1) // step * step
     starts = acc.edges[:-1][:n:step]
     energy = {name: p.energy_kwh[:n].reshape(-1, step).sum(axis=1) for name, p in acc.processes.items() if p.energy_kwh.sum() > 0}
-    out_proc = data.plant.get("output_process")
+    out_proc = data.plant.output_process
     output = acc.processes[out_proc].production[:n].reshape(-1, step).sum(axis=1) if out_proc in acc.processes else None
     label = "day" if step == 24 else "hour"
-    svgs = [("Energy and SEC", plots.energy_sec(starts, energy, output, data.plant.get("sec_unit") or "", label,
+    svgs = [("Energy and SEC", plots.energy_sec(starts, energy, output, data.plant.sec_label, label,
                                                 edges=acc.edges[:n + 1:step]))]
     local = acc.edges[:-1] + settings.tariff.utc_offset_h * 3600.0
     hours = ((local // 3600) % 24).astype(int)

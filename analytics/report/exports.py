@@ -80,7 +80,7 @@ def regulatory_documents(data: PlantData, acc: Accounts, fps: list[dict[str, Any
     out_dir.mkdir(parents=True, exist_ok=True)
     docs: dict[str, Any] = {"refused": []}
     paths: list[Path] = []
-    kind = data.plant.get("plant", "steel")
+    kind = data.plant.plant
 
     def attempt(name: str, fn: Callable[[], list[Path]]) -> None:
         try:

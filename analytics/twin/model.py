@@ -118,10 +118,10 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
         ds = data.devices.get(dev)
         if ds is not None and ds.has("active_energy_import"):
             e += bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
-    spec = data.plant["processes"][process]
-    has_prod = bool(spec.get("production_unit")) and bool(data.counter_devices(process))
+    spec = data.plant.processes[process]
+    has_prod = bool(spec.production_unit) and bool(data.counter_devices(process))
     prod = np.zeros_like(e)
-    act_src = process if has_prod else (activity_from or data.plant.get("output_process"))
+    act_src = process if has_prod else (activity_from or data.plant.output_process)
     active_h = np.diff(edges) / 3600.0
     if has_prod:
         q = data.production_quantity(process)
@@ -130,7 +130,7 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
             if ds is not None and ds.has(q):
                 prod += bin_counter(ds.t, ds.values[q], edges, q)
         prod = _spread_batches(data, process, edges, prod, e)
-    if act_src and act_src in data.plant["processes"]:
+    if act_src and act_src in data.plant.processes:
         active_h = _active_hours(data, act_src, edges)
     idle_h = np.diff(edges) / 3600.0 - active_h
     return Observations(process, edges, e, active_h, np.clip(idle_h, 0, None), prod, has_prod)
