@@ -176,3 +176,14 @@ def test_analytics_commands_refuse_a_bad_plant_file_in_one_line(tmp_path: Path, 
 def test_write_schema_command(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "carbonedge.plant"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and json.loads(r.stdout) == plant_mod.json_schema()
+
+
+def test_a_plant_models_media_factors_reach_the_conversion() -> None:
+    from carbonedge.analytics.media import factors
+
+    m = PlantModel.from_dict({**_steel(), "media": {"gas_volume": {"kwh_per_unit": 9.77, "source": "supplier certificate 2026-02"},
+                                                    "water_volume": {"kwh_per_unit": None, "source": "not an energy carrier"}}})
+    f = factors(m.media)
+    assert f["gas_volume"].to_kwh(100) == pytest.approx(977) and f["gas_volume"].source == "supplier certificate 2026-02"
+    assert f["gas_volume"].basis == factors()["gas_volume"].basis  # not given: the default's
+    assert f["water_volume"].kwh_per_unit is None
