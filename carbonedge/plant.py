@@ -328,6 +328,11 @@ def _problems(exc: ValidationError) -> list[str]:
             msg = "unknown key (a typo? the plant model's keys are in docs/plant-model.md)"
         elif e["type"] == "missing":
             msg = "missing"
+        elif e["type"] == "string_pattern_mismatch":
+            msg = (f"{e['input']!r} is not a valid name: letters, digits, '_', '.' and '-', up to 64 characters, "
+                   "beginning with a letter or digit (it travels as an InfluxDB tag)")
+        elif e["type"] == "literal_error":
+            msg = f"{e['input']!r}: {msg[0].lower()}{msg[1:]}"
         out.append(f"{loc}: {msg}")
     return out
 
