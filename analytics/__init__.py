@@ -3,6 +3,8 @@
 Public API::
 
     from carbonedge.analytics import InfluxReader, energy_intensity
+    from carbonedge.plant import PlantModel
+    plant_model = PlantModel.load("plant.json")   # a parsed plant.json dict is validated the same way
     figs = energy_intensity(InfluxReader(url, "carbonedge"), plant_model, start_ms, end_ms)
     figs.plant_sec, figs.processes["eaf"].sec
 """
