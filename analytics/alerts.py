@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from carbonedge.influx import lp_string, lp_tag
+
 SEVERITIES = ("info", "minor", "major", "critical")
 UPDATE_EVERY_MS = 15 * 60_000
 
@@ -136,14 +138,6 @@ class AlertBook:
 # --------------------------------------------------------------------------- sinks
 
 
-def _tag(v: str) -> str:
-    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _field_str(v: str) -> str:
-    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def alerts_line_protocol(events: Iterable[AlertEvent]) -> str:
     """InfluxDB line protocol for the ``alerts`` measurement, one point per transition (ms precision).
 
@@ -153,8 +147,8 @@ def alerts_line_protocol(events: Iterable[AlertEvent]) -> str:
     lines = []
     for e in events:
         a = e.alert
-        tags = f"site={_tag(a.site)},process={_tag(a.process)},device={_tag(a.device or 'none')},kind={_tag(a.kind)},severity={_tag(a.severity)},state={_tag(a.state)}"
-        fields = [f"alert_id={_field_str(a.alert_id)}", f"score={float(a.score)}", f"message={_field_str(a.message)}"]
+        tags = f"site={lp_tag(a.site)},process={lp_tag(a.process)},device={lp_tag(a.device or 'none')},kind={lp_tag(a.kind)},severity={lp_tag(a.severity)},state={lp_tag(a.state)}"
+        fields = [f"alert_id={lp_string(a.alert_id)}", f"score={float(a.score)}", f"message={lp_string(a.message)}"]
         if a.wasted_kwh is not None:
             fields.append(f"wasted_kwh={float(a.wasted_kwh)}")
         lines.append(f"alerts,{tags} {','.join(fields)} {e.ts_ms}")

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range
+from carbonedge.analytics.influx import InfluxReader
+from carbonedge.influx import quote_ident, quote_literal, time_range
 from carbonedge import energy as counters
 
 
@@ -99,8 +100,8 @@ def energy_intensity(reader: InfluxReader, plant: dict[str, Any], start_ms: int,
     site = plant["site"]
     eq, pq = plant.get("energy_quantity", "active_energy_import"), plant.get("production_quantity", "production_mass")
     where = f"site = {quote_literal(site)} AND {time_range(start_ms, end_ms)}"
-    energy = reader.series_by_tag(f'SELECT "{eq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
-    prod = reader.series_by_tag(f'SELECT "{pq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+    energy = reader.series_by_tag(f'SELECT {quote_ident(eq)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
+    prod = reader.series_by_tag(f'SELECT {quote_ident(pq)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
     figs = PlantFigures(site=site, start_ms=start_ms, end_ms=end_ms, sec_unit=plant["sec_unit"], output_process=plant.get("output_process"))
     for name, spec in plant["processes"].items():
         e_total, resets, n = 0.0, 0, 0

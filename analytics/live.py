@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from carbonedge.analytics.alerts import AlertEvent, alerts_line_protocol, publish_mqtt, push_grafana
-from carbonedge.analytics.influx import InfluxReader, quote_literal, write_lines
+from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor
 from carbonedge import quantities
 from carbonedge.errors import CarbonEdgeError, ConfigError, QueryError
+from carbonedge.influx import InfluxClient, quote_literal
 
 log = logging.getLogger("carbonedge.monitor")
 
@@ -137,7 +138,9 @@ class Sinks:
             return
         if self.influx_url:
             lp = alerts_line_protocol(events)
-            self.counts["influx"] += write_lines(self.influx_url, self.database, lp.split("\n"), what="alerts", auth=self.influx_auth)
+            auth = self.influx_auth
+            with InfluxClient(self.influx_url, self.database, username=auth[0] if auth else None, password=auth[1] if auth else None) as db:
+                self.counts["influx"] += db.write_lines(lp.split("\n"), what="alerts")
         if self.mqtt is not None:
             n = publish_mqtt(self.mqtt, events)
             if n != len(events):

@@ -310,21 +310,6 @@ def _retained(host: str, port: int, wait_s: float, username: str | None, tls_ca:
     return out
 
 
-def _influx(url: str, database: str, q: str, auth: tuple[str, str] | None) -> list[dict[str, Any]]:
-    import requests
-
-    try:
-        r = requests.get(f"{url.rstrip('/')}/query", params={"db": database, "q": q, "epoch": "ms"}, timeout=10, auth=auth)
-    except requests.RequestException as exc:
-        raise CarbonEdgeError(f"InfluxDB at {url} unreachable: {type(exc).__name__}", code="influx.unreachable") from None
-    if r.status_code != 200:
-        raise CarbonEdgeError(f"InfluxDB at {url} answered HTTP {r.status_code}: {r.text[:160]}", code="influx.query_failed")
-    res = r.json().get("results", [{}])[0]
-    if "error" in res:
-        raise CarbonEdgeError(f"InfluxDB at {url}: {res['error'][:160]}", code="influx.query_failed")
-    return list(res.get("series", []))
-
-
 def _ago(ms: float | None, now: float) -> str:
     if ms is None:
         return "never"
@@ -336,14 +321,17 @@ def cmd_status(a: argparse.Namespace) -> int:
     import os
 
     now = time.time()
-    auth = (a.influx_user, os.environ.get("CARBONEDGE_INFLUX_PASSWORD", "")) if a.influx_user else None
+    from carbonedge.influx import InfluxClient
+
+    db = InfluxClient(a.influx_url, a.database, username=a.influx_user or None,
+                      password=os.environ.get("CARBONEDGE_INFLUX_PASSWORD", "") if a.influx_user else None, timeout_s=10.0, attempts=2)
     broker = _retained(a.mqtt_host, a.mqtt_port, a.wait, a.mqtt_username, a.mqtt_tls_ca)
     last_reading = {f"{s['tags']['site']}/{s['tags']['gateway']}": s["values"][0][0]
-                    for s in _influx(a.influx_url, a.database, 'SELECT last("seq") FROM "readings" GROUP BY "site", "gateway"', auth)}
+                    for s in db.query('SELECT last("seq") FROM "readings" GROUP BY "site", "gateway"')}
     health: dict[str, dict[str, Any]] = {}
-    for s in _influx(a.influx_url, a.database, 'SELECT last(*) FROM "gateway_health" GROUP BY "site", "gateway"', auth):
+    for s in db.query('SELECT last(*) FROM "gateway_health" GROUP BY "site", "gateway"'):
         health[f"{s['tags']['site']}/{s['tags']['gateway']}"] = {c.removeprefix("last_"): v for c, v in zip(s["columns"], s["values"][0])}
-    pipeline = _influx(a.influx_url, a.database, 'SELECT last(*) FROM "pipeline" GROUP BY "collector"', auth)
+    pipeline = db.query('SELECT last(*) FROM "pipeline" GROUP BY "collector"')
     gateways = sorted(set(broker) | set(last_reading) | set(health))
     if a.site:
         gateways = [g for g in gateways if g.split("/")[0] == a.site]

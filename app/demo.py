@@ -19,6 +19,7 @@ from typing import Any
 
 from carbonedge.clock import ClockSpec, iso, parse_time
 from carbonedge.errors import CarbonEdgeError
+from carbonedge.influx import quote_literal
 from carbonedge.app.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
@@ -72,7 +73,7 @@ class _Proc:
 
 def count_readings(services: Services, site: str) -> int:
     """Readings (field values other than bookkeeping) stored for ``site``."""
-    res = services.influx.query(f"SELECT count(*) FROM readings WHERE site = '{site}'", db=DATABASE)
+    res = services.influx.query(f'SELECT count(*) FROM "readings" WHERE "site" = {quote_literal(site)}', db=DATABASE)
     total = 0
     for s in res["results"][0].get("series", []):
         for col, v in zip(s["columns"], s["values"][0]):

@@ -351,7 +351,7 @@ class Collector:
         if unknown:
             self.metrics.inc("replay_checks")
             try:
-                conflicts += find_conflicts_in_db(self.writer.session, self.writer.url, self.writer.database, unknown, self.s.write_timeout_s)
+                conflicts += find_conflicts_in_db(self.writer, unknown)
             except QueryError as exc:
                 self.metrics.inc("replays_unverified")
                 log.warning("%s/%s seq %d: %s; writing it unverified", b.site, b.gateway, b.seq, exc)
