@@ -20,6 +20,7 @@ from typing import Any
 from carbonedge.clock import ClockSpec, iso, parse_time
 from carbonedge.errors import CarbonEdgeError
 from carbonedge.influx import quote_literal
+from carbonedge.mqtt import BrokerSettings
 from carbonedge.app.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
@@ -207,7 +208,7 @@ def _demo_analytics(services: Services, plant_model: dict[str, Any], start: floa
     n_enpi = write_enpi(res, services.influx.url, DATABASE)
     learn_h = min(24.0, hours / 2)
     sinks = Sinks(influx_url=services.influx.url, database=DATABASE)
-    sinks.mqtt = mqtt_client("127.0.0.1", services.mqtt.port, client_id="carbonedge-demo-monitor")
+    sinks.mqtt = mqtt_client(BrokerSettings(port=services.mqtt.port, client_id="carbonedge-demo-monitor"))
     try:
         # At 1440x the simulator can fall a poll or two of plant time behind its clock under load, which
         # looks like the gateway clock jumping forward: only jumps of more than five polls are reported.

@@ -29,6 +29,7 @@ import requests
 from carbonedge.analytics.enpi import compute_enpi, write_enpi
 from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.live import MonitorJob, MonitorStateError, Sinks, mqtt_client
+from carbonedge.mqtt import BrokerSettings
 from carbonedge.analytics.monitor import read_device_csvs
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
@@ -131,7 +132,7 @@ def steel_run(services: Any, steel: dict[str, Any], tmp_path_factory: pytest.Tem
     sub.subscribe(f"carbonedge/v1/{site}/analytics/alerts/#", qos=1)
     sub.loop_start()
     assert subscribed.wait(10)
-    pub = mqtt_client("127.0.0.1", services.mqtt.port, client_id=f"test-mon-{uuid.uuid4().hex[:6]}")
+    pub = mqtt_client(BrokerSettings(port=services.mqtt.port, client_id=f"test-mon-{uuid.uuid4().hex[:6]}"))
     sinks = Sinks(influx_url=services.influx.url, database=steel["db"], mqtt=pub)
     state = tmp_path_factory.mktemp("state") / "monitor.state"
     job = MonitorJob(InfluxReader(services.influx.url, steel["db"]), steel["plant"], state_path=state, sinks=sinks)
