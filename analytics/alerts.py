@@ -161,18 +161,23 @@ def alert_topic(site: str) -> str:
 
 
 def publish_mqtt(client: Any, events: Iterable[AlertEvent], *, timeout_s: float = 10.0) -> int:
-    """Publish transitions with a connected paho-mqtt 2.x client (QoS 1); returns how many were confirmed."""
+    """Publish transitions (QoS 1) with a client from :func:`carbonedge.mqtt.make_client`; returns how many the
+    broker accepted (a PUBACK reason code below 0x80 for both the event and the retained "open now" message).
+
+    A refusal (0x87: the identity's ACL does not allow the alert topics) is not counted: the caller then
+    keeps its state and tries again, instead of taking the alert as delivered.
+    """
+    from carbonedge.mqtt import publish_confirmed
+
     n = 0
     for e in events:
         a = e.alert
         payload = json.dumps(e.as_dict(), separators=(",", ":"))
-        infos = [client.publish(alert_topic(a.site), payload, qos=1)]
         retained = f"{alert_topic(a.site)}/{a.alert_id}"
         # Retained "what is open now": replaced on update, cleared (empty payload) on resolve.
-        infos.append(client.publish(retained, b"" if a.state == "resolved" else payload, qos=1, retain=True))
-        for info in infos:
-            info.wait_for_publish(timeout=timeout_s)
-        n += int(all(i.is_published() for i in infos))
+        codes = publish_confirmed(client, [(alert_topic(a.site), payload, False),
+                                           (retained, b"" if a.state == "resolved" else payload, True)], timeout_s=timeout_s)
+        n += int(all(c is not None and c < 0x80 for c in codes))
     return n
 
 

@@ -173,6 +173,13 @@ class MqttLink:
     #: Set before a deliberate disconnect, so that closing is not taken for a refusal.
     stopping: bool = False
     _accepted: threading.Event = field(default_factory=threading.Event)
+    _pubacks: dict[int, int] = field(default_factory=dict)
+    _acked: threading.Condition = field(default_factory=threading.Condition)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: Any, props: Any) -> None:
+        with self._acked:
+            self._pubacks[mid] = int(getattr(rc, "value", rc))
+            self._acked.notify_all()
 
     def start(self, *, clean_start: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties: Any = None) -> None:
         """Connect in the background and keep reconnecting (paho's network thread)."""
@@ -197,6 +204,27 @@ class MqttLink:
         self.stopping = True
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def publish_confirmed(client: mqtt.Client, messages: list[tuple[str, bytes | str, bool]], *, qos: int = 1,
+                      timeout_s: float = 10.0) -> list[int | None]:
+    """Publish ``(topic, payload, retain)`` messages and wait for the broker's verdict on each.
+
+    Returns each message's PUBACK reason code (``< 0x80`` accepted; 0x87 not authorised by the ACL,
+    0x97 quota exceeded, …) or ``None`` when none came within ``timeout_s``. paho marks a message
+    "published" whatever the reason code, so a refusal is only visible here. Needs a client made by
+    :func:`make_client` that keeps its default ``on_publish``.
+    """
+    link = client.user_data_get()
+    if not isinstance(link, MqttLink):
+        raise TypeError("publish_confirmed needs a client made by carbonedge.mqtt.make_client")
+    infos = [client.publish(topic, payload, qos=qos, retain=retain) for topic, payload, retain in messages]
+    codes: list[int | None] = []
+    with link._acked:
+        link._acked.wait_for(lambda: all(i.mid in link._pubacks or i.rc != mqtt.MQTT_ERR_SUCCESS for i in infos), timeout_s)
+        for i in infos:
+            codes.append(link._pubacks.pop(i.mid, None))
+    return codes
 
 
 def make_client(settings: BrokerSettings, *, who: str, log: logging.Logger, auth_hint: str = "",
@@ -227,6 +255,8 @@ def make_client(settings: BrokerSettings, *, who: str, log: logging.Logger, auth
     watch = ConnectionWatch(who, settings.host, settings.port, log, auth_hint=auth_hint, count=count,
                             reconnect_max_s=settings.reconnect_max_s)
     link = MqttLink(c, watch, settings)
+    c.user_data_set(link)
+    c.on_publish = link._on_publish
     seen_connack = {"ok": False}
 
     def _on_connect(client: mqtt.Client, userdata: object, flags: Any, rc: Any, props: Any) -> None:

@@ -228,10 +228,14 @@ def test_without_a_client_certificate_the_monitor_is_refused_in_one_line(pki: Pa
     assert f"analytics cannot connect to MQTT broker 127.0.0.1:{broker}" in err, err
 
 
-def test_a_collector_certificate_may_not_publish_alerts(pki: Path, broker: int) -> None:
-    coll = Recorder(_identity(pki, "collector-plant-server-1", broker), [])
-    try:
-        assert coll.publish(f"carbonedge/v1/{SITE}/analytics/alerts", b"{}") == NOT_AUTHORIZED
-    finally:
-        coll.close()
+def test_alerts_the_broker_refuses_are_not_counted_as_delivered(pki: Path, broker: int, services: Any, fault_data: dict[str, Any],
+                                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A collector certificate may not publish alerts: PUBACK 0x87, and the monitor stops without advancing."""
+    issued = pki / "issued"
+    state = tmp_path / "monitor.state"
+    argv = _monitor(services, fault_data, broker, ["--mqtt-tls-ca", str(pki / "ca.crt"), "--mqtt-tls-cert", str(issued / "collector-plant-server-1.crt"),
+                                                    "--mqtt-tls-key", str(issued / "collector-plant-server-1.key"), "--state", str(state)], tmp_path)
+    code = cli.main(argv)
+    out = capsys.readouterr()
+    assert code == 2 and "confirmed only 0 of" in out.err and "alerts delivered" not in out.out, (out.out, out.err)
 
