@@ -2,10 +2,10 @@
 
 The collector writes 5,000-point bodies with :meth:`carbonedge.influx.InfluxClient.write_once` (through
 ``collector.influx.InfluxWriter``). This posts the same pre-built bodies to a real InfluxDB both ways,
-interleaved (bare, shared, bare, shared, …) so that load on a shared machine hits both alike, and
+interleaved (bare, shared, shared, bare, …, each into a fresh database) so that load on a shared machine hits both alike, and
 reports points per second for each and the shared client's overhead.
 
-Usage: ``.venv/bin/python bench/influx_client.py [--bodies 60] [--points 5000] [--rounds 3]``. Last line::
+Usage: ``.venv/bin/python bench/influx_client.py [--bodies 60] [--points 5000] [--rounds 4]``. Last line::
 
     bare_points_per_s=… shared_points_per_s=… overhead_pct=…
 
@@ -47,19 +47,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bodies", type=int, default=60, help="bodies per run (default: 60)")
     ap.add_argument("--points", type=int, default=5000, help="points per body (default: 5000)")
-    ap.add_argument("--rounds", type=int, default=3, help="bare/shared pairs (default: 3); the median is reported")
+    ap.add_argument("--rounds", type=int, default=4, help="bare/shared pairs (default: 4); the median is reported")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = InfluxDB("influxd", free_port(), Path(tmp)).start()
         try:
-            db.create_database("bench")
             bare_rates, shared_rates = [], []
+            data = bodies(a.bodies, a.points, 0)
             for r in range(a.rounds):
-                for kind in ("bare", "shared"):
-                    data = bodies(a.bodies, a.points, (2 * r + (kind == "shared")) * a.bodies * a.points)
+                # ABBA order, a fresh database per run: neither side always runs second or on a bigger database.
+                for kind in (("bare", "shared") if r % 2 == 0 else ("shared", "bare")):
+                    name = f"bench_{r}_{kind}"
+                    db.create_database(name)
                     if kind == "bare":
                         s = requests.Session()
-                        url, params = f"{db.url}/write", {"db": "bench", "precision": "ms"}
+                        url, params = f"{db.url}/write", {"db": name, "precision": "ms"}
                         t0 = time.perf_counter()
                         for body in data:
                             resp = s.post(url, params=params, data=body, timeout=60)
@@ -67,7 +69,7 @@ def main() -> int:
                         bare_rates.append(a.bodies * a.points / (time.perf_counter() - t0))
                         s.close()
                     else:
-                        c = InfluxClient(db.url, "bench", timeout_s=60, attempts=1)
+                        c = InfluxClient(db.url, name, timeout_s=60, attempts=1)
                         t0 = time.perf_counter()
                         for body in data:
                             c.write_once(body)
