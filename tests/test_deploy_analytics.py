@@ -114,7 +114,7 @@ class Recorder:
 
 
 def test_the_analytics_identity_reads_live_telemetry_and_cannot_write_it(pki: Path, broker: int, services: Any, database: str,
-                                                                          tmp_path: Path) -> None:
+                                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reader = Recorder(_identity(pki, "analytics-plant-server-1", broker),
                       ["carbonedge/v1/+/+/telemetry", "carbonedge/v1/+/+/status", "carbonedge/v1/+/+/ack"])
     coll = Collector(CollectorSettings(
@@ -158,6 +158,15 @@ def test_the_analytics_identity_reads_live_telemetry_and_cannot_write_it(pki: Pa
         with InfluxClient(services.influx.url, database) as db:
             stored = list(rows(db.query(f'SELECT count("seq") FROM "readings" WHERE "site" = {quote_literal(SITE)}')))
         assert stored and stored[0]["count"] >= 3
+        # `carbonedge status` with the analytics certificate reads the retained status and acknowledgement.
+        issued = pki / "issued"
+        code = cli.main(["status", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker), "--mqtt-tls-ca", str(pki / "ca.crt"),
+                         "--mqtt-tls-cert", str(issued / "analytics-plant-server-1.crt"), "--mqtt-tls-key", str(issued / "analytics-plant-server-1.key"),
+                         "--influx-url", services.influx.url, "--database", database, "--wait", "1", "--json"])
+        out = capsys.readouterr().out
+        assert code == 0
+        gw = {g["gateway"]: g for g in json.loads(out)["gateways"]}[f"{SITE}/gw1"]
+        assert gw["state"] == "offline" and gw["watermark"] >= 3
     finally:
         coll.stop()
         ct.join(30)
