@@ -19,6 +19,7 @@ escaped: such values are refused with ``ValueError`` instead of being stored as 
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -92,7 +93,8 @@ def lp_string(value: str) -> str:
 
 
 def lp_line(measurement: str, tags: dict[str, str], fields: dict[str, float | int | str | bool], ts: int) -> str:
-    """One point, tags sorted (as InfluxDB stores them). Floats are written to round-trip exactly."""
+    """One point, tags sorted (as InfluxDB stores them). Floats are written to round-trip exactly; NaN and
+    infinities are refused (``ValueError``), as InfluxDB would refuse the whole body."""
     key = lp_measurement(measurement) + "".join(f",{lp_tag(k)}={lp_tag(v)}" for k, v in sorted(tags.items()))
     parts = []
     for k, v in fields.items():
@@ -101,6 +103,8 @@ def lp_line(measurement: str, tags: dict[str, str], fields: dict[str, float | in
         elif isinstance(v, int):
             text = f"{v}i"
         elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"field {k} of {measurement} is {v}: InfluxDB stores only finite numbers")
             text = repr(v)
         else:
             text = lp_string(str(v))

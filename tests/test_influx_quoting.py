@@ -89,6 +89,8 @@ def test_escaper_output_is_what_influxdb_expects() -> None:
     assert lp_tag("a b,c=d\\e") == "a\\ b\\,c\\=d\\e"
     assert lp_string('x"y\\z') == '"x\\"y\\\\z"'
     assert lp_line("m", {"b": "2", "a": "1"}, {"f": 1.0, "n": 3, "ok": True, "s": "t"}, 5) == 'm,a=1,b=2 f=1.0,n=3i,ok=true,s="t" 5'
+    with pytest.raises(ValueError, match="finite"):
+        lp_line("m", {}, {"f": float("nan")}, 1)
     assert quote_ident('we"ird\\') == '"we\\"ird\\\\"'
     assert quote_literal("it's\\") == "'it\\'s\\\\'"
 
