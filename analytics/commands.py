@@ -39,6 +39,17 @@ def _auth(a: argparse.Namespace) -> tuple[str, str] | None:
     return a.influx_user, os.environ.get("CARBONEDGE_INFLUX_PASSWORD", "")
 
 
+def _broker(a: argparse.Namespace, *, client_id: str) -> Any:
+    """The MQTT connection settings of ``--mqtt-*`` (password from --mqtt-password-file or $CARBONEDGE_MQTT_PASSWORD)."""
+    from carbonedge.mqtt import BrokerSettings
+
+    pw_file = Path(a.mqtt_password_file) if a.mqtt_password_file else None
+    return BrokerSettings(host=a.mqtt_host, port=a.mqtt_port, client_id=client_id, username=a.mqtt_username or None,
+                          password=None if pw_file else os.environ.get("CARBONEDGE_MQTT_PASSWORD"), password_file=pw_file,
+                          ca_file=Path(a.mqtt_tls_ca) if a.mqtt_tls_ca else None, cert_file=Path(a.mqtt_tls_cert) if a.mqtt_tls_cert else None,
+                          key_file=Path(a.mqtt_tls_key) if a.mqtt_tls_key else None)
+
+
 def cmd_analyze_monitor(a: argparse.Namespace) -> int:
     from carbonedge.analytics.influx import InfluxReader
     from carbonedge.analytics.live import MonitorJob, Sinks, mqtt_client
@@ -55,8 +66,7 @@ def cmd_analyze_monitor(a: argparse.Namespace) -> int:
     reader = InfluxReader(a.influx_url, a.database, username=auth[0] if auth else None, password=auth[1] if auth else None)
     sinks = Sinks(influx_url=None if a.no_influx_alerts else a.influx_url, database=a.database, influx_auth=auth)
     if a.mqtt_host:
-        sinks.mqtt = mqtt_client(a.mqtt_host, a.mqtt_port, client_id=f"carbonedge-monitor-{site}", username=a.mqtt_username,
-                                 password=os.environ.get("CARBONEDGE_MQTT_PASSWORD"), tls_ca=a.mqtt_tls_ca)
+        sinks.mqtt = mqtt_client(_broker(a, client_id=f"carbonedge-monitor-{site}"))
     if a.grafana_url:
         from carbonedge.analytics.grafana import GrafanaClient
 
@@ -165,8 +175,12 @@ def add_analyze_commands(asub: Any) -> None:
     m.add_argument("--no-influx-alerts", action="store_true", help="do not write alerts to InfluxDB")
     m.add_argument("--mqtt-host", help="publish alerts to this MQTT broker (topic carbonedge/v1/<site>/analytics/alerts)")
     m.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), default=1883, help="MQTT port (default: 1883)")
-    m.add_argument("--mqtt-username", help="MQTT user (password from $CARBONEDGE_MQTT_PASSWORD)")
-    m.add_argument("--mqtt-tls-ca", type=InputFile(), help="CA certificate for MQTT over TLS")
+    m.add_argument("--mqtt-username", help="MQTT user for a broker with passwords (password from --mqtt-password-file or "
+                   "$CARBONEDGE_MQTT_PASSWORD); not needed with a client certificate")
+    m.add_argument("--mqtt-password-file", type=InputFile(), help="file holding the MQTT password (first line; keep it mode 0600)")
+    m.add_argument("--mqtt-tls-ca", type=InputFile(), help="plant CA certificate: connect to the broker over TLS")
+    m.add_argument("--mqtt-tls-cert", type=InputFile(), help="this monitor's client certificate (deploy/pki/carbonedge-pki.sh analytics NAME)")
+    m.add_argument("--mqtt-tls-key", type=InputFile(), help="the client certificate's private key")
     m.add_argument("--grafana-url", help="mirror alerts as Grafana annotations (token from $CARBONEDGE_GRAFANA_TOKEN)")
     m.set_defaults(func=cmd_analyze_monitor)
 

@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.alerts import _tag
 from carbonedge.analytics.baseline import Baseline, BaselineError, Fit, fit_baseline, goodness_of_fit
-from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range, write_lines
+from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.interval import aggregate, intervals, period_key, zone
 from carbonedge.errors import ConfigError
 from carbonedge.plant import PlantModel
+from carbonedge.influx import InfluxClient, lp_tag, quote_ident, quote_literal, time_range
 
 PERIODS = ("hour", "day", "month")
 #: Readings this far either side of the period are read so that its first and last hours are whole.
@@ -79,7 +79,7 @@ class EnpiResult:
         out: list[str] = []
         tzi = zone(self.tz)
         for name, p in self.processes.items():
-            base = f"enpi,site={_tag(self.site)},area={_tag(p.area or 'plant')},process={_tag(name)}"
+            base = f"enpi,site={lp_tag(self.site)},area={lp_tag(p.area or 'plant')},process={lp_tag(name)}"
             for period in periods:
                 if period not in PERIODS:
                     raise ConfigError(f"unknown EnPI period {period!r}; use {', '.join(PERIODS)}")
@@ -203,7 +203,7 @@ def compute_enpi(reader: InfluxReader, plant: PlantModel | dict[str, Any], start
     where = f'"site" = {quote_literal(site)} AND {time_range(h0 - EDGE_MS, h1 + EDGE_MS)}'
 
     def fetch(q: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return reader.series_by_tag(f'SELECT "{q}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+        return reader.series_by_tag(f'SELECT {quote_ident(q)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
 
     eq = plant.energy_quantity
     energy = fetch(eq)
@@ -280,4 +280,5 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
 def write_enpi(res: EnpiResult, url: str, database: str, *, periods: tuple[str, ...] = ("hour", "day"),
                auth: tuple[str, str] | None = None) -> int:
     """Write the EnPI points; returns how many."""
-    return write_lines(url, database, res.lines(periods), what="EnPI figures", auth=auth)
+    with InfluxClient(url, database, username=auth[0] if auth else None, password=auth[1] if auth else None, timeout_s=60.0) as db:
+        return db.write_lines(res.lines(periods), what="EnPI figures")

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range
+from carbonedge.analytics.influx import InfluxReader
+from carbonedge.influx import quote_ident, quote_literal, time_range
 from carbonedge import energy as counters
 from carbonedge.plant import PlantModel
 
@@ -100,7 +101,7 @@ def energy_intensity(reader: InfluxReader, plant: PlantModel | dict[str, Any], s
     site = plant.site
     eq = plant.energy_quantity
     where = f"site = {quote_literal(site)} AND {time_range(start_ms, end_ms)}"
-    energy = reader.series_by_tag(f'SELECT "{eq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+    energy = reader.series_by_tag(f'SELECT {quote_ident(eq)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
     prod_cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     figs = PlantFigures(site=site, start_ms=start_ms, end_ms=end_ms, sec_unit=plant.sec_label, output_process=plant.output_process)
     for name, spec in plant.processes.items():
@@ -115,7 +116,7 @@ def energy_intensity(reader: InfluxReader, plant: PlantModel | dict[str, Any], s
         if spec.counters:
             pq = plant.production_quantity_of(name)
             if pq not in prod_cache:
-                prod_cache[pq] = reader.series_by_tag(f'SELECT "{pq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+                prod_cache[pq] = reader.series_by_tag(f'SELECT {quote_ident(pq)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
             prod = prod_cache[pq]
             production = 0.0
             for dev in spec.counters:

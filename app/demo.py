@@ -20,6 +20,8 @@ from typing import Any
 from carbonedge.clock import ClockSpec, iso, parse_time
 from carbonedge.errors import CarbonEdgeError
 from carbonedge.plant import PlantModel
+from carbonedge.influx import quote_literal
+from carbonedge.mqtt import BrokerSettings
 from carbonedge.app.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
@@ -73,7 +75,7 @@ class _Proc:
 
 def count_readings(services: Services, site: str) -> int:
     """Readings (field values other than bookkeeping) stored for ``site``."""
-    res = services.influx.query(f"SELECT count(*) FROM readings WHERE site = '{site}'", db=DATABASE)
+    res = services.influx.query(f'SELECT count(*) FROM "readings" WHERE "site" = {quote_literal(site)}', db=DATABASE)
     total = 0
     for s in res["results"][0].get("series", []):
         for col, v in zip(s["columns"], s["values"][0]):
@@ -207,7 +209,7 @@ def _demo_analytics(services: Services, plant_model: PlantModel, start: float, e
     n_enpi = write_enpi(res, services.influx.url, DATABASE)
     learn_h = min(24.0, hours / 2)
     sinks = Sinks(influx_url=services.influx.url, database=DATABASE)
-    sinks.mqtt = mqtt_client("127.0.0.1", services.mqtt.port, client_id="carbonedge-demo-monitor")
+    sinks.mqtt = mqtt_client(BrokerSettings(port=services.mqtt.port, client_id="carbonedge-demo-monitor"))
     try:
         # At 1440x the simulator can fall a poll or two of plant time behind its clock under load, which
         # looks like the gateway clock jumping forward: only jumps of more than five polls are reported.

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.influx import InfluxReader, quote_literal
+from carbonedge.analytics.influx import InfluxReader
 from carbonedge import energy
 from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
 from carbonedge.plant import PlantModel
+from carbonedge.influx import quote_ident, quote_literal
 
 #: Counter quantities read for accounts and models, and gauges read for power-quality hints.
 COUNTERS = ("active_energy_import", "active_energy_export", "reactive_energy_import", "gas_volume", "production_mass", "production_count", "production_capacity")
@@ -353,7 +354,7 @@ def from_influx(reader: InfluxReader, plant: PlantModel | dict[str, Any], start:
     """Load the readings of the plant's devices over ``[start, end]`` (epoch seconds) from InfluxDB, a day per query."""
     plant = PlantModel.coerce(plant)
     site = plant.site
-    cols = ", ".join(f'"{q}"' for q in FIELDS)
+    cols = ", ".join(quote_ident(q) for q in FIELDS)
     acc: dict[str, dict[str, list[Any]]] = {}
     t0 = start
     while t0 <= end:
