@@ -257,7 +257,7 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
     names = [k for k, v in feats.items() if np.ptp(v[train]) > 0] if train.any() else []
     X = np.column_stack([feats[k] for k in names]) if names else np.zeros((p.hours.size, 0))
     try:
-        b = fit_baseline(X[train], p.energy_kwh[train], names)
+        b = _physical(fit_baseline(X[train], p.energy_kwh[train], names), X[train], p.energy_kwh[train])
     except BaselineError as exc:
         p.note = f"no baseline: {exc}"
         p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
@@ -275,6 +275,30 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
     p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
     if p.production is not None:
         p.production = np.where(np.isfinite(p.production), p.production, 0.0)
+
+
+def _physical(b: Baseline, X: np.ndarray, y: np.ndarray) -> Baseline:
+    """The baseline refitted with physical signs: base load (intercept) and every coefficient ≥ 0.
+
+    Energy per unit of output and load per productive hour cannot be negative; an unconstrained
+    fit gives them negative values when the variables are nearly collinear (a line's output
+    follows its running hours), and a negative kWh per tonne reads as nonsense to an engineer.
+    Bounded least squares (:func:`scipy.optimize.lsq_linear`) keeps the fit inside those bounds; a
+    coefficient held at its bound is named in :attr:`Baseline.trained_on` (``at_bound``).
+    """
+    from scipy.optimize import lsq_linear
+
+    if b.intercept >= 0 and all(c >= 0 for c in b.coefficients):
+        return b
+    D = np.column_stack([np.ones(y.size), b.design(X)])
+    scale = np.where(D.std(axis=0) > 0, D.std(axis=0), np.abs(D).max(axis=0) if D.size else 1.0)
+    scale = np.where(scale > 0, scale, 1.0)
+    sol = lsq_linear(D / scale, y, bounds=(np.zeros(D.shape[1]), np.full(D.shape[1], np.inf))).x / scale
+    out = Baseline(features=b.features, intercept=float(sol[0]), coefficients=[float(c) for c in sol[1:]], fit=b.fit,
+                   trained_on={**b.trained_on, "at_bound": [n for n, c in zip(["base load", *b.features], sol, strict=True) if c <= 1e-12]},
+                   terms=b.terms)
+    out.fit = goodness_of_fit(y, out.predict(X), b.fit.p)
+    return out
 
 
 def write_enpi(res: EnpiResult, url: str, database: str, *, periods: tuple[str, ...] = ("hour", "day"),

@@ -288,13 +288,16 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
     if top:
         series = []
         cs = []
+        cs_notes: list[str] = []
         for nm in top:
             o, m = twin.observations[nm], twin.models[nm]
             pred = m.predict(o)
             series.append((nm, o.edges, o.energy_kwh, pred, m.baseline_end))
-            cs.append((nm, o.edges[:-1], np.cumsum(pred - o.energy_kwh)))
+            starts, c, notes = plots.cusum_points(o.edges, o.energy_kwh, pred, o.production if o.has_production else None)
+            cs.append((nm, starts, c))
+            cs_notes += notes
         svgs.append(("Baseline vs actual (shaded: baseline period)", plots.baseline_vs_actual(series)))
-        svgs.append(("CUSUM of savings, Σ(expected − actual) [M7]", plots.cusum(cs)))
+        svgs.append(("CUSUM of savings, Σ(expected − actual) [M7]", plots.cusum(cs, cs_notes)))
     rows = [[escape(nm), escape(m.equation()), _f(100 * m.fit["cv_rmse"], 1), _f(100 * m.fit["nmbe"], 2), _f(m.fit["r2"], 3)]
             for nm, m in twin.models.items()]
     body = "".join(f"<h3>{escape(t)}</h3>{s}" for t, s in svgs) + _unusual_hours(rep["unusual_periods"])
