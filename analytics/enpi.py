@@ -64,6 +64,8 @@ class ProcessEnpi:
     #: Correlation of output with productive hours over the baseline period; near 1 the fixed load and the
     #: energy per unit cannot be told apart (:data:`NOT_SEPARABLE`).
     output_running_r: float | None = None
+    #: Standard error of the kWh-per-unit coefficient on the baseline period (least-squares covariance).
+    sec_coefficient_se: float | None = None
     #: Modelled energy per unit of output over the baseline period, Σ baseline / Σ output: the figure the
     #: EnPI baseline and the process model must agree on, whatever their split into kW and kWh per unit.
     modelled_sec: float | None = None
@@ -128,6 +130,12 @@ class EnpiResult:
             if p.output_running_r is not None and p.output_running_r >= SEPARABLE_R:
                 notes.append(f"{name}: " + NOT_SEPARABLE.format(r=p.output_running_r, sec=p.modelled_sec or 0.0)
                              + " what the metered energy determines.")
+            elif p.baseline and p.sec_coefficient_se is not None and "production" in p.baseline.features:
+                c = p.baseline.coefficients[p.baseline.features.index("production")] if "production" in p.baseline.terms else 0.0
+                if 2 * p.sec_coefficient_se > 0.5 * max(c, 0.0):
+                    notes.append(f"{name}: the kWh per unit ({c:,.3g} ± {2 * p.sec_coefficient_se:,.2g}, 95 %) is not determined to better "
+                                 f"than ±50 % by the baseline period; compare the modelled energy per unit ({p.modelled_sec or 0.0:,.1f}), "
+                                 "which is what the metered energy determines.")
             rows.append((name, f"{float(p.energy_kwh.sum()):,.0f}", sec_s, f"{p.modelled_sec:,.2f}" if p.modelled_sec else "—", eq,
                          f"{100 * f.cv_rmse:.1f} %" if f else "—", f"{100 * f.nmbe:+.2f} %" if f else "—",
                          f"{f.r2:.3f}" if f and np.isfinite(f.r2) else "—", ("meets" if f.meets("hourly") else "FAILS") if f else "—",
@@ -329,6 +337,11 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
         if "production" in names and "productive_h" in names:
             a, c = feats["production"][train], feats["productive_h"][train]
             p.output_running_r = float(np.corrcoef(a, c)[0, 1])
+        if "production" in names:
+            D = np.column_stack([np.ones(int(train.sum())), X[train]])
+            r = p.energy_kwh[train] - pred[train]
+            cov = float(r @ r) / max(D.shape[0] - D.shape[1], 1) * np.linalg.pinv(D.T @ D)
+            p.sec_coefficient_se = float(np.sqrt(max(cov[1 + names.index("production"), 1 + names.index("production")], 0.0)))
     p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
     if p.production is not None:
         p.production = np.where(np.isfinite(p.production), p.production, 0.0)

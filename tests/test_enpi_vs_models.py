@@ -57,3 +57,20 @@ def test_enpi_and_process_models_agree_on_energy_per_unit(plant) -> None:
     caster = res.processes["caster"]
     assert caster.output_running_r is not None and caster.output_running_r >= SEPARABLE_R
     assert "caster: output moved with productive hours" in res.table()
+
+
+def test_an_undetermined_kwh_per_unit_is_flagged_with_its_uncertainty() -> None:
+    """Energy that does not follow output (a constant draw with noise): the kWh per unit has a wide interval and the
+    EnPI table says so instead of printing a coefficient an engineer would read as a finding."""
+    from carbonedge.analytics.enpi import EnpiResult, ProcessEnpi, _fit
+
+    rng = np.random.default_rng(5)
+    n = 48
+    hours = (1_767_225_600_000 + 3_600_000 * np.arange(n)).astype(np.int64)
+    prod = rng.uniform(80, 120, n)
+    energy = 40_000.0 + rng.normal(0, 2_000.0, n)
+    p = ProcessEnpi("eaf", "meltshop", hours, energy, prod, None)
+    _fit(p, {"production": p.production}, int(hours[n // 2]))
+    assert p.sec_coefficient_se is not None and p.sec_coefficient_se > 0
+    table = EnpiResult("s", "UTC", int(hours[0]), int(hours[-1]), int(hours[n // 2]), {"eaf": p}).table()
+    assert "eaf: the kWh per unit" in table and "not determined to better than ±50 %" in table
