@@ -27,6 +27,7 @@ from carbonedge.analytics.carbon.settings import Settings
 from carbonedge.analytics.report import plots
 from carbonedge.analytics.report.exports import html_section, regulatory_documents, validate
 from carbonedge.analytics.twin.hints import TwinResult, analyse
+from carbonedge.analytics.twin.model import last_batch_count
 from carbonedge.clock import iso
 
 Progress = Callable[[str], None]
@@ -304,7 +305,7 @@ def _energy_section(data: PlantData, settings: Settings, acc: Accounts, twin: Tw
             o, m = twin.observations[nm], twin.models[nm]
             pred = m.predict(o)
             series.append((nm, o.edges, o.energy_kwh, pred, m.baseline_end))
-            starts, c, notes = plots.cusum_points(o.edges, o.energy_kwh, pred, o.production if o.has_production else None)
+            starts, c, notes = plots.cusum_points(o.edges, o.energy_kwh, pred, last_batch_count(data, nm) if o.has_production else None)
             cs.append((nm, starts, c))
             cs_notes += notes
         svgs.append(("Baseline vs actual (shaded: baseline period)", plots.baseline_vs_actual(series)))

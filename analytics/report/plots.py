@@ -155,25 +155,25 @@ def baseline_vs_actual_figure(series: list[tuple[str, np.ndarray, np.ndarray, np
 
 
 #: Why a CUSUM line may stop before the period ends.
-UNCOUNTED_NOTE = ("CUSUM lines end at each process's last counted output: a batch whose energy was drawn but whose "
-                  "output is counted after the period (a heat tapped later) has nothing to set its energy against.")
+UNCOUNTED_NOTE = ("CUSUM lines of batch processes end with the last bin before their last counted output: energy drawn after "
+                  "it belongs to a batch counted after the period (a heat tapped later), with nothing to set it against.")
 
 
 def cusum_points(edges: np.ndarray, actual: np.ndarray, pred: np.ndarray,
-                 production: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Bin starts and CUSUM of savings Σ(expected − actual) over whole bins, up to the last bin with counted output.
+                 counted_until: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Bin starts and CUSUM of savings Σ(expected − actual) over whole bins, up to ``counted_until``.
 
-    ``edges`` are the n + 1 bin boundaries. A partial last bin is left out (its expected energy is
-    scaled to its length, but a plot of it reads as a trip). For a process with a production
-    counter the line ends at the last bin whose output was counted: energy drawn after it belongs
-    to a batch not yet counted, which would show as a false drop in the last hour.
+    ``edges`` are the n + 1 bin boundaries. A partial last bin is left out (a plot of it reads as a
+    trip). For a batch process ``counted_until`` is its last counted output (the last tap): only bins
+    that end by then are summed, since energy drawn after it belongs to a batch not yet counted and
+    would show as a false drop in the last hour.
     """
     k, note = complete_bins(edges)
     notes = [note] if note else []
-    if production is not None and np.any(production[:k] > 0):
-        last = int(np.flatnonzero(production[:k] > 0)[-1]) + 1
+    if counted_until is not None:
+        last = int(np.searchsorted(edges[1: k + 1], counted_until, side="right"))
         if last < k:
-            k = last
+            k = max(last, 1)
             notes.append(UNCOUNTED_NOTE)
     return edges[:k], np.cumsum(pred[:k] - actual[:k]), notes
 

@@ -164,6 +164,16 @@ def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.n
     return out
 
 
+def last_batch_count(data: PlantData, process: str) -> float | None:
+    """Time of a batch process's last counted output (e.g. the last tap), or None for a continuous line.
+
+    Energy drawn after it belongs to a batch that is counted after the period: nothing sets output
+    against it, so per-bin comparisons (CUSUM) stop at the last bin that ends by then.
+    """
+    ti, _ = _increment_times(data, process)
+    return float(ti[-1]) if is_batch(ti) else None
+
+
 def is_batch(increment_times_s: np.ndarray) -> bool:
     """A batch process counts its output in lumps (a heat at tapping): increments more than 15 min apart (median)."""
     return bool(increment_times_s.size >= 3 and float(np.median(np.diff(increment_times_s))) > 15 * 60)
