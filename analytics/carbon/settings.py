@@ -80,12 +80,16 @@ class Battery(_Model):
     service_life_kwh_per_kwh_capacity: float = Field(
         1000.0, gt=0, description="total energy delivered over the expected service life per kWh of capacity")
     distribution_kg_per_kwh: float | None = None
+    distribution_source: str | None = Field(None, description="where the declared distribution value comes from (cite source keys)")
     end_of_life_kg_per_kwh: float | None = None
+    end_of_life_source: str | None = Field(None, description="where the declared end-of-life value comes from (cite source keys)")
     direct_connection_factor: str | None = Field(
         None, description="factor of directly connected supply (on-site or direct line); both variants may use it")
     direct_connection_mwh: float = Field(0.0, ge=0, description="MWh of the period supplied over the direct connection")
     capacity_kwh: float | None = Field(None, gt=0, description="energy capacity of one battery (for the absolute footprint per battery)")
     performance_class: str | None = Field(None, description="carbon-footprint performance class, once the delegated act defines them")
+    performance_class_act: str | None = Field(
+        None, description="the delegated act under Art. 7(2) whose class thresholds give performance_class (required with it)")
     study_url: str | None = Field(None, description="web link to the public version of the supporting study (Art. 7(1))")
     passport_variant: Literal["draft-delegated-act", "jrc"] = "draft-delegated-act"
 
