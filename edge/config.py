@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
 from carbonedge import nodemaps, profiles, quantities
 from carbonedge.errors import ConfigError
+from carbonedge.settings import SettingsModel
 from carbonedge.wire import Identifier, TagKey, TagValue
 
 
@@ -58,8 +58,8 @@ def _known_quantity(point: str, q: str) -> str:
     return q
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(SettingsModel):
+    pass
 
 
 class GatewaySection(_Model):
@@ -485,36 +485,15 @@ def _dig(data: Any, keys: tuple[str, ...]) -> Any:
     return data
 
 
-def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a gateway TOML file; raise :class:`ConfigError` naming the file and keys."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        custom = {p.get("name") for p in data.get("profiles", []) if isinstance(p, dict)}
-        return GatewayConfig.model_validate(data, context={"profiles": custom})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, data)) from None
+#: List sections whose items errors name by a key rather than by index (``devices[id=m2].timeout_s``).
+NAMES = {"devices": "id", "profiles": "name", "opcua_servers": "name", "node_maps": "name"}
 
 
-def format_validation_error(path: Path, exc: ValidationError, data: dict[str, Any]) -> str:
-    lines = [f"{path}: {exc.error_count()} problem(s):"]
-    for err in exc.errors():
-        loc = list(err["loc"])
-        # Name devices and profiles by their id/name rather than by list index where we can.
-        for section, key in (("devices", "id"), ("profiles", "name"), ("opcua_servers", "name"), ("node_maps", "name")):
-            if len(loc) >= 2 and loc[0] == section and isinstance(loc[1], int):
-                try:
-                    loc[1] = f"[{key}={data[section][loc[1]][key]}]"
-                except (KeyError, IndexError, TypeError):
-                    loc[1] = f"[{loc[1]}]"
-        key = ".".join(str(x) for x in loc).replace(".[", "[") or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+def load_config(path: str | Path, *, environ: Any = None) -> GatewayConfig:
+    """Read and validate a gateway TOML file (with ``CARBONEDGE_GATEWAY__...`` environment overrides,
+    :mod:`carbonedge.settings`); raise :class:`ConfigError` with every problem, one line each, naming file and key."""
+    from carbonedge import settings
+
+    data = settings.read_toml(path)
+    custom = {p.get("name") for p in data.get("profiles", []) if isinstance(p, dict)} if isinstance(data.get("profiles"), list) else set()
+    return settings.load(GatewayConfig, path, kind="gateway", environ=environ, names=NAMES, context={"profiles": custom}, data=data)
