@@ -148,16 +148,41 @@ def _key(loc: tuple[Any, ...], data: Any, names: Mapping[str, str]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _reason(err: Mapping[str, Any]) -> str:
+def _known_keys(model: Any, loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys the (sub)model holding ``loc``'s last key accepts, or None when it cannot be told."""
+    import typing
+
+    def model_in(tp: Any) -> Any:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+        for arg in typing.get_args(tp):
+            found = model_in(arg)
+            if found is not None:
+                return found
+        return None
+
+    node = model
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = node.model_fields.get(item) if node is not None else None
+        node = model_in(field.annotation) if field is not None else None
+        if node is None:
+            return None
+    return sorted(node.model_fields) if node is not None else None
+
+
+def _reason(err: Mapping[str, Any], model: Any = None) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown key (check the spelling)"
+        known = _known_keys(model, tuple(err["loc"])) if model is not None else None
+        return "unknown key (check the spelling)" + (f"; known: {', '.join(known)}" if known else "")
     if err["type"] == "missing":
         return "missing (required)"
     return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def format_errors(source: str, exc: ValidationError, data: Any = None, *, names: Mapping[str, str] | None = None,
-                  sources: Mapping[tuple[str, ...], str] | None = None) -> list[str]:
+                  sources: Mapping[tuple[str, ...], str] | None = None, model: Any = None) -> list[str]:
     """One line per problem: ``source: key: reason``. ``sources`` maps override keys to where they came from."""
     lines = []
     for err in exc.errors():
@@ -167,7 +192,7 @@ def format_errors(source: str, exc: ValidationError, data: Any = None, *, names:
             if loc[: len(keys)] == keys:
                 where = label
                 break
-        lines.append(f"{where}: {_key(loc, data, names or {})}: {_reason(err)}")
+        lines.append(f"{where}: {_key(loc, data, names or {})}: {_reason(err, model)}")
     return lines
 
 
@@ -177,7 +202,7 @@ def validate(model: type[M], data: dict[str, Any], *, source: str, names: Mappin
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise SettingsError(format_errors(source, exc, data, names=names, sources=sources)) from None
+        raise SettingsError(format_errors(source, exc, data, names=names, sources=sources, model=model)) from None
 
 
 def load(model: type[M], path: str | Path | None, *, kind: str, environ: Mapping[str, str] | None = None,
@@ -212,3 +237,71 @@ def check(model: type[M], path: str | Path, *, kind: str, environ: Mapping[str, 
         return load(model, path, kind=kind, environ=environ, names=names, context=context), []
     except SettingsError as exc:
         return None, exc.problems
+
+
+class FileChecks:
+    """The files a settings file names, checked the way the process will use them (``carbonedge config check``).
+
+    Each check adds one line per problem, ``key = 'value': reason``, to :attr:`problems` and returns the path when
+    the file is usable."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def readable(self, key: str, value: Any) -> Path | None:
+        if not isinstance(value, str | Path) or not str(value):
+            return None
+        p = Path(value)
+        if not p.exists():
+            self.problems.append(f"{key} = {str(value)!r}: no such file")
+        elif p.is_dir():
+            self.problems.append(f"{key} = {str(value)!r}: is a directory, not a file")
+        elif not os.access(p, os.R_OK):
+            self.problems.append(f"{key} = {str(value)!r}: not readable by this user")
+        else:
+            return p
+        return None
+
+    def secret(self, key: str, value: Any) -> Path | None:
+        """A password file: readable and not empty."""
+        p = self.readable(key, value)
+        if p is not None and not p.read_text(errors="replace").strip():
+            self.problems.append(f"{key} = {str(p)!r}: the file is empty")
+            return None
+        return p
+
+    def ca(self, key: str, value: Any) -> Path | None:
+        """A PEM CA bundle that TLS can load."""
+        import ssl
+
+        p = self.readable(key, value)
+        if p is not None:
+            try:
+                ssl.create_default_context(cafile=str(p))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                self.problems.append(f"{key} = {str(p)!r}: not a PEM CA certificate ({exc})")
+                return None
+        return p
+
+    def cert_and_key(self, cert_key: str, cert: Any, key_key: str, key: Any) -> None:
+        """A client certificate and its private key: both readable and a matching PEM pair."""
+        import ssl
+
+        c, k = self.readable(cert_key, cert), self.readable(key_key, key)
+        if c is not None and k is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(str(c), str(k))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                self.problems.append(f"{cert_key}/{key_key.rsplit('.', 1)[-1]}: {str(c)!r} and {str(k)!r} are not a matching PEM "
+                                     f"certificate and key ({exc})")
+
+    def writable_dir(self, key: str, value: Any, what: str) -> None:
+        """A directory the process creates or writes into: its nearest existing ancestor must be a writable directory."""
+        if not isinstance(value, str | Path) or not str(value):
+            return
+        p = Path(value)
+        probe = next((q for q in (p, *p.absolute().parents) if q.exists()), None)
+        if probe is not None and not probe.is_dir():
+            self.problems.append(f"{key} = {str(value)!r}: {str(probe)!r} is a file")
+        elif probe is not None and not os.access(probe, os.W_OK):
+            self.problems.append(f"{key} = {str(value)!r}: {str(probe)!r} is not writable by this user ({what})")

@@ -418,63 +418,26 @@ def check_files(data: dict[str, Any]) -> list[str]:
 
     ``data`` is the parsed TOML (not the validated model), so that a missing file in one section does not hide
     problems elsewhere."""
-    import os
-    import ssl
-
     from carbonedge.errors import CarbonEdgeError
+    from carbonedge.settings import FileChecks
 
-    out: list[str] = []
+    fc = FileChecks()
     sect = lambda *keys: _dig(data, keys)  # noqa: E731
-
-    def readable(key: str, value: Any) -> Path | None:
-        if not isinstance(value, str) or not value:
-            return None
-        p = Path(value)
-        if not p.exists():
-            out.append(f"{key} = {value!r}: no such file")
-        elif p.is_dir():
-            out.append(f"{key} = {value!r}: is a directory, not a file")
-        elif not os.access(p, os.R_OK):
-            out.append(f"{key} = {value!r}: not readable by this user")
-        else:
-            return p
-        return None
-
-    key = readable("gateway.signing_key", sect("gateway", "signing_key"))
+    key = fc.readable("gateway.signing_key", sect("gateway", "signing_key"))
     if key is not None:
         from carbonedge.integrity import load_private_key
 
         try:
             load_private_key(key)
         except CarbonEdgeError as exc:
-            out.append(f"gateway.signing_key = {str(key)!r}: {exc}")
-    pw = readable("mqtt.password_file", sect("mqtt", "password_file"))
-    if pw is not None and not pw.read_text(errors="replace").strip():
-        out.append(f"mqtt.password_file = {str(pw)!r}: the file is empty")
-    tls = sect("mqtt", "tls") or {}
-    ca = readable("mqtt.tls.ca_file", tls.get("ca_file")) if isinstance(tls, dict) else None
-    if ca is not None:
-        try:
-            ssl.create_default_context(cafile=str(ca))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            out.append(f"mqtt.tls.ca_file = {str(ca)!r}: not a PEM CA certificate ({exc})")
+            fc.problems.append(f"gateway.signing_key = {str(key)!r}: {exc}")
+    fc.secret("mqtt.password_file", sect("mqtt", "password_file"))
+    tls = sect("mqtt", "tls")
     if isinstance(tls, dict):
-        cert = readable("mqtt.tls.cert_file", tls.get("cert_file"))
-        keyf = readable("mqtt.tls.key_file", tls.get("key_file"))
-        if cert is not None and keyf is not None:
-            try:
-                ssl.create_default_context().load_cert_chain(str(cert), str(keyf))
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                out.append(f"mqtt.tls.cert_file/key_file: {str(cert)!r} and {str(keyf)!r} are not a matching PEM certificate and key ({exc})")
-    dd = sect("gateway", "data_dir")
-    if isinstance(dd, str):
-        p = Path(dd)
-        probe = next((q for q in (p, *p.absolute().parents) if q.exists()), None)
-        if probe is not None and not probe.is_dir():
-            out.append(f"gateway.data_dir = {dd!r}: {str(probe)!r} is a file")
-        elif probe is not None and not os.access(probe, os.W_OK):
-            out.append(f"gateway.data_dir = {dd!r}: {str(probe)!r} is not writable by this user (the outbox lives there)")
-    return out
+        fc.ca("mqtt.tls.ca_file", tls.get("ca_file"))
+        fc.cert_and_key("mqtt.tls.cert_file", tls.get("cert_file"), "mqtt.tls.key_file", tls.get("key_file"))
+    fc.writable_dir("gateway.data_dir", sect("gateway", "data_dir"), "the outbox lives there")
+    return fc.problems
 
 
 def _dig(data: Any, keys: tuple[str, ...]) -> Any:
