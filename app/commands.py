@@ -14,9 +14,9 @@ from carbonedge.errors import CarbonEdgeError
 
 
 def cmd_config_check(a: argparse.Namespace) -> int:
-    from carbonedge.app.commission import config_check
+    from carbonedge.app.config_check import config_check
 
-    return config_check(a.file)
+    return config_check(a.file, a.kind)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -99,8 +99,14 @@ def add_commands(sub: Any) -> None:
 
     cf = sub.add_parser("config", help="configuration tools")
     csub = cf.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
-    chk = csub.add_parser("check", help="validate a gateway config file and print every problem")
-    chk.add_argument("file", type=InputFile("toml"), help="gateway TOML file")
+    chk = csub.add_parser("check", help="validate a settings file (gateway, collector, scenario, carbon, plant model) and print every problem",
+                          description="Check a settings file and every file it names the way the process will use them, and print "
+                          "every problem, one line each (FILE: key: reason). The kind is told by the contents: [gateway] gateway, "
+                          "[collector] or [influx] collector, [scenario] simulator, [carbon] or [tariff] carbon settings, a JSON "
+                          "file with 'processes' a plant model. Environment overrides (CARBONEDGE_<KIND>__SECTION__KEY) are "
+                          "applied as the process would. Exit status 2 if anything is wrong.")
+    chk.add_argument("file", type=InputFile(), help="settings file: TOML (gateway, collector, scenario, carbon) or plant.json")
+    chk.add_argument("--kind", choices=["gateway", "collector", "simulator", "carbon", "plant"], help="the kind of file (default: told by its contents)")
     chk.set_defaults(func=cmd_config_check)
 
     vf = sub.add_parser("verify", help="check signed batches in a collector archive (and InfluxDB) for tampering and loss",

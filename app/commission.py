@@ -227,38 +227,6 @@ def cmd_plant_init(a: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- config check
-
-
-def config_check(path: str) -> int:
-    """Validate a gateway config and every file it refers to; print all problems at once. Exit status 2 if any."""
-    import tomllib
-
-    from carbonedge.edge.config import check_files, load_config
-
-    data = tomllib.loads(Path(path).read_text())
-    files = check_files(data)
-    problems: list[str] = []
-    cfg = None
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        lines = str(exc).splitlines()
-        body = [ln.strip() for ln in lines[1:]] if len(lines) > 1 else [str(exc).removeprefix(f"{path}: ")]
-        # The file checks say more about a missing file than the schema does: keep theirs.
-        named = [f.split(" = ", 1)[1].split(":", 1)[0] for f in files if " = " in f]
-        problems = [b for b in body if not any(n in b for n in named)]
-    allp = files + problems
-    if allp:
-        print(f"{path}: {len(allp)} problem(s):", file=sys.stderr)
-        for p in allp:
-            print(f"  {p}", file=sys.stderr)
-        return 2
-    assert cfg is not None
-    print(f"{path}: OK — gateway {cfg.gateway.site}/{cfg.gateway.id}, {len(cfg.devices)} devices; every referenced file is readable")
-    return 0
-
-
 # --------------------------------------------------------------------------- status
 
 

@@ -163,19 +163,26 @@ def load_collector_config(path: str | Path | None, *, overrides: list[tuple[tupl
     return settings.load(CollectorConfig, path, kind=KIND, environ=environ, overrides=overrides or [])
 
 
-def check_collector_files(cfg: CollectorConfig) -> list[str]:
-    """Every file the collector settings name, checked the way the collector will use it (one line per problem)."""
+def check_collector_files(data: dict[str, Any]) -> list[str]:
+    """Every file collector settings name, checked the way the collector will use it (one line per problem).
+
+    ``data`` is the parsed TOML with overrides applied (not the validated model), so that a problem elsewhere in the
+    file does not hide a missing certificate."""
     from carbonedge.errors import ConfigError
 
+    def get(*keys: str) -> Any:
+        node: Any = data
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        return node
+
     fc = settings.FileChecks()
-    m, i, c = cfg.mqtt, cfg.influx, cfg.collector
-    fc.secret("mqtt.password_file", m.password_file)
-    if m.tls is not None:
-        fc.ca("mqtt.tls.ca_file", m.tls.ca_file)
-        if m.tls.cert_file is not None:
-            fc.cert_and_key("mqtt.tls.cert_file", m.tls.cert_file, "mqtt.tls.key_file", m.tls.key_file)
-    fc.secret("influx.password_file", i.password_file)
-    reg = fc.readable("collector.known_devices", c.known_devices)
+    fc.secret("mqtt.password_file", get("mqtt", "password_file"))
+    fc.ca("mqtt.tls.ca_file", get("mqtt", "tls", "ca_file"))
+    if get("mqtt", "tls", "cert_file") is not None or get("mqtt", "tls", "key_file") is not None:
+        fc.cert_and_key("mqtt.tls.cert_file", get("mqtt", "tls", "cert_file"), "mqtt.tls.key_file", get("mqtt", "tls", "key_file"))
+    fc.secret("influx.password_file", get("influx", "password_file"))
+    reg = fc.readable("collector.known_devices", get("collector", "known_devices"))
     if reg is not None:
         from carbonedge.collector.validate import load_device_registry
 
@@ -183,5 +190,6 @@ def check_collector_files(cfg: CollectorConfig) -> list[str]:
             load_device_registry(reg)
         except ConfigError as exc:
             fc.problems.append(f"collector.known_devices = {str(reg)!r}: {str(exc).removeprefix(f'{reg}: ')}")
-    fc.writable_dir("collector.state_dir", c.state_dir, "watermarks, archive and spool live there")
+    fc.writable_dir("collector.state_dir", get("collector", "state_dir") or str(CollectorSection().state_dir),
+                    "watermarks, archive and spool live there")
     return fc.problems
