@@ -212,7 +212,7 @@ def cmd_analyze_sec(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(figs.as_dict(), indent=2))
     else:
-        from carbonedge.app.report import sec_table
+        from carbonedge.analytics.sec_table import sec_table
 
         print(sec_table(figs.as_dict()))
     return 0

@@ -51,11 +51,21 @@ def du(path: Path) -> int:
     return total
 
 
+def clean_source(where: Path) -> Path:
+    """A copy of the checkout without build/, .venv or caches: setuptools' build/ keeps files deleted since."""
+    src = where / "src"
+    if not src.exists():
+        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                                                                 ".hypothesis", "demo-out", ".cache"))
+    return src
+
+
 def make_venv(where: Path, extra: str | None) -> float:
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
     if extra is not None:
-        r = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "-q", f"{REPO}[{extra}]"], capture_output=True, text=True)
+        src = clean_source(where.parent)
+        r = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "-q", f"{src}[{extra}]"], capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"pip install .[{extra}] failed:\n{r.stderr[-2000:]}")
     return time.monotonic() - t0

@@ -121,9 +121,14 @@ def test_fresh_venv_installs_the_edge_extra_offline(tmp_path):
 
     The wheelhouse is ``$CARBONEDGE_WHEELHOUSE`` when set (a directory of wheels, as copied to a gateway without
     internet); otherwise it is filled here once with ``pip download`` from the configured index."""
+    import shutil
+
+    src = tmp_path / "src"  # a clean copy: an old build/ directory in the checkout would carry deleted files along
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                                                             ".hypothesis", "demo-out", ".cache"))
     wheels = Path(os.environ.get("CARBONEDGE_WHEELHOUSE", tmp_path / "wheels"))
     if "CARBONEDGE_WHEELHOUSE" not in os.environ:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), f"{REPO}[edge]", "setuptools>=68"],
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), f"{src}[edge]", "setuptools>=68"],
                            capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             pytest.skip(f"no package index to fill the wheelhouse from: {r.stderr.strip()[-300:]}")
@@ -132,7 +137,7 @@ def test_fresh_venv_installs_the_edge_extra_offline(tmp_path):
     py = venv / "bin" / "python"
     # pip itself from this interpreter's pip, run against the new venv (no network, no system site-packages).
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-index", "--find-links", str(wheels),
-                        f"{REPO}[edge]"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+                        f"{src}[edge]"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([str(venv / "bin" / "carbonedge"), "edge", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--config" in r.stdout, r.stderr
