@@ -11,9 +11,10 @@ collector   TOML with ``[collector]`` or ``[influx]``   schema; password files, 
                                                         state directory
 simulator   TOML with ``[scenario]``                    schema; plant options, calendar and fault tables
                                                         against the plant they would run on
-carbon      TOML with ``[carbon]``, ``[tariff]``,       schema; emission factor ids and versions
-            ``[cbam]``, ``[china_ets]``, ``[products]``
+carbon      TOML with ``[carbon]``, ``[tariff]``,       schema; factor library, extra factor files, hourly
+            ``[cbam]``, ``[china_ets]``, ``[products]``  factor file, every emission factor id
             or ``[battery]``
+pact        TOML with ``[pact]`` or ``[[purchased]]``   schema
 plant       JSON with ``processes``                     structure, quantities, devices named once
 ==========  ==========================================  =====================================================
 
@@ -31,7 +32,8 @@ from typing import Any
 from carbonedge import settings
 from carbonedge.errors import CarbonEdgeError
 
-KINDS = ("gateway", "collector", "simulator", "carbon", "plant")
+KINDS = ("gateway", "collector", "simulator", "carbon", "pact", "plant")
+_PACT_KEYS = {"pact", "company_name", "company_ids", "purchased", "validity_years", "meter_accuracy_class"}
 _CARBON_TABLES = {"carbon", "tariff", "cbam", "china_ets", "products", "battery"}
 
 
@@ -48,6 +50,8 @@ def detect_kind(path: Path, data: Any) -> str | None:
         return "gateway"
     if keys & {"collector", "influx"}:
         return "collector"
+    if keys & _PACT_KEYS:
+        return "pact"
     if keys & _CARBON_TABLES:
         return "carbon"
     if keys == {"mqtt"}:
@@ -149,6 +153,15 @@ def _carbon_factors(path: Path, cfg: Any) -> list[str]:
     return out
 
 
+def _pact(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
+    from carbonedge.analytics.pact.model import PactSettings
+
+    cfg, problems = settings.check(PactSettings, path, kind="pact", data=data.get("pact", data))
+    if cfg is None:
+        return problems, ""
+    return [], f"PACT settings: {len(cfg.products)} product(s), {len(cfg.purchased)} purchased material(s)"
+
+
 def _plant(path: Path, data: Any) -> tuple[list[str], str]:
     from carbonedge import quantities
 
@@ -193,7 +206,7 @@ def _plant(path: Path, data: Any) -> tuple[list[str], str]:
     return out, f"plant model {data.get('site')}: {len(procs)} processes, {len(seen)} devices"
 
 
-_CHECKS = {"gateway": _gateway, "collector": _collector, "simulator": _simulator, "carbon": _carbon, "plant": _plant}
+_CHECKS = {"gateway": _gateway, "collector": _collector, "simulator": _simulator, "carbon": _carbon, "pact": _pact, "plant": _plant}
 
 
 def config_check(path: str | Path, kind: str | None = None) -> int:

@@ -231,10 +231,11 @@ def load(model: type[M], path: str | Path | None, *, kind: str, environ: Mapping
 
 
 def check(model: type[M], path: str | Path, *, kind: str, environ: Mapping[str, str] | None = None,
-          names: Mapping[str, str] | None = None, context: dict[str, Any] | None = None) -> tuple[M | None, list[str]]:
+          names: Mapping[str, str] | None = None, context: dict[str, Any] | None = None,
+          data: dict[str, Any] | None = None) -> tuple[M | None, list[str]]:
     """:func:`load` for ``carbonedge config check``: ``(settings or None, every problem)`` instead of raising."""
     try:
-        return load(model, path, kind=kind, environ=environ, names=names, context=context), []
+        return load(model, path, kind=kind, environ=environ, names=names, context=context, data=data), []
     except SettingsError as exc:
         return None, exc.problems
 
