@@ -36,9 +36,9 @@ def _version() -> str:
 
 
 def build_parser(*, lean: bool = False) -> argparse.ArgumentParser:
-    """The whole command line; ``lean`` leaves out the analytics sub-commands whose import loads numpy
-    (~23 MB), so that the long-running ``edge`` and ``collect`` processes stay small (a gateway on a
-    Raspberry Pi has a 100 MB budget, docs/benchmarks.md)."""
+    """The whole command line; ``lean`` leaves out the analytics commands (``analyze``, ``report``, ``grafana``,
+    ``pact``), so that the long-running ``edge`` and ``collect`` processes do not even load their parsers (a
+    gateway on a Raspberry Pi has a 100 MB budget, docs/benchmarks.md)."""
     p = OneLineParser(prog="carbonedge", description="Energy and carbon monitoring for steel and battery-cell plants.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
     p.add_argument("--version", action="version", version=f"carbonedge {_version()}")
