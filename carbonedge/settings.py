@@ -41,7 +41,7 @@ __all__ = ["SettingsError", "SettingsModel", "check", "env_overrides", "env_pref
 M = TypeVar("M", bound=BaseModel)
 
 #: Words in a key that mark it as a secret (never taken from the environment).
-_SECRET_WORDS = ("password", "secret", "token", "private_key")
+_SECRET_WORDS = ("password", "secret", "token")
 
 
 class SettingsModel(BaseModel):
