@@ -114,22 +114,28 @@ def _simulator(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
 
 
 def _carbon(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
-    from carbonedge.analytics.carbon.settings import Settings
+    from pydantic import ValidationError
+
+    from carbonedge.analytics.carbon.settings import Carbon, Settings
 
     cfg, problems = settings.check(Settings, path, kind="carbon")
-    if cfg is None:
+    if cfg is not None:
+        return _carbon_factors(path, cfg.carbon, data), (f"carbon settings: {len(cfg.products)} product(s), "
+                                                         f"{len(cfg.carbon.instruments)} instrument(s)")
+    # Other tables are wrong: still check the factors and files of [carbon] when that table itself is right.
+    try:
+        carbon = Carbon.model_validate(data.get("carbon", {}))
+    except ValidationError:
         return problems, ""
-    factor_problems = _carbon_factors(path, cfg)
-    return factor_problems, f"carbon settings: {len(cfg.products)} product(s), {len(cfg.carbon.instruments)} instrument(s)"
+    return problems + _carbon_factors(path, carbon, data), ""
 
 
-def _carbon_factors(path: Path, cfg: Any) -> list[str]:
+def _carbon_factors(path: Path, c: Any, data: dict[str, Any]) -> list[str]:
     """The factor library version, the extra factor files and the hourly factor file load, and every emission factor id
     the settings name resolves in them."""
     from carbonedge.analytics.carbon.factors import FactorLibrary
 
     fc = settings.FileChecks()
-    c = cfg.carbon
     extra = [p for i, f in enumerate(c.extra_factor_files) if (p := fc.readable(f"carbon.extra_factor_files.{i}", f)) is not None]
     fc.readable("carbon.hourly_grid_factors", c.hourly_grid_factors)
     out = [f"{path}: {p}" for p in fc.problems]
@@ -137,14 +143,15 @@ def _carbon_factors(path: Path, cfg: Any) -> list[str]:
         lib = FactorLibrary.load(c.factor_library, extra)
     except CarbonEdgeError as exc:
         return [*out, f"{path}: carbon.factor_library: {exc}"]
+    table = lambda name: data.get(name) if isinstance(data.get(name), dict) else {}  # noqa: E731
     refs = [("carbon.grid_factor", c.grid_factor), ("carbon.residual_factor", c.residual_factor),
             ("carbon.cbam_electricity_factor", c.cbam_electricity_factor), ("carbon.gas_factor", c.gas_factor),
-            ("carbon.gas_ncv", c.gas_ncv), ("cbam.electricity_factor", cfg.cbam.electricity_factor),
-            ("china_ets.grid_factor", cfg.china_ets.grid_factor)]
+            ("carbon.gas_ncv", c.gas_ncv), ("cbam.electricity_factor", table("cbam").get("electricity_factor")),
+            ("china_ets.grid_factor", table("china_ets").get("grid_factor"))]
     refs += [(f"carbon.process_emissions.{k}", v) for k, v in c.process_emissions.items()]
     refs += [(f"carbon.instruments.{i}.factor", ins.factor) for i, ins in enumerate(c.instruments)]
     for key, fid in refs:
-        if not fid:
+        if not isinstance(fid, str) or not fid:
             continue
         try:
             lib.get(fid)

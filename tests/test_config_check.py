@@ -139,9 +139,10 @@ def test_carbon_settings_and_their_factors(tmp_path, capsys):
     assert code == 2
     assert "carbon.extra_factor_files.0 = '/nonexistent/site-factors.json': no such file" in err
     assert "carbon.grid_factor: unknown emission factor 'cn.grid.nope'" in err
-    f.write_text("[tariff]\npf_threshold = 2\n")
+    f.write_text('[carbon]\ngrid_factor = "cn.grid.nope"\n[tariff]\npf_threshold = 2\n')
     code, _out, err = _check(capsys, str(f))
     assert code == 2 and "carbon.toml: tariff.pf_threshold: Input should be less than or equal to 1" in err
+    assert "carbon.grid_factor: unknown emission factor" in err  # found in the same run
     f.write_text("[carbon]\n")
     assert _check(capsys, str(f))[0] == 0
 
