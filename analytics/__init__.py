@@ -9,7 +9,25 @@ Public API::
     figs.plant_sec, figs.processes["eaf"].sec
 """
 
-from carbonedge.analytics.influx import InfluxReader
-from carbonedge.analytics.intensity import PlantFigures, ProcessFigure, counter_increase, energy_intensity
+
+_EXPORTS = {
+    "InfluxReader": "carbonedge.analytics.influx",
+    "PlantFigures": "carbonedge.analytics.intensity",
+    "ProcessFigure": "carbonedge.analytics.intensity",
+    "counter_increase": "carbonedge.analytics.intensity",
+    "energy_intensity": "carbonedge.analytics.intensity",
+}
 
 __all__ = ["InfluxReader", "PlantFigures", "ProcessFigure", "counter_increase", "energy_intensity"]
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name on first use, so that importing one submodule (e.g. its ``commands`` for the command line)
+    does not load the whole package and its heavy dependencies."""
+    import importlib
+
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -18,7 +18,7 @@ from typing import Any
 
 from carbonedge import profiles, quantities
 from carbonedge.argtypes import InputFile, Number, OutputFile, positive
-from carbonedge.errors import CarbonEdgeError, ConfigError
+from carbonedge.errors import ConfigError
 
 # Production counters and their units, as the analytics read them (plant.json ``production_quantity``).
 _PRODUCTION = {"production_mass": ("t", "kWh/t"), "production_count": ("pcs", "kWh/cell")}
@@ -224,60 +224,6 @@ def cmd_plant_init(a: argparse.Namespace) -> int:
     for t in todo:
         print(f"  - {t}")
     print(f"then check it: carbonedge config check {out}")
-    return 0
-
-
-# --------------------------------------------------------------------------- config check
-
-
-def config_check(path: str) -> int:
-    """Validate a gateway config and every file it refers to, or a plant model (.json); print all problems at once. Exit status 2 if any."""
-    import tomllib
-
-    if path.endswith(".json"):
-        return plant_check(path)
-
-    from carbonedge.edge.config import check_files, load_config
-
-    data = tomllib.loads(Path(path).read_text())
-    files = check_files(data)
-    problems: list[str] = []
-    cfg = None
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        lines = str(exc).splitlines()
-        body = [ln.strip() for ln in lines[1:]] if len(lines) > 1 else [str(exc).removeprefix(f"{path}: ")]
-        # The file checks say more about a missing file than the schema does: keep theirs.
-        named = [f.split(" = ", 1)[1].split(":", 1)[0] for f in files if " = " in f]
-        problems = [b for b in body if not any(n in b for n in named)]
-    allp = files + problems
-    if allp:
-        print(f"{path}: {len(allp)} problem(s):", file=sys.stderr)
-        for p in allp:
-            print(f"  {p}", file=sys.stderr)
-        return 2
-    assert cfg is not None
-    print(f"{path}: OK — gateway {cfg.gateway.site}/{cfg.gateway.id}, {len(cfg.devices)} devices; every referenced file is readable")
-    return 0
-
-
-def plant_check(path: str) -> int:
-    """Validate a plant model with :class:`carbonedge.plant.PlantModel`; every problem on one line as ``file: key: reason``."""
-    from carbonedge.plant import check_file
-
-    model, problems = check_file(path)
-    if problems:
-        print(f"{path}: {len(problems)} problem(s):", file=sys.stderr)
-        for p in problems:
-            print(f"  {p}", file=sys.stderr)
-        return 2
-    assert model is not None
-    procs = model.processes.values()
-    print(f"{path}: OK — site {model.site}, {len(model.processes)} processes, {sum(len(p.meters) for p in procs)} energy meters, "
-          f"{sum(len(p.counters) for p in procs)} production counters, {sum(len(p.flow_meters) for p in procs)} flow meters")
-    if model.output_process is None:
-        print("  note: no output_process: no plant-level SEC and no product footprint until it is set")
     return 0
 
 

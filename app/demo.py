@@ -172,7 +172,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
         _record(out, "summary.json").write_text(json.dumps(summary, indent=2))
 
-        from carbonedge.app.report import sec_table
+        from carbonedge.analytics.sec_table import sec_table
 
         _say("")
         _say(sec_table(figs, summary))

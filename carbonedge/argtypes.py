@@ -270,3 +270,22 @@ class Duration(Number):
     def bad_values(self, tmp: Path) -> list[str]:
         return ["abc", "0", "-1h", "nanh", "5x"]
 
+
+
+def add_influx_auth(p: argparse.ArgumentParser) -> None:
+    """``--influx-user``; its password comes from ``$CARBONEDGE_INFLUX_PASSWORD`` (never the command line)."""
+    p.add_argument("--influx-user", help="InfluxDB user when authentication is on; its password is read from $CARBONEDGE_INFLUX_PASSWORD")
+
+
+def influx_password(a: argparse.Namespace) -> str | None:
+    """The InfluxDB password for ``--influx-user``, from ``$CARBONEDGE_INFLUX_PASSWORD``."""
+    import os
+
+    from carbonedge.errors import CarbonEdgeError
+
+    if not getattr(a, "influx_user", None):
+        return None
+    pw = os.environ.get("CARBONEDGE_INFLUX_PASSWORD")
+    if pw is None:
+        raise CarbonEdgeError(f"--influx-user {a.influx_user} needs its password in the environment variable CARBONEDGE_INFLUX_PASSWORD")
+    return pw

@@ -8,7 +8,23 @@ Public API::
     c.run()   # until c.stop()
 """
 
-from carbonedge.collector.service import Collector, CollectorSettings
-from carbonedge.collector.validate import load_device_registry
+
+_EXPORTS = {
+    "Collector": "carbonedge.collector.service",
+    "CollectorSettings": "carbonedge.collector.service",
+    "load_device_registry": "carbonedge.collector.validate",
+}
 
 __all__ = ["Collector", "CollectorSettings", "load_device_registry"]
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name on first use, so that importing one submodule (e.g. its ``commands`` for the command line)
+    does not load the whole package and its heavy dependencies."""
+    import importlib
+
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -14,10 +14,18 @@ Fault kinds and the ``labels.jsonl`` format: :mod:`simulators.faults` and ``docs
 """
 
 from carbonedge.simulators.faults import KINDS as FAULT_KINDS
-from carbonedge.simulators.faults import read_labels
-from carbonedge.simulators.offline import DeviceSeries, OfflineRun, generate
-from carbonedge.simulators.runner import Simulation, run
-from carbonedge.simulators.scenario import Scenario, bundled_scenarios, load_scenario
+
+_EXPORTS = {
+    "read_labels": "carbonedge.simulators.faults",
+    "DeviceSeries": "carbonedge.simulators.offline",
+    "OfflineRun": "carbonedge.simulators.offline",
+    "generate": "carbonedge.simulators.offline",
+    "Simulation": "carbonedge.simulators.runner",
+    "run": "carbonedge.simulators.runner",
+    "Scenario": "carbonedge.simulators.scenario",
+    "bundled_scenarios": "carbonedge.simulators.scenario",
+    "load_scenario": "carbonedge.simulators.scenario",
+}
 
 __all__ = [
     "FAULT_KINDS",
@@ -31,3 +39,15 @@ __all__ = [
     "read_labels",
     "run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name on first use, so that importing one submodule (e.g. its ``commands`` for the command line)
+    does not load the whole package and its heavy dependencies."""
+    import importlib
+
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

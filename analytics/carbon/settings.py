@@ -8,23 +8,23 @@ report says it used them.
 
 from __future__ import annotations
 
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from carbonedge.clock import parse_time
-from carbonedge.errors import ConfigError
+from carbonedge import settings as settings_base
 from carbonedge.plant import PlantModel
+from carbonedge.settings import SettingsModel
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(SettingsModel):
+    pass
 
 
 class Instrument(_Model):
@@ -224,16 +224,9 @@ class Settings(_Model):
 
 
 def load_settings(path: Path) -> Settings:
-    """Read and validate a site's carbon/tariff TOML file."""
-    try:
-        raw: dict[str, Any] = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path} is not a valid carbon settings file:\n" + "\n".join(lines)) from None
+    """Read and validate a site's carbon/tariff TOML file (with ``CARBONEDGE_CARBON__...`` environment overrides,
+    :mod:`carbonedge.settings`); every problem is one line ``file: key: reason``."""
+    return settings_base.load(Settings, path, kind="carbon")
 
 
 def default_settings(plant: PlantModel | dict[str, Any]) -> Settings:

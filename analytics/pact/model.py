@@ -18,7 +18,6 @@ this module only says it in PACT's words and adds what the exchange needs:
 from __future__ import annotations
 
 import re
-import tomllib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,12 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from carbonedge import settings
 from carbonedge.analytics.pact.schema import PactError, check
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
 from carbonedge.plant import PlantModel
+from carbonedge.settings import SettingsModel
 
 SPEC_VERSION = "3.0.0"
 EVIDENCE_SCHEMA = "urn:carbonedge:pact-extension:integrity-evidence:1.0.0"
@@ -43,8 +44,8 @@ UNITS: dict[str, tuple[str, float, float | None]] = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(SettingsModel):
+    pass
 
 
 class PactProduct(_Model):
@@ -80,15 +81,10 @@ class PactSettings(_Model):
 def load_pact_settings(path: Path | None) -> PactSettings:
     if path is None:
         return PactSettings()
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        return PactSettings.model_validate(raw.get("pact", raw))
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path} is not a valid PACT settings file:\n" + "\n".join(lines)) from None
+    # Settings under [pact] or at the top level; validated like every settings file (carbonedge.settings), with
+    # CARBONEDGE_PACT__KEY environment overrides.
+    raw = settings.read_toml(path)
+    return settings.load(PactSettings, path, kind="pact", data=raw.get("pact", raw))
 
 
 def dec(x: float, digits: int = 6) -> str:
