@@ -14,6 +14,7 @@ Usage::
 
     .venv/bin/python bench/anomaly_eval.py --real-only          # SKAB and SMD (about 10 min)
     .venv/bin/python bench/anomaly_eval.py --skab-only          # SKAB only
+    .venv/bin/python bench/anomaly_eval.py --smd-train-halves   # unsupervised: alert rate on SMD train halves only
     .venv/bin/python bench/anomaly_eval.py --sim-only           # simulator fault weeks, held-out seeds only
     .venv/bin/python bench/anomaly_eval.py                      # everything
 
@@ -47,9 +48,17 @@ def main() -> int:
     ap.add_argument("--real-only", action="store_true", help="SKAB and SMD, no simulator scenarios")
     ap.add_argument("--sim-only", action="store_true")
     ap.add_argument("--machines", help="SMD machines, comma separated (default: all 10 staged)")
+    ap.add_argument("--smd-train-halves", action="store_true", help="only the unsupervised check on SMD's train halves (alert rate; no test rows, no labels)")
     ap.add_argument("--save-scores", type=Path, help="write each SMD machine's test scores and labels to DIR/<machine>.npz")
     sim_eval.add_arguments(ap)  # --split, --hours, --keep
     a = ap.parse_args()
+    if a.smd_train_halves:
+        from bench._real_eval import smd_train_halves
+
+        machines = a.machines.split(",") if a.machines else SMD_MACHINES
+        r = smd_train_halves(a.datasets / "smd" / "data", machines, progress=lambda m, v: print(f"  {m:<12} alert rate {v:.2%}", flush=True))
+        print(f"smd_train_halves_alert_rate={r['mean']:.4f}")
+        return 0
     run_skab = not (a.sim_only or a.smd_only)
     run_smd = not (a.sim_only or a.skab_only)
     run_sim = not (a.skab_only or a.smd_only or a.real_only)
