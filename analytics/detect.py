@@ -254,7 +254,7 @@ class _Subspace:
 
     REFRESH = 500
 
-    __slots__ = ("cols", "scale", "mean", "cov", "basis", "variance", "since", "n_values")
+    __slots__ = ("cols", "scale", "mean", "cov", "basis", "variance", "since", "n_values", "complete")
 
     def __init__(self, X: np.ndarray, variance: float) -> None:
         self.n_values = X.shape[1]
@@ -267,6 +267,7 @@ class _Subspace:
         self.scale = rng[self.cols]
         Z = X[:, self.cols] / self.scale
         Z = Z[np.all(np.isfinite(Z), axis=1)]
+        self.complete = len(Z)
         self.mean = Z.mean(axis=0) if len(Z) else np.zeros(self.cols.size)
         D = Z - self.mean
         self.cov = D.T @ D / max(len(Z) - 1, 1)
@@ -276,7 +277,8 @@ class _Subspace:
 
     @property
     def usable(self) -> bool:
-        return self.cols.size >= 3
+        """At least three varying columns, and enough warm-up rows with all of them filled to estimate their covariance."""
+        return self.cols.size >= 3 and self.complete >= max(30, 2 * self.cols.size)
 
     def _eig(self) -> None:
         w, v = np.linalg.eigh(self.cov)
@@ -427,7 +429,7 @@ class StreamingDetector:
             self._icpt, self._coef = beta[0], beta[1:].T
         usable = np.isfinite(X).any(axis=0)
         if not usable.any():
-            raise DetectorError("no value column has a number in the learning period")
+            raise DetectorError("no value column has a number in the learning period (only empty or text cells): watch a numeric column")
         # Initialise each column from the learning rows: level = median, spread = mean absolute
         # deviation from it; then replay the learning rows through the online
         # updates, collecting the statistics that seed the thresholds.
