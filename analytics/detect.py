@@ -25,12 +25,14 @@ For every value column the detector keeps, online:
   watches ``value − expected value for this production state`` (a furnace drawing power while
   melting is expected; the same power while producing nothing is a residual).
 
-Each row's standardised residuals ``z`` feed up to three statistics: a *point* statistic (the root
+Each row's standardised residuals ``z`` feed up to four statistics: a *point* statistic (the root
 mean square of the √n largest |z|: spikes, one bad reading), a *sustained* one (the same on
 exponentially smoothed residuals, weight ``smoothing``: level shifts and slow leaks that stay
-within the noise of single rows) and, with several columns, *Hotelling T²* of the smoothed
+within the noise of single rows), with several columns *Hotelling T²* of the smoothed
 residuals with a Ledoit–Wolf shrunk covariance learned in the warm-up (a broken relation between
-columns). Each statistic's alert threshold is ``margin ×`` its 99.9th percentile over recent normal
+columns) and, with three or more, a *reconstruction* statistic: the largest scaled error of the
+row's reconstruction from the principal subspace of the columns (:class:`_Subspace`; columns
+scaled by their range, not their spread, so a near-constant column is not hypersensitive). Each statistic's alert threshold is ``margin ×`` its 99.9th percentile over recent normal
 rows (the learning rows first, then a rolling window of rows that raised no alert), never below a
 floor in spreads, so the threshold carries the stream's own noise and tail; the score is
 ``r / (1 + r)`` with ``r`` the largest statistic-to-threshold ratio: in [0, 1), exactly 0.5 at the
@@ -324,6 +326,11 @@ class StreamingDetector:
     learns from it; :meth:`update` does both in that order (prequential: a row never helps to score
     itself) and is what the CLI, the monitor and the report call, once per row, in arrival order.
     """
+
+    # Defaults for detectors pickled before the reconstruction member existed (a monitor's state file).
+    _sub: _Subspace | None = None
+    _sub_stat = 0.0
+    _replaying = False
 
     def __init__(self, n_values: int, n_context: int = 0, settings: DetectorSettings | None = None) -> None:
         if n_values < 1:
