@@ -6,7 +6,8 @@ detector's production defaults and fixed threshold, no per-corpus tuning:
 * SKAB outlier task, rows through ``carbonedge analyze detect``'s own code. Target: pooled F1 ≥ 0.80.
 * SMD, 10 machines, point-wise F1 without point-adjust at the fixed threshold (threshold from train
   scores, then causal online updates). Target: above the PCA reconstruction-error reference rerun
-  here with a train-only threshold.
+  here with a train-only threshold. Range-wise (event) F1 is printed beside it for both, on SKAB too
+  (``bench/_real_eval.py``, :func:`event_counts`).
 
 Simulator fault weeks (``bench/_sim_eval.py``): the plant monitor against labelled faults.
 
