@@ -241,7 +241,7 @@ def cmd_analyze_detect(a: argparse.Namespace) -> int:
     summary = detect_csv(
         Path(a.csv), Path(a.out), time_col=time_col, value_cols=value_cols, context_cols=a.context_col,
         settings=settings, learn_until=parse_time(a.learn_until) if a.learn_until else None, tz=a.tz, progress=lambda n: print(f"  {n:,} rows scored", file=sys.stderr),
-        date_format=a.date_format, decimal=a.decimal, delimiter=a.delimiter,
+        date_format=a.date_format, decimal=a.decimal, delimiter=a.delimiter, counters=a.counters,
     )
     print(f"{a.csv}: {summary.rows:,} rows; warm-up on the first {summary.learning_rows:,} (learning continues after it); "
           f"{summary.alert_rows:,} rows above the alert threshold in {summary.alert_episodes:,} episode(s). Scores written to {a.out}")
@@ -424,6 +424,7 @@ def add_commands(sub: Any) -> None:
     det.add_argument("--date-format", help="dd/mm/yyyy, mm/dd/yyyy, dd.mm.yyyy, iso or a strptime pattern (default: detected and announced)")
     det.add_argument("--decimal", choices=[".", ","], help="decimal mark of the numbers (default: detected and announced)")
     det.add_argument("--delimiter", help="field separator (default: sniffed from the header: comma, semicolon or tab)")
+    det.add_argument("--counters", choices=["auto", "off"], default="auto", help="auto: a column that only rises is a cumulative counter and its rate is watched (announced); off: watch every column as it is")
     det.set_defaults(func=cmd_analyze_detect)
 
     bl = asub.add_parser("baseline", help="energy baseline (time-of-week or ISO 50006 regression) with ASHRAE 14 fit for a CSV export",
