@@ -9,6 +9,8 @@ Public API::
 """
 
 
+from carbonedge import lazy
+
 _EXPORTS = {
     "Collector": "carbonedge.collector.service",
     "CollectorSettings": "carbonedge.collector.service",
@@ -18,13 +20,4 @@ _EXPORTS = {
 __all__ = ["Collector", "CollectorSettings", "load_device_registry"]
 
 
-def __getattr__(name: str) -> object:
-    """Import a public name on first use, so that importing one submodule (e.g. its ``commands`` for the command line)
-    does not load the whole package and its heavy dependencies."""
-    import importlib
-
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.exports(__name__, _EXPORTS, globals())

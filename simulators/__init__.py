@@ -15,6 +15,8 @@ Fault kinds and the ``labels.jsonl`` format: :mod:`simulators.faults` and ``docs
 
 from carbonedge.simulators.faults import KINDS as FAULT_KINDS
 
+from carbonedge import lazy
+
 _EXPORTS = {
     "read_labels": "carbonedge.simulators.faults",
     "DeviceSeries": "carbonedge.simulators.offline",
@@ -41,13 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Import a public name on first use, so that importing one submodule (e.g. its ``commands`` for the command line)
-    does not load the whole package and its heavy dependencies."""
-    import importlib
-
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.exports(__name__, _EXPORTS, globals())
