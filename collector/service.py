@@ -37,6 +37,7 @@ from carbonedge.integrity import Archive
 from carbonedge.collector.conflicts import ConflictIndex, find_conflicts_in_db
 from carbonedge.collector.influx import Backoff, InfluxWriter, Refused
 from carbonedge.collector.lineprotocol import Point, event_line, health_lines
+from carbonedge.collector import mqttread
 from carbonedge.collector.metrics import Metrics, serve_metrics
 from carbonedge.collector.spool import Spool, SpoolFull
 from carbonedge.collector.validate import Rejected, Validated, Validator
@@ -201,6 +202,9 @@ class Collector:
         c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(1, 30)
         self.client = c
+        # Many packets per recv, PUBLISH parsed in one pass (collector/mqttread.py): paho's own reader cost
+        # about as much CPU per reading as decoding and validating the batch.
+        self.mqtt_reader = mqttread.install(c)
 
     @property
     def counters(self) -> dict[str, float]:
