@@ -339,9 +339,9 @@ class Collector:
             st = self.gateways.setdefault(key, GatewayProgress())
             replay = st.covered(b.seq) or b.seq in st.pending
             st.pending[b.seq] = st.pending.get(b.seq, 0) + 1
-            went_back = bool(bp.readings) and min(p.ts for p in bp.readings) <= st.last_ts
-            if bp.readings:
-                st.last_ts = max(st.last_ts, max(p.ts for p in bp.readings))
+            went_back = bp.min_ts is not None and bp.min_ts <= st.last_ts
+            if bp.max_ts is not None:
+                st.last_ts = max(st.last_ts, bp.max_ts)
         if replay:
             self.metrics.inc("duplicate_deliveries")
         conflicts: list[tuple[Point, dict[str, object] | None]] = []
