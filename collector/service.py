@@ -347,11 +347,14 @@ class Collector:
         conflicts: list[tuple[Point, dict[str, object] | None]] = []
         unknown: list[Point] = []
         suspect = replay or went_back
-        for p, c in zip(bp.readings, self.index.check_all(bp.readings), strict=True):
-            if c == "conflict":
-                conflicts.append((p, None))
-            elif c == "new" and suspect:
-                unknown.append(p)
+        keys, held = self.index.lookup(bp.readings)
+        if suspect or held.count(None) != len(held):
+            for p, old in zip(bp.readings, held, strict=True):
+                if old is None:
+                    if suspect:
+                        unknown.append(p)
+                elif old != hash(p.fields):
+                    conflicts.append((p, None))
         if unknown:
             self.metrics.inc("replay_checks")
             try:
@@ -366,10 +369,14 @@ class Collector:
                       "the stored values are kept, the new ones are dead-lettered (clock stepped back, or a bad replay)")
             u.deadletters.append(self._deadletter_record(topic, "conflict", detail, p.line(), seq=b.seq, device=p.device, stored=stored))
             u.lines.append(event_line(b.site, b.gateway, "conflict", p.ts, {"seq": b.seq, "new": p.fields[:1500]}, device=p.device, seq=b.seq))
-        kept = [p for p in bp.readings if id(p) not in bad] if bad else bp.readings
-        self.index.add_all(kept)
+        if bad:
+            kept_keys = [(k, p) for k, p in zip(keys, bp.readings, strict=True) if id(p) not in bad]
+            keys, kept = [k for k, _ in kept_keys], [p for _, p in kept_keys]
+            n = sum(p.readings for p in kept)
+        else:
+            kept, n = bp.readings, bp.reading_count
+        self.index.add_keyed(keys, kept)
         u.lines.extend([f"{p.series} {p.fields} {p.ts}" for p in kept])
-        n = sum(p.readings for p in kept)
         u.lines.extend(p.line() for p in bp.events)
         u.readings += n
         u.seqs.append((key, b.seq, n))
