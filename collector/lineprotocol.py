@@ -96,6 +96,8 @@ def _series(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
 
 
 _encode = msgspec.json.Encoder().encode
+#: JSON object -> line protocol in one pass: ``:`` becomes ``=``, quotes are deleted.
+_FIELDS_TABLE = bytes.maketrans(b":", b"=")
 
 
 def value_fields(values: dict[str, float]) -> str:
@@ -107,7 +109,7 @@ def value_fields(values: dict[str, float]) -> str:
     object needs only its quotes and colons turned into line protocol. A NaN or infinity would
     come out as ``null`` (InfluxDB refuses the line); callers pass finite values only.
     """
-    return _encode(values)[1:-1].replace(b'"', b"").replace(b":", b"=").decode()
+    return _encode(values)[1:-1].translate(_FIELDS_TABLE, b'"').decode()
 
 
 def device_point(site: str, gateway: str, device: str, tags: dict[str, str], ts: int, status: str, values: str, good: int,

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
 from carbonedge.collector.fastwire import NameCheck, decode_batch, has_surrogate_escape
-from carbonedge.collector.lineprotocol import BatchPoints, Point, batch_points, device_point, event_point, series_key
+from carbonedge.collector.lineprotocol import _FIELDS_TABLE, BatchPoints, Point, batch_points, device_point, event_point, series_key
 
 WHOLE_MESSAGE_REASONS = ("oversized", "bad_topic", "bad_json", "non_finite", "schema", "topic_mismatch")
 DEVICE_REASONS = ("unknown_device", "future_ts", "past_ts")
@@ -224,7 +224,7 @@ class Validator:
                 else:
                     vals[q] = v
             # ``quantity=value,…`` formatted in C (lineprotocol.value_fields, inlined).
-            text = encode(vals)[1:-1].replace(b'"', b"").replace(b":", b"=").decode()
+            text = encode(vals)[1:-1].translate(_FIELDS_TABLE, b'"').decode()
             if "null" in text:  # a NaN or infinity (msgspec's decoder refuses both; checked all the same)
                 raise _Undecided
             if always_check or ts > future_limit:
