@@ -305,10 +305,10 @@ class Collector:
 
     def _prepare(self, msgs: list[mqtt.MQTTMessage]) -> _Unit:
         u = _Unit(msgs=msgs)
-        clock = time.thread_time
+        clock = time.thread_time  # a system call (about 1.6 µs): two per message, the end of one is the start of the next
         t_validate = t_lines = 0.0
+        t0 = clock()
         for m in msgs:
-            t0 = clock()
             try:
                 site, gw, kind = self.validator.topic(m.topic)
                 if kind == "health":
@@ -323,11 +323,13 @@ class Collector:
             finally:
                 t1 = clock()
                 t_validate += t1 - t0
+                t0 = t1
             u.archive.append((v.site, v.gateway, v.seq, m.payload))
             for dr in v.rejected:
                 u.deadletters.append(self._deadletter_record(m.topic, dr.reason, dr.detail, dr.raw, seq=v.seq, device=dr.device))
             self._prepare_batch(u, m.topic, v)
-            t_lines += clock() - t1
+            t0 = clock()
+            t_lines += t0 - t1
         self.cpu.add("decode_validate", t_validate)
         self.cpu.add("lines_conflicts", t_lines)
         return u
