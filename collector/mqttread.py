@@ -27,11 +27,13 @@ broker still redelivers every message the collector did not acknowledge.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTTErrorCode, MQTTMessage, MQTTv5, time_func  # type: ignore[attr-defined]
+from paho.mqtt import __version__ as mqtt_version
 from paho.mqtt.exception import MalformedPacket
 
 #: Bytes read per ``recv``: a few dozen telemetry batches.
@@ -191,8 +193,48 @@ class BufferedReader:
         return rc
 
 
-def install(client: mqtt.Client) -> BufferedReader:
-    """Give ``client`` the buffered read path (call before connecting); returns the reader (its counters)."""
+#: The paho internals this module uses (paho-mqtt 2.1 and 2.2 have them all).
+_NEEDS = ("_packet_read", "_packet_handle", "_packet_queue", "_in_packet", "_msgtime_mutex", "_in_callback_mutex",
+          "_on_message_filtered", "_manual_ack", "_protocol", "_userdata", "_easy_log", "_call_socket_register_write")
+
+
+def install(client: mqtt.Client) -> BufferedReader | None:
+    """Give ``client`` the buffered read path (call before connecting); returns the reader (its counters).
+
+    With a paho-mqtt that lacks an internal this relies on, nothing is changed and None is returned
+    (paho's own reader then does the work, slower).
+    """
+    if not all(hasattr(client, a) for a in _NEEDS) or not hasattr(getattr(client, "_on_message_filtered"), "_root"):
+        logging.getLogger("carbonedge.collector").warning(
+            "paho-mqtt %s: the collector's buffered MQTT reader does not fit this version; using paho's own", mqtt_version)
+        return None
     reader = BufferedReader(client)
     client._packet_read = reader  # type: ignore[method-assign]
     return reader
+
+
+_PUBACK = 0x40
+
+
+def ack_all(client: mqtt.Client, msgs: list[MQTTMessage]) -> None:
+    """Acknowledge ``msgs`` (manual acknowledgement): every QoS 1 PUBACK of them in one write.
+
+    paho's ``ack`` queues one packet per message, wakes its network thread through a socket pair
+    and sends each PUBACK with its own system call; a flush holds a few hundred messages. The
+    PUBACKs are the same 4 bytes paho sends (``0x40 0x02`` and the packet id: success, no
+    properties). QoS 2 messages are acknowledged with paho's ``ack``.
+    """
+    pubacks = bytearray()
+    for m in msgs:
+        if m.qos == 1:
+            pubacks += b"\x40\x02" + m.mid.to_bytes(2, "big")
+        elif m.qos == 2:
+            client.ack(m.mid, m.qos)
+    if not pubacks:
+        return
+    if hasattr(client, "_packet_queue"):
+        client._packet_queue(_PUBACK, bytes(pubacks), 0, 0)
+    else:  # pragma: no cover - another paho-mqtt
+        for m in msgs:
+            if m.qos == 1:
+                client.ack(m.mid, m.qos)

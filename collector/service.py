@@ -505,9 +505,7 @@ class Collector:
             body = json.dumps({"collector": self.s.client_id, "watermark": wm, "done": done, "ts": now_ms})
             self.client.publish(progress_topic(self._group, site, gw, self.s.client_id), body, qos=1, retain=True)
         self._publish_acks()
-        for m in u.msgs:
-            if m.qos > 0:
-                self.client.ack(m.mid, m.qos)
+        mqttread.ack_all(self.client, u.msgs)  # every PUBACK of the flush in one write
         if u.seqs:
             created = [m for m in u.msgs if m.timestamp]
             if created:

@@ -167,3 +167,18 @@ def test_remaining_length_boundaries(size: int) -> None:
     fast, got, _ = _client(True)
     _feed(fast, publish("t/x", b"a" * size, 1, mid=9), [65_536])
     assert [len(g[1]) for g in got] == [size]
+
+
+def test_ack_all_queues_every_puback_in_one_write() -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    msgs = []
+    for mid, qos in ((1, 1), (2, 0), (300, 1), (65535, 1)):
+        m = mqtt.MQTTMessage(mid, b"a/b")
+        m.qos = qos
+        msgs.append(m)
+    mqttread.ack_all(c, msgs)
+    ref = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="r", protocol=mqtt.MQTTv5, manual_ack=True)
+    for m in msgs:
+        ref.ack(m.mid, m.qos)
+    assert [p["packet"] for p in c._out_packet] == [b"".join(p["packet"] for p in ref._out_packet)]
+    assert c._out_packet[0]["packet"] == b"\x40\x02\x00\x01" + b"\x40\x02\x01\x2c" + b"\x40\x02\xff\xff"
