@@ -305,11 +305,9 @@ class Collector:
 
     def _prepare(self, msgs: list[mqtt.MQTTMessage]) -> _Unit:
         u = _Unit(msgs=msgs)
-        # Validate every message of the flush, then build lines and check conflicts in the same order:
-        # the stages' CPU is read once each per flush (the thread-CPU clock is a system call of ~1.6 µs).
-        clock = time.thread_time
+        clock = time.thread_time  # a system call (about 1.6 µs): two per message, the end of one is the start of the next
+        t_validate = t_lines = 0.0
         t0 = clock()
-        valid: list[tuple[str, Validated, bytes]] = []
         for m in msgs:
             try:
                 site, gw, kind = self.validator.topic(m.topic)
@@ -318,17 +316,22 @@ class Collector:
                     u.lines.extend(health_lines(h))
                     u.health += 1
                     continue
-                valid.append((m.topic, self.validator.batch(site, gw, m.payload), m.payload))
+                v = self.validator.batch(site, gw, m.payload)
             except Rejected as r:
                 u.deadletters.append(self._deadletter_record(m.topic, r.reason, r.detail, m.payload[: self.s.max_payload_bytes]))
-        t1 = clock()
-        for topic, v, payload in valid:
-            u.archive.append((v.site, v.gateway, v.seq, payload))
+                continue
+            finally:
+                t1 = clock()
+                t_validate += t1 - t0
+                t0 = t1
+            u.archive.append((v.site, v.gateway, v.seq, m.payload))
             for dr in v.rejected:
-                u.deadletters.append(self._deadletter_record(topic, dr.reason, dr.detail, dr.raw, seq=v.seq, device=dr.device))
-            self._prepare_batch(u, topic, v)
-        self.cpu.add("decode_validate", t1 - t0)
-        self.cpu.add("lines_conflicts", clock() - t1)
+                u.deadletters.append(self._deadletter_record(m.topic, dr.reason, dr.detail, dr.raw, seq=v.seq, device=dr.device))
+            self._prepare_batch(u, m.topic, v)
+            t0 = clock()
+            t_lines += t0 - t1
+        self.cpu.add("decode_validate", t_validate)
+        self.cpu.add("lines_conflicts", t_lines)
         return u
 
     def _prepare_batch(self, u: _Unit, topic: str, b: Validated) -> None:
