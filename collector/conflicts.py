@@ -60,6 +60,19 @@ class ConflictIndex:
             out.append("new" if old is None else "same" if old == hash(p.fields) else "conflict")
         return out
 
+    def lookup(self, points: list[Point]) -> tuple[list[int], list[int | None]]:
+        """Keys of ``points`` and the field digest the index holds for each (None: not held); for the hot path."""
+        keys = [hash((p.series, p.ts)) for p in points]
+        return keys, list(map(self._d.get, keys))
+
+    def add_keyed(self, keys: list[int], points: list[Point]) -> None:
+        """:meth:`add_all` with the keys :meth:`lookup` returned (``keys[i]`` belongs to ``points[i]``)."""
+        d = self._d
+        d.update(zip(keys, [hash(p.fields) for p in points]))  # an existing key keeps its place, as in add()
+        excess = len(d) - self.max_entries
+        for _ in range(excess if excess > 0 else 0):
+            d.popitem(last=False)
+
     def add_all(self, points: list[Point]) -> None:
         """:meth:`add` for every point, then trim to ``max_entries``."""
         d = self._d

@@ -33,7 +33,7 @@ def _float(v: float) -> str:
     return repr(float(v))
 
 
-@dataclass
+@dataclass(slots=True)
 class Point:
     """One line: ``series`` (measurement and tags), ``fields``, ``ts`` (ms) and the device it belongs to."""
 
@@ -58,18 +58,33 @@ class BatchPoints:
     readings: list[Point] = field(default_factory=list)
     events: list[Point] = field(default_factory=list)
     reading_count: int = 0
+    #: Earliest and latest timestamp of ``readings`` (ms; None when there are none).
+    min_ts: int | None = None
+    max_ts: int | None = None
+
+    def finish(self) -> BatchPoints:
+        """Set :attr:`min_ts` and :attr:`max_ts` from the points."""
+        if self.readings:
+            ts = [p.ts for p in self.readings]
+            self.min_ts, self.max_ts = min(ts), max(ts)
+        return self
 
 
 _TAG_CACHE: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], str] = {}
 
 
+def series_key(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
+    """``readings,<sorted tags>``: the measurement and tag set of a device's points (not cached)."""
+    all_tags = {"site": site, "gateway": gateway, "device": device, **tags}
+    return MEASUREMENT + "".join(f",{k}={v}" for k, v in sorted(all_tags.items()))
+
+
 def _series(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
-    """``readings,<sorted tags>``; cached because a plant has few distinct devices and this is the hot path."""
+    """:func:`series_key`, cached because a plant has few distinct devices and this is the hot path."""
     key = (site, gateway, device, tuple(tags.items()))
     s = _TAG_CACHE.get(key)
     if s is None:
-        all_tags = {"site": site, "gateway": gateway, "device": device, **tags}
-        s = MEASUREMENT + "".join(f",{k}={v}" for k, v in sorted(all_tags.items()))
+        s = series_key(site, gateway, device, tags)
         if len(_TAG_CACHE) > 100_000:  # bound memory if device names churn
             _TAG_CACHE.clear()
         _TAG_CACHE[key] = s
@@ -77,6 +92,8 @@ def _series(site: str, gateway: str, device: str, tags: dict[str, str]) -> str:
 
 
 _encode = msgspec.json.Encoder().encode
+#: JSON object -> line protocol in one pass: ``:`` becomes ``=``, quotes are deleted.
+_FIELDS_TABLE = bytes.maketrans(b":", b"=")
 
 
 def value_fields(values: dict[str, float]) -> str:
@@ -88,7 +105,7 @@ def value_fields(values: dict[str, float]) -> str:
     object needs only its quotes and colons turned into line protocol. A NaN or infinity would
     come out as ``null`` (InfluxDB refuses the line); callers pass finite values only.
     """
-    return _encode(values)[1:-1].replace(b'"', b"").replace(b":", b"=").decode()
+    return _encode(values)[1:-1].translate(_FIELDS_TABLE, b'"').decode()
 
 
 def device_point(site: str, gateway: str, device: str, tags: dict[str, str], ts: int, status: str, values: str, good: int,
@@ -114,7 +131,7 @@ def batch_points(batch: wire.Batch, devices: list[wire.DeviceReadings] | None = 
         out.readings.append(p)
     for e in batch.events:
         out.events.append(event_point(batch.site, batch.gateway, batch.seq, e.kind, e.ts, e.device, e.quantity, e.detail))
-    return out
+    return out.finish()
 
 
 def event_point(site: str, gateway: str, seq: int, kind: str, ts: int, device: str | None, quantity: str | None,

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from carbonedge import quantities, wire
 from carbonedge.errors import ConfigError
 from carbonedge.collector.fastwire import NameCheck, decode_batch, has_surrogate_escape
-from carbonedge.collector.lineprotocol import BatchPoints, batch_points, device_point, event_point, value_fields
+from carbonedge.collector.lineprotocol import _FIELDS_TABLE, BatchPoints, Point, batch_points, device_point, event_point, series_key
 
 WHOLE_MESSAGE_REASONS = ("oversized", "bad_topic", "bad_json", "non_finite", "schema", "topic_mismatch")
 DEVICE_REASONS = ("unknown_device", "future_ts", "past_ts")
@@ -71,6 +71,7 @@ class _Undecided(Exception):
 
 
 _MISSING = object()
+_encode = msgspec.json.Encoder().encode
 _UNITS = {name: q.unit for name, q in quantities.QUANTITIES.items()}
 
 
@@ -108,6 +109,8 @@ class Validator:
         self.known_devices = known_devices
         self.now_ms = now_ms
         self._names = NameCheck()
+        #: ``(site, gateway) -> {device: (tags, series key)}`` of devices seen (the fast path's cache).
+        self._known_series: dict[tuple[str, str], dict[str, tuple[dict[str, str], str]]] = {}
 
     def topic(self, topic: str) -> tuple[str, str, str]:
         try:
@@ -191,21 +194,28 @@ class Validator:
         seq = b.seq
         out = BatchPoints()
         rejected: list[DeviceRejection] = []
-        units = _UNITS
-        reserved = wire.RESERVED_TAGS
+        unit_of = _UNITS.get
+        encode = _encode
         future_limit = self.now_ms() + self.max_future_ms
         always_check = self.known_devices is not None or self.max_past_ms is not None
         readings = out.readings
-        names = self._names
+        known = self._known_series.get((site, gateway))
+        if known is None:
+            known = self._known_series[(site, gateway)] = {}
+        tail = f",seq={seq}i"  # the fields of a device with every value good and status ok end with it
+        count = 0
+        min_ts = max_ts = None
         for dev in b.devices:
-            tags = dev.tags
-            if not names.device(dev.device) or (tags and (not reserved.isdisjoint(tags) or not names.tags(tags))):
-                raise _Undecided
+            name, tags, ts = dev.device, dev.tags, dev.ts
+            # The series key per device and tag set: names and tags checked once, when first seen.
+            ent = known.get(name)
+            if ent is None or ent[0] != tags:
+                ent = self._learn_series(site, gateway, name, tags, known)
             vals: dict[str, float] = {}
             bad = 0
             for q, val in dev.values.items():
                 v = val.v
-                if val.u != units.get(q, _MISSING):
+                if val.u != unit_of(q, _MISSING):
                     raise _Undecided
                 if v is None:
                     if val.q != "bad":
@@ -213,20 +223,42 @@ class Validator:
                     bad += 1
                 else:
                     vals[q] = v
-            text = value_fields(vals)
+            # ``quantity=value,…`` formatted in C (lineprotocol.value_fields, inlined).
+            text = encode(vals)[1:-1].translate(_FIELDS_TABLE, b'"').decode()
             if "null" in text:  # a NaN or infinity (msgspec's decoder refuses both; checked all the same)
                 raise _Undecided
-            name, ts = dev.device, dev.ts
-            why = self._device_check(site, gateway, name, ts) if always_check or ts > future_limit else None
-            if why:
-                rejected.append(DeviceRejection(name, why[0], why[1], msgspec.json.encode(dev).decode()))
-                continue
-            p = device_point(site, gateway, name, tags, ts, dev.status, text, len(vals), bad, seq)
-            out.reading_count += p.readings
+            if always_check or ts > future_limit:
+                why = self._device_check(site, gateway, name, ts)
+                if why:
+                    rejected.append(DeviceRejection(name, why[0], why[1], msgspec.json.encode(dev).decode()))
+                    continue
+            if bad or dev.status != "ok" or not text:
+                p = device_point(site, gateway, name, tags, ts, dev.status, text, len(vals), bad, seq)
+            else:
+                p = Point(ent[1], text + tail, ts, name, len(vals))
+            count += p.readings
             readings.append(p)
+            if min_ts is None:
+                min_ts = max_ts = ts
+            elif ts < min_ts:
+                min_ts = ts
+            elif ts > max_ts:  # type: ignore[operator]
+                max_ts = ts
+        out.reading_count = count
+        out.min_ts, out.max_ts = min_ts, max_ts
         for e in b.events:
             out.events.append(event_point(site, gateway, seq, e.kind, e.ts, e.device, e.quantity, e.detail))
         return Validated(site, gateway, seq, out, rejected, fast=True)
+
+    def _learn_series(self, site: str, gateway: str, name: str, tags: dict[str, str],
+                      known: dict[str, tuple[dict[str, str], str]]) -> tuple[dict[str, str], str]:
+        """Check a device name and tag set against the contract and remember its series key (bounded)."""
+        if not self._names.device(name) or (tags and (not wire.RESERVED_TAGS.isdisjoint(tags) or not self._names.tags(tags))):
+            raise _Undecided
+        if len(known) >= 10_000:  # device names churning: start over rather than grow
+            known.clear()
+        ent = known[name] = (dict(tags), series_key(site, gateway, name, tags))
+        return ent
 
     def health(self, site: str, gateway: str, payload: bytes) -> wire.Health:
         h = self._parse(payload, wire.Health)

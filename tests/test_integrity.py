@@ -226,3 +226,23 @@ def test_verifier_reports_every_injected_tampering_and_nothing_on_a_clean_run(se
                 write(undo)
             assert verify([state], trust, influx_url=url, database=database).ok
     assert detected == trials == 80
+
+
+def test_archive_keeps_payload_bytes_exactly_and_reads_both_line_forms(tmp_path):
+    from carbonedge.integrity import Archive, read_archive
+
+    a = Archive(tmp_path, 'coll-"1"')
+    compact = b'{"site":"s1","gateway":"gw1","seq":1,"note":"a \\"quoted\\" ,\\"batch\\": text"}'
+    pretty = b'{\n  "site": "s1",\n  "seq": 2\n}'  # a line break: written as a JSON string (the first form)
+    a.append([("s1", "gw1", 1, compact), ("s1", "gw1", 2, pretty)])
+    a.close()
+    path = tmp_path / "s1" / "gw1.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert b'"schema":"carbonedge.archive/2"' in lines[0] and compact in lines[0]
+    assert json.loads(lines[1])["raw"] == pretty.decode()
+    # a line cut short by a crash, ending on one of the payload's own "}"
+    torn = lines[0][: lines[0].index(b"}") + 1] + b"\n"
+    path.write_bytes(b"".join(lines) + torn)
+    recs = list(read_archive(tmp_path))
+    assert [(r.seq, r.raw, r.by) for r in recs[:2]] == [(1, compact.decode(), 'coll-"1"'), (2, pretty.decode(), 'coll-"1"')]
+    assert recs[2].seq is None and recs[2].by == ""  # unreadable: reported as such, not taken as a batch

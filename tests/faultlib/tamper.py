@@ -9,6 +9,7 @@ state after each InfluxDB trial is undone, must verify with no finding (false po
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -30,13 +31,25 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _write(path: Path, recs: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs))
+
+
+def _batch(r: dict[str, Any]) -> dict[str, Any]:
+    """The batch of an archive record (payload bytes as ``batch``, or a JSON string ``raw``)."""
+    return r["batch"] if "batch" in r else json.loads(r["raw"])
+
+
+def _set(r: dict[str, Any], b: dict[str, Any]) -> None:
+    if "batch" in r:
+        r["batch"] = b
+    else:
+        r["raw"] = json.dumps(b)
 
 
 def mutate_archive(path: Path, kind: str, rng: random.Random, last: int) -> set[int]:
     """Apply one tampering of ``kind`` to an archive file; return the seqs it touched."""
     recs = _lines(path)
-    raw = [json.loads(r["raw"]) for r in recs]
+    raw = [copy.deepcopy(_batch(r)) for r in recs]
     seqs = sorted({b["seq"] for b in raw})
     if kind == "edited":
         i = rng.randrange(len(recs))
@@ -44,7 +57,7 @@ def mutate_archive(path: Path, kind: str, rng: random.Random, last: int) -> set[
         d = rng.choice(b["devices"])
         q = rng.choice([k for k, v in d["values"].items() if v.get("v") is not None])
         d["values"][q]["v"] = d["values"][q]["v"] * 1.001 + 0.001
-        recs[i]["raw"] = json.dumps(b)
+        _set(recs[i], b)
         touched = {b["seq"]}
     elif kind == "deleted":
         s = rng.choice(seqs)
@@ -57,20 +70,24 @@ def mutate_archive(path: Path, kind: str, rng: random.Random, last: int) -> set[
             b.pop("integrity")  # unsigned
         else:  # signed, with a key the gateway does not have
             b["integrity"] = {**b["integrity"], "sig": Ed25519PrivateKey.generate().sign(b"forged").hex()}
-        recs.append({**recs[0], "raw": json.dumps(b), "seq": b["seq"]})
+        rec = {**recs[0], "seq": b["seq"]}
+        _set(rec, b)
+        recs.append(rec)
         touched = {b["seq"]}
     elif kind == "reordered":
         s = rng.choice(seqs[:-1])
         for r, b in zip(recs, raw):
             if b["seq"] in (s, s + 1):
                 b["seq"] = s + 1 if b["seq"] == s else s
-                r["raw"] = json.dumps(b)
+                _set(r, b)
         touched = {s, s + 1}
     elif kind == "replayed":
         b = dict(rng.choice(raw))
         b["seq"] = last + 1 + rng.randrange(3)
         b["created"] += 3_600_000
-        recs.append({**recs[0], "raw": json.dumps(b), "seq": b["seq"]})
+        rec = {**recs[0], "seq": b["seq"]}
+        _set(rec, b)
+        recs.append(rec)
         touched = {b["seq"]}
     else:
         raise ValueError(f"unknown tampering kind {kind!r}")
