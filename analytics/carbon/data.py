@@ -29,6 +29,18 @@ GAUGES = ("active_power", "power_factor", "demand_active_power", "running")
 FIELDS = COUNTERS + GAUGES
 
 
+def weather_inputs(plant: dict[str, Any]) -> tuple[str | None, list[tuple[str, str]]]:
+    """The plant's weather station and its inputs, ``[(kind, quantity)]`` for ``temperature`` and ``dew_point``.
+
+    The plant model names it as ``"weather": {"device": ..., "temperature": ..., "dew_point": ...}``
+    (the outdoor conditions weather-driven loads follow); ``(None, [])`` when it has none.
+    """
+    w = plant.get("weather") if isinstance(plant.get("weather"), dict) else {}
+    dev = str(w["device"]) if w.get("device") else None
+    inputs = [(k, str(w[k])) for k in ("temperature", "dew_point") if w.get(k)]
+    return (dev, inputs) if dev and inputs else (None, [])
+
+
 @dataclass
 class DeviceSeries:
     """Readings of one device: poll times (epoch seconds) and one array per quantity (NaN where absent)."""
@@ -257,6 +269,10 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
     plant = json.loads(pj.read_text())
     devices: dict[str, DeviceSeries] = {}
     wanted = {d for p in plant["processes"] for d in _all_devices(plant, p)}
+    wdev, winputs = weather_inputs(plant)
+    if wdev:
+        wanted.add(wdev)
+    fields = FIELDS + tuple(q for _, q in winputs if q not in FIELDS)
     lo, hi = math.inf, -math.inf
     for dev in sorted(wanted):
         f = path / f"{dev}.csv"
@@ -267,7 +283,7 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
         header = table_columns(f)
         if "ts" not in header:
             raise ConfigError(f"{f}: no 'ts' column; the file has: {', '.join(header)}")
-        t, vals = _read_csv(f, "ts", [q for q in FIELDS if q in header], tz=tz, date_format=date_format, decimal=decimal, announce=announce)
+        t, vals = _read_csv(f, "ts", [q for q in fields if q in header], tz=tz, date_format=date_format, decimal=decimal, announce=announce)
         if not t.size:
             continue
         t, vals = _counters_from(str(f), t, vals, energy_mode, stamps=stamps)
@@ -358,7 +374,8 @@ def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str 
 def from_influx(reader: InfluxReader, plant: dict[str, Any], start: float, end: float, *, chunk_s: float = 86400.0) -> PlantData:
     """Load the readings of the plant's devices over ``[start, end]`` (epoch seconds) from InfluxDB, a day per query."""
     site = plant["site"]
-    cols = ", ".join(f'"{q}"' for q in FIELDS)
+    fields = FIELDS + tuple(q for _, q in weather_inputs(plant)[1] if q not in FIELDS)
+    cols = ", ".join(f'"{q}"' for q in fields)
     acc: dict[str, dict[str, list[Any]]] = {}
     t0 = start
     while t0 <= end:
@@ -377,7 +394,7 @@ def from_influx(reader: InfluxReader, plant: dict[str, Any], start: float, end: 
     devices: dict[str, DeviceSeries] = {}
     for dev, a in acc.items():
         t = np.array(a["time"], dtype=np.float64) / 1000.0
-        vals = {q: np.array([np.nan if x is None else float(x) for x in a[q]]) for q in FIELDS if q in a}
+        vals = {q: np.array([np.nan if x is None else float(x) for x in a[q]]) for q in fields if q in a}
         devices[dev] = DeviceSeries(dev, t, vals)
     if not devices:
         raise ConfigError(f"no readings for site {site!r} between {iso(start)} and {iso(end)} in InfluxDB database {reader.database!r}")
