@@ -217,6 +217,9 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     if waste < materiality * plant_kwh:
         return None, None
     if zscore < z:
+        # Say so only where the scatter alone would have let the excess through: the rest is noise.
+        if scatter > 0 and waste < z * scatter:
+            return None, None
         return None, (f"{name}: {waste:,.0f} kWh ({pct:.1f} %) above its model from {iso(t0)[:16]} to {iso(t1)[:16]} UTC, but the "
                       f"model's own uncertainty over that stretch is ±{noise:,.0f} kWh (1σ: ±{scatter:,.0f} scatter, "
                       f"±{coef_sd:,.0f} from coefficients learned on the baseline); an excess needs {z:g}σ to be told from it, "

@@ -416,11 +416,15 @@ def calibrate(obs: Observations, baseline: tuple[float, float], production_unit:
         if n >= 3 * k:
             sums = np.convolve(r, np.ones(k), mode="valid")
             model.block_sd[k] = max(float(sums.std()), 1e-9)
-    # Coefficient covariance: s² (A'A)⁻¹ on the free columns, inflated by how much more sums of
-    # consecutive baseline residuals scatter than independent ones would (autocorrelation).
+    # Coefficient covariance: s² (A'A)⁻¹ on the free columns, scaled by the long-run variance ratio of
+    # the baseline residuals (batch means: sums of the longest measured block against independent
+    # noise): above 1 where residuals drift together (weather), below 1 where they alternate (a batch
+    # furnace's heats straddling bin boundaries), so the level learned from the baseline is as
+    # uncertain as its own residuals show.
     A = model.design(_subset(obs, sel))[:, free] if free else np.zeros((n, 0))
     if free and n > len(free):
-        inflate = max([1.0] + [model.block_sd[k] ** 2 / (k * model.residual_sd**2) for k in model.block_sd if k > 1])
+        kmax = max((k for k in model.block_sd if k > 1), default=1)
+        inflate = model.block_sd[kmax] ** 2 / (kmax * model.residual_sd**2) if kmax > 1 else 1.0
         model.cov = model.residual_sd**2 * inflate * np.linalg.pinv(A.T @ A)
         model.free = free
     return model
