@@ -482,8 +482,6 @@ def _fit_weather(obs: Observations, sel: np.ndarray, has_idle: bool) -> WeatherT
         for inputs in [[]] + [[f] for f in temps + moist] + [[f, m] for f in temps for m in moist]:
             names = (["active_share"] if with_share else []) + [
                 obs.weather_names[i] if form == "temperature" else f"abs_humidity({obs.weather_names[i]})" for i, form in inputs]
-            if not names:
-                names = []
             term = WeatherTerm(inputs, names, None, with_share)  # type: ignore[arg-type]
             F = term.features(_subset(obs, sel))
             try:
