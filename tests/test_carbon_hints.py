@@ -111,7 +111,7 @@ def test_hints_bench_exits_non_zero_below_target() -> None:
 @pytest.mark.soak
 def test_simulator_fault_weeks_match_ground_truth(tmp_path: Path) -> None:
     """bench/hints_eval.py on the held-out seeds (steel and battery fault weeks, the battery week with rack meters,
-    and their clean twins; ~25 min with generation): its target met, as its own exit status and its figures say."""
+    and their clean twins; 10–25 min with generation, by machine load): its target met, as its own exit status and its figures say."""
     import subprocess
     import sys
 
