@@ -72,22 +72,60 @@ def test_hints_are_ranked_by_cost_and_short_periods_say_why_no_waste_is_judged(t
     assert pf.details["pf"] < 0.9 and pf.details["kvar"] > 0
 
 
+def _bench():  # type: ignore[no-untyped-def]
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from bench import hints_eval
+
+    return hints_eval
+
+
+def _row(he, err_pct: float | None, below: str = "", kind: str = "dryroom_dehumidifier_degradation"):  # type: ignore[no-untyped-def]
+    true = 10_000.0
+    return he.Row("battery-week-faults", 131, "f", kind, "dry_room", true, None if err_pct is None else true * (1 + err_pct / 100), 0.1, below)
+
+
+def test_hints_bench_exits_non_zero_below_target() -> None:
+    """bench/hints_eval.py's verdict: 0 only when every fault above meter accuracy is within 20 % and no hint is false."""
+    he = _bench()
+    ok = [_row(he, 5.0), _row(he, -19.9, kind="compressed_air_leak")]
+    assert he.verdict(ok, [], "held-out") == (True, 0)
+    assert he.verdict(ok, [], "choosing") == (True, 3)  # in-sample: never 0
+    assert he.verdict(ok + [_row(he, 20.5)], [], "held-out") == (False, 1)
+    assert he.verdict(ok + [_row(he, None)], [], "held-out") == (False, 1)  # a missed fault
+    assert he.verdict(ok + [_row(he, None)], [], "choosing") == (False, 1)
+    # A fault below meter accuracy is reported but not counted.
+    assert he.verdict(ok + [_row(he, None, below="below meter accuracy: 0.18 %")], [], "held-out") == (True, 0)
+    # A false hint on a clean week, or one answering no fault on a faulty week, fails the target.
+    for week in ("clean", "faulty"):
+        assert he.verdict(ok, [he.FalseHint("battery-week-faults", 131, week, "dryroom_dehumidifier", "dry_room", 9_938.0)],
+                          "held-out") == (False, 1)
+    assert he.verdict([], [], "held-out") == (False, 1)  # nothing measured is not a pass
+    table = "\n".join(he.family_table(ok + [_row(he, 40.0)], [he.FalseHint("s", 1, "clean", "dryroom_dehumidifier", "dry_room", 1.0)]))
+    assert "dryroom_dehumidifier" in table and "+40.0 %" in table and "1/0" in table
+
+
 @pytest.mark.soak
 def test_simulator_fault_weeks_match_ground_truth(tmp_path: Path) -> None:
-    """The simulators' steel and battery fault weeks, the battery week with rack meters, and their clean twins
-    through bench/hints_eval.py (~15 min)."""
+    """bench/hints_eval.py on the held-out seeds (steel and battery fault weeks, the battery week with rack meters,
+    and their clean twins; 10–25 min with generation, by machine load): its target met, as its own exit status and its figures say."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     p = subprocess.run([sys.executable, str(root / "bench" / "hints_eval.py"), "--cache", str(tmp_path)], capture_output=True, text=True,
                        timeout=3600, cwd=root)
-    assert p.returncode == 0, p.stderr[-3000:]
+    tail = p.stdout[-4000:] + p.stderr[-2000:]
     last = dict(kv.split("=") for kv in p.stdout.strip().splitlines()[-1].split())
-    found, total = (int(x) for x in last["within_20pct"].split("/"))
-    # Every fault except formation_channel_fault on the hall meter (32 kWh in a week, below any plant meter's
-    # resolution; docs/carbon.md); with rack meters the peer comparison finds it.
-    assert found >= total - 1, p.stdout[-3000:]
+    k, m = (int(x) for x in last["within_20pct_above_accuracy"].split("/"))
+    # The figures themselves, not only the exit status: all faults a meter can resolve within 20 %, no false hint.
+    assert m >= 20 and k == m, tail
+    assert last["false_waste_hints_clean"] == "0" and last["false_waste_hints_faulty"] == "0", tail
+    assert last["split"] == "held-out", tail
+    # With rack meters the peer comparison finds the formation channel fault (below a hall meter's accuracy).
     racks = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("battery-week-faults-racks ") and "formation_channel_fault" in ln]
-    assert len(racks) == 1 and racks[0][5] != "missed" and abs(float(racks[0][6])) <= 20, p.stdout[-3000:]
-    assert last["false_waste_hints_clean"] == "0", p.stdout[-3000:]
+    assert len(racks) == 1 and racks[0][5] != "missed" and abs(float(racks[0][6])) <= 20, tail
+    assert p.returncode == 0, tail

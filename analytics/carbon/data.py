@@ -31,6 +31,19 @@ GAUGES = ("active_power", "power_factor", "demand_active_power", "running")
 FIELDS = COUNTERS + GAUGES
 
 
+def weather_inputs(plant: PlantModel | dict[str, Any]) -> tuple[str | None, list[tuple[str, str]]]:
+    """The plant's weather station and its inputs, ``[(kind, quantity)]`` for ``temperature`` and ``dew_point``.
+
+    The plant model names it as ``"weather": {"device": ..., "temperature": ..., "dew_point": ...}``
+    (the outdoor conditions weather-driven loads follow); ``(None, [])`` when it has none.
+    """
+    w = PlantModel.coerce(plant).weather
+    if w is None:
+        return None, []
+    inputs = [(k, q) for k, q in (("temperature", w.temperature), ("dew_point", w.dew_point)) if q]
+    return (w.device, inputs) if inputs else (None, [])
+
+
 @dataclass
 class DeviceSeries:
     """Readings of one device: poll times (epoch seconds) and one array per quantity (NaN where absent)."""
@@ -251,6 +264,10 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
     plant = PlantModel.load(pj)
     devices: dict[str, DeviceSeries] = {}
     wanted = set(plant.devices())
+    wdev, winputs = weather_inputs(plant)
+    if wdev:
+        wanted.add(wdev)
+    fields = FIELDS + tuple(q for _, q in winputs if q not in FIELDS)
     lo, hi = math.inf, -math.inf
     for dev in sorted(wanted):
         f = path / f"{dev}.csv"
@@ -261,7 +278,7 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
         header = table_columns(f)
         if "ts" not in header:
             raise ConfigError(f"{f}: no 'ts' column; the file has: {', '.join(header)}")
-        t, vals = _read_csv(f, "ts", [q for q in FIELDS if q in header], tz=tz, date_format=date_format, decimal=decimal, announce=announce)
+        t, vals = _read_csv(f, "ts", [q for q in fields if q in header], tz=tz, date_format=date_format, decimal=decimal, announce=announce)
         if not t.size:
             continue
         t, vals = _counters_from(str(f), t, vals, energy_mode, stamps=stamps)
@@ -354,7 +371,8 @@ def from_influx(reader: InfluxReader, plant: PlantModel | dict[str, Any], start:
     """Load the readings of the plant's devices over ``[start, end]`` (epoch seconds) from InfluxDB, a day per query."""
     plant = PlantModel.coerce(plant)
     site = plant.site
-    cols = ", ".join(quote_ident(q) for q in FIELDS)
+    fields = FIELDS + tuple(q for _, q in weather_inputs(plant)[1] if q not in FIELDS)
+    cols = ", ".join(quote_ident(q) for q in fields)
     acc: dict[str, dict[str, list[Any]]] = {}
     t0 = start
     while t0 <= end:
@@ -373,7 +391,7 @@ def from_influx(reader: InfluxReader, plant: PlantModel | dict[str, Any], start:
     devices: dict[str, DeviceSeries] = {}
     for dev, a in acc.items():
         t = np.array(a["time"], dtype=np.float64) / 1000.0
-        vals = {q: np.array([np.nan if x is None else float(x) for x in a[q]]) for q in FIELDS if q in a}
+        vals = {q: np.array([np.nan if x is None else float(x) for x in a[q]]) for q in fields if q in a}
         devices[dev] = DeviceSeries(dev, t, vals)
     if not devices:
         raise ConfigError(f"no readings for site {site!r} between {iso(start)} and {iso(end)} in InfluxDB database {reader.database!r}")

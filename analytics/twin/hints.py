@@ -136,9 +136,11 @@ def analyse(data: PlantData, settings: Settings, grid: Factor, *, baseline: tupl
     if base[1] < data.end:
         for name, m in models.items():
             # Below 0.1 % of the plant's energy in the evaluated period an excess is not worth a hint.
-            h = _waste_hint(data, name, obs[name], m, settings, grid, z, min_excess_pct, obs)
+            h, why = _waste_hint(data, name, obs[name], m, settings, grid, z, min_excess_pct, obs)
             if h:
                 hints.append(h)
+            if why:
+                notes.append(why)
         for name in obs:
             if role(data.plant, name) == "formation":
                 pr = compare_racks(data, name, base, z=z)
@@ -171,17 +173,19 @@ def _max_segment(x: np.ndarray) -> tuple[int, int, float]:
 
 
 def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, settings: Settings, grid: Factor,
-                z: float, min_excess_pct: float, all_obs: dict[str, Observations], materiality: float = 0.001) -> Hint | None:
+                z: float, min_excess_pct: float, all_obs: dict[str, Observations],
+                materiality: float = 0.001) -> tuple[Hint | None, str | None]:
+    """The process's waste hint, or None; and a note when an excess was found but could not be told from the model's uncertainty."""
     mids = (o.edges[:-1] + o.edges[1:]) / 2
     ev = mids >= m.baseline_end
     if ev.sum() < 3:
-        return None
+        return None, None
     pred = m.predict(o)
     r = (o.energy_kwh - pred)[ev]
     k = 0.5 * m.residual_sd  # CUSUM allowance: half a typical bin's noise
     i, j, _ = _max_segment(r - k)
     if j - i < 3:
-        return None
+        return None, None
     # Widen by at most the stretch's own length on each side where that adds excess: a slowly
     # rising leak starts below the allowance, but far-away noise must not be swept in.
     span = j - i
@@ -192,20 +196,35 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     seg = slice(i, j)
     waste = float(r[seg].sum())
     n = j - i
-    noise = m.sum_sd(n)
+    # The excess is judged against the model's uncertainty over the stretch: how much a sum of n bins
+    # scatters on the baseline, and how far the model's own sum can be off with coefficients learned
+    # on a short baseline, at the stretch's production and weather (far from the baseline's: wider).
+    in_seg = np.zeros(len(mids), dtype=bool)
+    in_seg[np.flatnonzero(ev)[i:j]] = True
+    scatter, coef_sd = m.sum_uncertainty(o, in_seg)
+    noise = math.hypot(scatter, coef_sd)
     expected = float(pred[ev][seg].sum())
     zscore = waste / noise if noise > 0 else math.inf
     pct = 100.0 * waste / expected if expected > 0 else math.inf
-    # Without a production driver, slow drifts (weather, for dry rooms and HVAC) are not in the model
-    # and a short baseline cannot show them: such a stretch must also exceed 5x the hourly scatter.
-    need_pct = min_excess_pct if o.has_production else max(min_excess_pct, 500.0 * m.fit.get("cv_rmse", 0.0))
-    if zscore < z or pct < need_pct:
-        return None
+    # Without a production driver or weather term, slow drifts (weather, for dry rooms and HVAC) are not
+    # in the model and a short baseline cannot show them: such a stretch must also exceed 5x the hourly scatter.
+    need_pct = min_excess_pct if o.has_production or m.weather is not None else max(min_excess_pct, 500.0 * m.fit.get("cv_rmse", 0.0))
     # A sustained excess, not one odd bin: a batch interrupted at a shift end draws its energy
     # long before it is counted, and must not pass for waste.
-    if float(r[seg].max()) > 0.5 * waste:
-        return None
+    if pct < need_pct or float(r[seg].max()) > 0.5 * waste:
+        return None, None
     t0, t1 = float(o.edges[:-1][ev][i]), float(o.edges[1:][ev][j - 1])
+    plant_kwh = float(sum(ob.energy_kwh[(ob.edges[:-1] + ob.edges[1:]) / 2 >= m.baseline_end].sum() for ob in all_obs.values()))
+    if waste < materiality * plant_kwh:
+        return None, None
+    if zscore < z:
+        # Say so only where the scatter alone would have let the excess through: the rest is noise.
+        if scatter > 0 and waste < z * scatter:
+            return None, None
+        return None, (f"{name}: {waste:,.0f} kWh ({pct:.1f} %) above its model from {iso(t0)[:16]} to {iso(t1)[:16]} UTC, but the "
+                      f"model's own uncertainty over that stretch is ±{noise:,.0f} kWh (1σ: ±{scatter:,.0f} scatter, "
+                      f"±{coef_sd:,.0f} from coefficients learned on the baseline); an excess needs {z:g}σ to be told from it, "
+                      "so no hint. A longer baseline, or one covering these conditions, narrows the band.")
     hours = (t1 - t0) / 3600.0
     idle_h = float(o.hours_idle[ev][seg].sum())
     active_h = float(o.hours_active[ev][seg].sum())
@@ -218,9 +237,6 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     active_waste = waste - idle_waste
     active_share = active_h / max(active_h + idle_h, 1e-9)
     active_sig = active_waste / max(m.sum_sd(max(1, round(n * active_share))), 1e-9)
-    plant_kwh = float(sum(ob.energy_kwh[(ob.edges[:-1] + ob.edges[1:]) / 2 >= m.baseline_end].sum() for ob in all_obs.values()))
-    if waste < materiality * plant_kwh:
-        return None
     if (o.has_production and m.p_idle_kw is not None and idle_h > 0 and idle_waste >= 0.6 * waste
             and (rl not in _WASTE_KIND or active_sig < z / 2)):
         kind = "idle_equipment"
@@ -238,7 +254,8 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     base_txt = f"model {m.equation()} (baseline CV(RMSE) {100 * m.fit['cv_rmse']:.1f} %, R² {m.fit['r2']:.2f})"
     common = dict(process=name, kwh_per_year=kwh_y, cost_per_year=kwh_y * price, tco2_per_year=kwh_y * grid.kg_per_kwh / 1000.0,
                   confidence=conf, waste_kwh=waste, start=iso(t0), end=iso(t1),
-                  details={"excess_kw": kw, "z": zscore, "excess_pct": pct, "hours": hours, "idle_hours": idle_h,
+                  details={"excess_kw": kw, "z": zscore, "excess_pct": pct, "uncertainty_kwh": noise, "scatter_kwh": scatter,
+                           "coefficient_kwh": coef_sd, "hours": hours, "idle_hours": idle_h,
                            "active_hours": active_h, "idle_share_of_excess": idle_waste / waste if waste else 0.0,
                            "price_per_kwh": price, "currency": c, "ongoing_at_end": ongoing,
                            "annualisation": "rate while it lasts (still going at the end of the data)" if ongoing
@@ -250,8 +267,8 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
         return Hint(kind=kind, title=f"{name}: equipment left running while not producing", action=(
             f"Switch {name} to standby when it stops producing (interlock on the production signal or the shift calendar). "
             f"Measured {idle_kw:,.0f} kW during {idle_h:.0f} idle hours against a calibrated standby of {stand:,.0f} kW."),
-            evidence=f"{waste:,.0f} kWh above the {base_txt} {span}; {100 * idle_waste / waste:.0f} % of it in hours with no production.",
-            sources=["[HC6]", "[M7]"], **common)
+            evidence=f"{waste:,.0f} ± {noise:,.0f} kWh (1σ) above the {base_txt} {span}; {100 * idle_waste / waste:.0f} % of it in hours with no production.",
+            sources=["[HC6]", "[M7]"], **common), None
     titles = {
         "compressed_air_leak": (f"{name}: compressed-air baseload has risen — likely leaks",
                                 f"Run a leak survey (ultrasonic) and a pressure-decay test off-shift; repair and retune compressor controls. "
@@ -273,8 +290,8 @@ def _waste_hint(data: PlantData, name: str, o: Observations, m: ProcessModel, se
     srcs = {"compressed_air_leak": ["[HC1]", "[H1]", "[H3]"], "eaf_excess_energy": ["[S1]", "[S2]", "[S36]"],
             "dryer_degradation": ["[B3]", "[B7]"], "dryroom_dehumidifier": ["[HC10]", "[B14]", "[B15]"],
             "formation_channel": ["[HC11]", "[B20]"]}.get(kind, [])
-    return Hint(kind=kind, title=title, action=action, evidence=f"{waste:,.0f} kWh ({pct:.1f} %) above the {base_txt} {span}.",
-                sources=srcs + ["[M7]"], **common)
+    return Hint(kind=kind, title=title, action=action, evidence=f"{waste:,.0f} ± {noise:,.0f} kWh (1σ; {pct:.1f} %) above the {base_txt} {span}.",
+                sources=srcs + ["[M7]"], **common), None
 
 
 def _rack_hint(data: PlantData, name: str, pr: PeerResult, o: RackOutlier, settings: Settings, grid: Factor,

@@ -12,6 +12,17 @@ the marginal energy per unit of output: coefficients an engineer can read and
 check, fitted by non-negative least squares on a baseline period (ISO 50006
 regression baseline [M1]; fit reported as CV(RMSE)/NMBE/R² per ASHRAE 14 [M2]).
 
+Loads that follow the weather and have no production driver (dry rooms, HVAC, chillers) take the
+plant's weather station when it has one: a weather term fitted on the rest of the model's residual
+with the shared change-point regression (:func:`analytics.baseline.fit_baseline`: outdoor
+temperature, straight or from a balance point, and the outdoor moisture load, absolute humidity
+from the dew point), as the live monitor does. Without a weather station, a daily cycle stands in.
+
+Every model keeps the covariance of its coefficients (inflated for the autocorrelation its baseline
+residuals show), so the uncertainty of a prediction summed over a stretch can be stated: the
+residual scatter of the sum plus how far the coefficients, learned on a short baseline, can be off
+at the stretch's own production and weather (:meth:`ProcessModel.sum_uncertainty`).
+
 What-if questions are answered by changing the inputs: moving idle hours to
 standby, removing an excess, shifting hours between tariff bands.
 """
@@ -25,7 +36,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from carbonedge.analytics.carbon.data import PlantData, bin_counter, corrected_cumulative, edges_for
+from carbonedge.analytics.baseline import Baseline, BaselineError, fit_baseline
+from carbonedge.analytics.carbon.data import PlantData, bin_counter, bin_gauge, corrected_cumulative, edges_for, weather_inputs
 from carbonedge.clock import iso
 
 FEATURES = ("hours_active", "hours_idle", "production")
@@ -42,6 +54,12 @@ class Observations:
     hours_idle: np.ndarray
     production: np.ndarray
     has_production: bool
+    #: Outdoor conditions per bin (one column per input of the plant's weather station; gaps
+    #: interpolated), None without a weather station; ``weather_kinds`` says what each column is
+    #: (``temperature`` or ``dew_point``), ``weather_names`` its quantity.
+    weather: np.ndarray | None = None
+    weather_kinds: tuple[str, ...] = ()
+    weather_names: tuple[str, ...] = ()
 
     @property
     def X(self) -> np.ndarray:
@@ -71,8 +89,15 @@ class ProcessModel:
     #: Modelled energy per unit of output over the baseline period (Σ predicted / Σ output): what the EnPI
     #: baseline must agree with; the split into kW and kWh per unit need not (see docs/analytics.md).
     modelled_sec: float | None = None
+    weather: WeatherTerm | None = None  # kW from outdoor conditions (loads that follow the weather)
+    #: Covariance of the coefficients of :meth:`design`'s columns (autocorrelation-inflated); empty: unknown.
+    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    #: Which design columns were free in the fit (a coefficient held at its bound of 0 is not).
+    free: list[int] = field(default_factory=list)
 
     def predict(self, obs: Observations) -> np.ndarray:
+        if self.weather is not None:
+            return self.weather.predict_kw(obs) * np.diff(obs.edges) / 3600.0
         # Without a calibrated standby, idle hours are predicted at the running load: no excess is claimed there.
         p_idle = self.p_active_kw if self.p_idle_kw is None else self.p_idle_kw
         out = self.p_active_kw * obs.hours_active + p_idle * obs.hours_idle + (self.sec or 0.0) * obs.production
@@ -80,6 +105,31 @@ class ProcessModel:
             c, s = _daily_terms(obs)
             out = out + self.daily[0] * c + self.daily[1] * s
         return out
+
+    def design(self, obs: Observations) -> np.ndarray:
+        """The model's regressors per bin, one column per coefficient (the prediction is linear in them)."""
+        h = np.diff(obs.edges) / 3600.0
+        if self.weather is not None:
+            return self.weather.design(obs) * h[:, None]
+        active = obs.hours_active + (obs.hours_idle if self.p_idle_kw is None else 0.0)
+        c, s = _daily_terms(obs)
+        return np.column_stack([active, obs.hours_idle, obs.production, c, s])
+
+    def sum_uncertainty(self, obs: Observations, sel: np.ndarray) -> tuple[float, float]:
+        """Standard deviations (kWh) of the residual sum over the bins ``sel`` (consecutive): (scatter, coefficients).
+
+        ``scatter`` is how much a sum of that many bins scatters around the model on the baseline
+        (:meth:`sum_sd`); ``coefficients`` how far the model's own sum over those bins can be off
+        because its coefficients were learned on a finite baseline: ``g' C g`` with ``g`` the
+        stretch's summed regressors and ``C`` their covariance. A stretch far outside the
+        baseline's conditions (production, weather) gets a wide band.
+        """
+        n = int(np.count_nonzero(sel))
+        scatter = self.sum_sd(max(n, 1))
+        if not self.free or self.cov.size == 0:
+            return scatter, 0.0
+        g = self.design(obs)[sel][:, self.free].sum(axis=0)
+        return scatter, float(math.sqrt(max(float(g @ self.cov @ g), 0.0)))
 
     def sum_sd(self, n: int) -> float:
         """Standard deviation of a sum of ``n`` consecutive residuals, measured on the baseline (autocorrelation included)."""
@@ -98,6 +148,8 @@ class ProcessModel:
         return self.block_sd[k] * (n / k) ** alpha
 
     def equation(self) -> str:
+        if self.weather is not None:
+            return f"E = h x ({self.weather.baseline.equation('kW')[5:]})"
         parts = [f"{self.p_active_kw:,.0f} kW x active h"]
         parts.append(f"{self.p_idle_kw:,.0f} kW x idle h" if self.p_idle_kw is not None else "(no idle hours in baseline)")
         if self.sec is not None:
@@ -109,7 +161,79 @@ class ProcessModel:
     def as_dict(self) -> dict[str, Any]:
         return {"process": self.process, "p_active_kw": self.p_active_kw, "p_idle_kw": self.p_idle_kw, "sec": self.sec,
                 "production_unit": self.production_unit, "baseline": [iso(self.baseline_start), iso(self.baseline_end)],
-                "fit": self.fit, "bin_h": self.bin_h, "equation": self.equation(), "modelled_sec": self.modelled_sec}
+                "fit": self.fit, "bin_h": self.bin_h, "equation": self.equation(),
+                "weather": self.weather.as_dict() if self.weather is not None else None, "modelled_sec": self.modelled_sec}
+
+
+def abs_humidity_gkg(dew_point_c: np.ndarray) -> np.ndarray:
+    """Outdoor absolute humidity (g/kg) from the dew point: the moisture load a dehumidifier removes
+    (the monitor's conversion, Magnus formula with the WMO coefficients)."""
+    from carbonedge.analytics.monitor import abs_humidity_gkg as _abs
+
+    return np.asarray(_abs(dew_point_c), dtype=float)
+
+
+@dataclass
+class WeatherTerm:
+    """kW of a load that follows the weather: a :class:`analytics.baseline.Baseline` of its inputs.
+
+    The baseline's features are, in order, ``active_share`` (the share of the bin the plant was
+    producing) when ``share`` is set, then the outdoor inputs: ``(column of
+    Observations.weather, form)`` with form ``temperature`` (as it is or as a change-point term,
+    whichever the regression chooses) or ``moisture`` (absolute humidity from a dew point column).
+    The intercept is the load at zero of every term. Not clipped: the stretch's distance from the
+    baseline's weather shows in the coefficient part of :meth:`ProcessModel.sum_uncertainty`.
+    """
+
+    inputs: list[tuple[int, str]]
+    names: list[str]
+    baseline: Baseline
+    share: bool = False
+
+    def features(self, obs: Observations) -> np.ndarray:
+        cols = []
+        if self.share:
+            cols.append(obs.hours_active / np.maximum(np.diff(obs.edges) / 3600.0, 1e-9))
+        if self.inputs:
+            if obs.weather is None:
+                raise ValueError(f"{obs.process}: the model needs outdoor conditions and the data has no weather station")
+            W = obs.weather
+            cols += [abs_humidity_gkg(W[:, i]) if form == "moisture" else W[:, i] for i, form in self.inputs]
+        return np.column_stack(cols) if cols else np.zeros((len(obs.energy_kwh), 0))
+
+    def design(self, obs: Observations) -> np.ndarray:
+        """Intercept and regression terms per bin (kW per coefficient)."""
+        D = self.baseline.design(self.features(obs))
+        return np.column_stack([np.ones(D.shape[0]), D])
+
+    def predict_kw(self, obs: Observations) -> np.ndarray:
+        return self.baseline.predict(self.features(obs))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"inputs": self.names, **self.baseline.as_dict()}
+
+
+def _weather_columns(data: PlantData, edges: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...], tuple[str, ...]]:
+    """The weather station's inputs averaged per bin, gaps interpolated in time; None when there are none."""
+    dev, inputs = weather_inputs(data.plant)
+    ds = data.devices.get(dev) if dev else None
+    if ds is None:
+        return None, (), ()
+    mids = (edges[:-1] + edges[1:]) / 2
+    cols, kinds, names = [], [], []
+    for kind, q in inputs:
+        if not ds.has(q):
+            continue
+        v = bin_gauge(ds.t, ds.values[q], edges)
+        ok = np.isfinite(v)
+        if ok.sum() < 2:
+            continue
+        cols.append(np.interp(mids, mids[ok], v[ok]))
+        kinds.append(kind)
+        names.append(q)
+    if not cols:
+        return None, (), ()
+    return np.column_stack(cols), tuple(kinds), tuple(names)
 
 
 def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activity_from: str | None = None) -> Observations:
@@ -136,7 +260,8 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
     if act_src and act_src in data.plant.processes:
         active_h = _active_hours(data, act_src, edges)
     idle_h = np.diff(edges) / 3600.0 - active_h
-    return Observations(process, edges, e, active_h, np.clip(idle_h, 0, None), prod, has_prod)
+    weather, kinds, names = _weather_columns(data, edges) if not has_prod else (None, (), ())
+    return Observations(process, edges, e, active_h, np.clip(idle_h, 0, None), prod, has_prod, weather, kinds, names)
 
 
 def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.ndarray, energy: np.ndarray) -> np.ndarray:
@@ -272,9 +397,11 @@ def _daily_terms(obs: Observations) -> tuple[np.ndarray, np.ndarray]:
 def calibrate(obs: Observations, baseline: tuple[float, float], production_unit: str | None) -> ProcessModel:
     """Fit the process model on the bins inside ``baseline`` (epoch seconds).
 
-    Utilities without a production counter (dry rooms, HVAC, cooling) follow the weather; without
-    weather data a daily cycle (one harmonic of the hour of day) stands in for it, as time-of-day
-    terms do in time-of-week baselines. It needs a baseline of at least a day.
+    Utilities without a production counter (dry rooms, HVAC, cooling) follow the weather: with the
+    plant's weather station they get a weather term (:func:`_fit_weather`) when it explains their
+    baseline residual better than none (BIC); without one, a daily cycle (one harmonic of the hour
+    of day) stands in for it, as time-of-day terms do in time-of-week baselines. Either needs a
+    baseline of at least a day.
     """
     mids = (obs.edges[:-1] + obs.edges[1:]) / 2
     sel = (mids >= baseline[0]) & (mids < baseline[1])
@@ -283,31 +410,35 @@ def calibrate(obs: Observations, baseline: tuple[float, float], production_unit:
     has_idle = bool(X[:, 1].sum() >= 2.0)  # two idle hours or more to learn a standby load
     if not has_idle:
         cols.remove(1)
-    daily = not obs.has_production and (baseline[1] - baseline[0]) >= 86400.0
-    if X.shape[0] < len(cols) + 2 + (2 if daily else 0):
+    long_enough = (baseline[1] - baseline[0]) >= 86400.0
+    weatherish = not obs.has_production and long_enough
+    if X.shape[0] < len(cols) + 2 + (2 if weatherish else 0):
         raise ValueError(f"{obs.process}: only {X.shape[0]} bins in the baseline period; need at least {len(cols) + 2}")
-    coef = np.zeros(3)
-    A = X[:, cols]
-    lower = [0.0] * len(cols)  # loads and energy per unit are physical: never negative
-    if daily:
-        c_, s_ = _daily_terms(obs)
-        A = np.column_stack([A, c_[sel], s_[sel]])
-        lower += [-np.inf, -np.inf]
-    # Scale columns so hours (0-1) and tonnes (0-500) weigh alike in the solver.
-    scale = np.where(A.std(axis=0) > 0, A.std(axis=0), 1.0)
-    sol = lsq_linear(A / scale, y, bounds=(np.array(lower), np.full(len(lower), np.inf))).x / scale
-    coef[cols] = sol[: len(cols)]
-    model = ProcessModel(
-        process=obs.process, p_active_kw=float(coef[0]), p_idle_kw=float(coef[1]) if has_idle else None,
-        sec=float(coef[2]) if obs.has_production else None, production_unit=production_unit,
-        baseline_start=baseline[0], baseline_end=baseline[1], fit={}, bin_h=obs.bin_h, residual_sd=0.0,
-        daily=(float(sol[-2]), float(sol[-1])) if daily else (0.0, 0.0),
-    )
+    term = _fit_weather(obs, sel, has_idle) if weatherish and obs.weather is not None else None
+    model = _fit_structure(obs, sel, baseline, production_unit, cols, has_idle, daily=weatherish and term is None)
+    if term is not None:
+        model.weather = term
+        # The running and standby loads at the baseline's mean outdoor conditions, for reading.
+        sub = _subset(obs, sel)
+        F = term.features(sub).mean(axis=0, keepdims=True)
+        if term.share:
+            F[0, 0] = 1.0
+            model.p_active_kw = float(term.baseline.predict(F)[0])
+            F[0, 0] = 0.0
+            model.p_idle_kw = float(term.baseline.predict(F)[0])
+        else:
+            model.p_active_kw, model.p_idle_kw = float(term.baseline.predict(F)[0]), None
     pred = model.predict(_subset(obs, sel))
     if obs.has_production and float(obs.production[sel].sum()) > 0:
         model.modelled_sec = float(pred.sum()) / float(obs.production[sel].sum())
     r = y - pred
-    p = len(cols) + (2 if daily else 0)
+    if term is not None:
+        free = list(range(1 + len(term.baseline.coefficients)))
+        p = term.baseline.fit.p
+    else:
+        free = [c for c in cols if (model.p_active_kw, model.p_idle_kw or 0.0, model.sec or 0.0)[c] > 1e-9]
+        free += [3, 4] if model.daily != (0.0, 0.0) else []
+        p = len(cols) + (2 if model.daily != (0.0, 0.0) else 0)
     n = int(y.size)
     mean = float(y.mean()) if n else 0.0
     sd = float(np.sqrt((r**2).sum() / max(n - p, 1)))
@@ -320,12 +451,94 @@ def calibrate(obs: Observations, baseline: tuple[float, float], production_unit:
         if n >= 3 * k:
             sums = np.convolve(r, np.ones(k), mode="valid")
             model.block_sd[k] = max(float(sums.std()), 1e-9)
+    # Coefficient covariance: s² (A'A)⁻¹ on the free columns, scaled by the long-run variance ratio of
+    # the baseline residuals (batch means: sums of the longest measured block against independent
+    # noise): above 1 where residuals drift together (weather), below 1 where they alternate (a batch
+    # furnace's heats straddling bin boundaries), so the level learned from the baseline is as
+    # uncertain as its own residuals show.
+    A = model.design(_subset(obs, sel))[:, free] if free else np.zeros((n, 0))
+    if free and n > len(free):
+        kmax = max((k for k in model.block_sd if k > 1), default=1)
+        inflate = model.block_sd[kmax] ** 2 / (kmax * model.residual_sd**2) if kmax > 1 else 1.0
+        model.cov = model.residual_sd**2 * inflate * np.linalg.pinv(A.T @ A)
+        model.free = free
     return model
+
+
+def _fit_structure(obs: Observations, sel: np.ndarray, baseline: tuple[float, float], production_unit: str | None,
+                   cols: list[int], has_idle: bool, *, daily: bool) -> ProcessModel:
+    """Bounded least squares of the process structure (active, idle, production; daily cycle when asked)."""
+    X, y = obs.X[sel], obs.energy_kwh[sel]
+    coef = np.zeros(3)
+    A = X[:, cols]
+    lower = [0.0] * len(cols)  # loads and energy per unit are physical: never negative
+    if daily:
+        c_, s_ = _daily_terms(obs)
+        A = np.column_stack([A, c_[sel], s_[sel]])
+        lower += [-np.inf, -np.inf]
+    if not has_idle:
+        # Idle hours count at the running load (ProcessModel.predict): the same column here.
+        A[:, 0] = A[:, 0] + X[:, 1]
+    # Scale columns so hours (0-1) and tonnes (0-500) weigh alike in the solver.
+    scale = np.where(A.std(axis=0) > 0, A.std(axis=0), 1.0)
+    sol = lsq_linear(A / scale, y, bounds=(np.array(lower), np.full(len(lower), np.inf))).x / scale
+    coef[cols] = sol[: len(cols)]
+    return ProcessModel(
+        process=obs.process, p_active_kw=float(coef[0]), p_idle_kw=float(coef[1]) if has_idle else None,
+        sec=float(coef[2]) if obs.has_production else None, production_unit=production_unit,
+        baseline_start=baseline[0], baseline_end=baseline[1], fit={}, bin_h=obs.bin_h, residual_sd=0.0,
+        daily=(float(sol[-2]), float(sol[-1])) if daily else (0.0, 0.0),
+    )
+
+
+def _fit_weather(obs: Observations, sel: np.ndarray, has_idle: bool) -> WeatherTerm | None:
+    """A model of a utility's baseline power on the outdoor conditions, or None when the weather explains nothing.
+
+    Candidates, as in the live monitor: each outdoor temperature (straight, or one-sided from a
+    balance point: heating or cooling), each moisture load (absolute humidity from a dew point,
+    straight: a desiccant wheel's regeneration grows with the moisture it removes), and each
+    temperature with each moisture load; each with and without the share of the hour the plant was
+    producing (the running/standby split of the process model), all fitted in one regression with
+    :func:`analytics.baseline.fit_baseline`. The candidate with the lowest BIC is kept when it uses
+    the weather; otherwise the process model without weather applies.
+    """
+    assert obs.weather is not None
+    h = np.diff(obs.edges)[sel] / 3600.0
+    y = obs.energy_kwh[sel] / np.maximum(h, 1e-9)
+    W = obs.weather[sel]
+    n = int(y.size)
+    if n < 12:
+        return None
+    share = obs.hours_active[sel] / np.maximum(h, 1e-9)
+    temps = [(i, "temperature") for i, k in enumerate(obs.weather_kinds) if k == "temperature" and np.ptp(W[:, i]) > 0]
+    moist = [(i, "moisture") for i, k in enumerate(obs.weather_kinds) if k == "dew_point" and np.ptp(W[:, i]) > 0]
+    best: tuple[float, WeatherTerm] | None = None
+    for with_share in ([False, True] if has_idle and np.ptp(share) > 0 else [False]):
+        for inputs in [[]] + [[f] for f in temps + moist] + [[f, m] for f in temps for m in moist]:
+            names = (["active_share"] if with_share else []) + [
+                obs.weather_names[i] if form == "temperature" else f"abs_humidity({obs.weather_names[i]})" for i, form in inputs]
+            term = WeatherTerm(inputs, names, None, with_share)  # type: ignore[arg-type]
+            F = term.features(_subset(obs, sel))
+            try:
+                b = fit_baseline(F, y, names, change_point=[nm for nm, (_, form) in zip(names[int(with_share):], inputs, strict=True)
+                                                            if form == "temperature"], grid=5, one_sided=True)
+            except BaselineError:
+                continue
+            sse = float(((y - b.predict(F)) ** 2).sum())
+            bic = n * math.log(max(sse, 1e-300) / n) + b.fit.p * math.log(n)
+            if best is None or bic < best[0]:
+                term.baseline = b
+                best = (bic, term)
+    if best is None or not best[1].inputs:
+        return None
+    return best[1]
 
 
 def _subset(obs: Observations, sel: np.ndarray) -> Observations:
     idx = np.flatnonzero(sel)
     if idx.size == 0:
-        return Observations(obs.process, obs.edges[:1], *(np.zeros(0) for _ in range(4)), obs.has_production)
+        return Observations(obs.process, obs.edges[:1], *(np.zeros(0) for _ in range(4)), obs.has_production,
+                            None if obs.weather is None else obs.weather[:0], obs.weather_kinds, obs.weather_names)
     return Observations(obs.process, obs.edges[idx[0]: idx[-1] + 2], obs.energy_kwh[sel], obs.hours_active[sel],
-                        obs.hours_idle[sel], obs.production[sel], obs.has_production)
+                        obs.hours_idle[sel], obs.production[sel], obs.has_production,
+                        None if obs.weather is None else obs.weather[sel], obs.weather_kinds, obs.weather_names)
