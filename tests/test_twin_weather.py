@@ -20,6 +20,7 @@ import pytest
 from carbonedge.analytics.carbon import FactorLibrary, default_settings, from_csv_dir
 from carbonedge.analytics.carbon.data import DeviceSeries, PlantData
 from carbonedge.analytics.twin import analyse, calibrate, observations
+from carbonedge.plant import PlantModel
 from carbonedge.clock import iso, parse_time
 
 T0 = parse_time("2026-01-05T00:00:00Z")  # a Monday
@@ -116,7 +117,7 @@ def test_degradation_during_a_humid_spell_is_sized_against_the_weather(seed: int
 
 def test_weather_station_is_read_from_an_offline_export(tmp_path: Path) -> None:
     data, _ = dry_room_plant(days=2.0, humid_from=None)
-    (tmp_path / "plant.json").write_text(__import__("json").dumps(data.plant))
+    (tmp_path / "plant.json").write_text(__import__("json").dumps(PlantModel.coerce(data.plant).to_dict()))
     for dev, ds in data.devices.items():
         cols = list(ds.values)
         rows = ["ts," + ",".join(cols)] + [f"{iso(float(x))}," + ",".join(f"{ds.values[c][i]:.6f}" for c in cols) for i, x in enumerate(ds.t)]
