@@ -106,6 +106,13 @@ class _ProcState:
     over: int = 0  # consecutive polls over threshold
     last_expected: float = 0.0
     last_P: float = 0.0
+    # Online weather learning (processes with a weather term): 15-min means of (time, residual
+    # without the weather term, outdoor conditions) of calm, clean intervals, the bucket being
+    # filled ([bucket, n, Σ residual, Σ conditions …]) and when the term is fitted next.
+    wlog: list[tuple[int, float, tuple[float, ...]]] = field(default_factory=list)
+    wacc: list[float] | None = None
+    next_refit_ms: int | None = None
+    refits: int = 0
 
 
 
@@ -239,9 +246,12 @@ class EnergyCheck:
         grp = model.group(producing, run_flag)
         # Weather-driven loads: the outdoor conditions now raise or lower the expectation. Without a
         # recent weather reading the production-state model and its own thresholds apply, as for any load.
-        wx = self.weather.now(t_ms) if model.weather is not None else None
-        w_kw = model.weather(wx) if wx is not None and model.weather is not None else 0.0
-        thresholds = model.thresholds_w if wx is not None else model.thresholds
+        online = self._weather_online(name, model)
+        wx = self.weather.now(t_ms) if online else None
+        applied = wx is not None and model.weather is not None
+        w_kw = model.weather(wx) if applied else 0.0  # type: ignore[misc]
+        # A term found after learning has no thresholds of its own: the wider ones learned without weather apply.
+        thresholds = model.thresholds_w if applied and model.thresholds_w else model.thresholds
         worst = 0.0
         worst_w, worst_mean = 0, 0.0
         # Running without producing is a batch in progress, a warm-up or a changeover: its power says
@@ -261,7 +271,7 @@ class EnergyCheck:
             for (g, w), thr in thresholds.items():
                 if g != grp:
                     continue
-                buf = ps.excess.setdefault((g, w, wx is not None), deque(maxlen=w))
+                buf = ps.excess.setdefault((g, w, thresholds is model.thresholds_w), deque(maxlen=w))
                 buf.append((t_ms, P - exp))
                 # A window is judged only when its intervals are recent: an hour of standby last
                 # night says nothing about the standby that started five minutes ago.
@@ -297,7 +307,7 @@ class EnergyCheck:
             frac = exc / max(exp, 1e-9)
             sev = "critical" if frac >= 0.5 or exc >= 0.5 * model.mean_kw else ("major" if frac >= 0.15 else "minor")
             subject = "the plant produces nothing" if self.procs[name].follows else "producing nothing"
-            state = "this production state" + (self.weather.describe(wx) if wx is not None else "")
+            state = "this production state" + (self.weather.describe(wx) if applied else "")
             normal = "with the plant stopped" if self.procs[name].follows else "stopped"
             if worst_w and worst_mean > ex:
                 # The alert comes from an averaging window: say what the window saw, not only this poll.
@@ -325,6 +335,56 @@ class EnergyCheck:
                 buf.clear()  # start afresh: a long window still holding the fault must not reopen it
             events += self.alerts.resolve(t_ms, key, note=f"{name} has been back within its normal range for {self.s.resolve_minutes:g} min; "
                                                           f"{ps.wasted_kwh:,.0f} kWh above normal in total", wasted_kwh=ps.wasted_kwh)
+        if online and wx is not None and grp is not None and not self.alerts.is_open(key) and worst < 0.7:
+            self._weather_learn(ps, t_ms, P - model.expected(grp, rate), wx)
+        if online and ps.next_refit_ms is not None and t_ms >= ps.next_refit_ms:
+            self._weather_refit(name, model, ps, t_ms)
+
+    # ------------------------------------------------------------------ weather, learned online
+
+    BUCKET_MS = 15 * 60_000
+
+    def _weather_online(self, name: str, model: _ProcModel) -> bool:
+        """Does this process learn its weather term online? Those with a term, and, with a weather station,
+        the loads without a production counter of their own (dry rooms, HVAC, ageing rooms, utilities),
+        whose weather dependence one learning day's swing may not reveal."""
+        return model.weather is not None or (self.weather.device is not None and self.procs[name].follows is not None)
+
+    def _weather_learn(self, ps: _ProcState, t_ms: int, ex: float, wx: np.ndarray) -> None:
+        """Add a calm, clean interval's residual (without the weather term) to the 15-min means the term is refitted on."""
+        b = t_ms // self.BUCKET_MS
+        acc = ps.wacc
+        if acc is not None and acc[0] != b:
+            self._weather_flush(ps)
+            acc = None
+        if acc is None:
+            acc = ps.wacc = [float(b), 0.0, 0.0] + [0.0] * wx.size
+        acc[1] += 1.0
+        acc[2] += ex
+        for i, v in enumerate(wx.tolist()):
+            acc[3 + i] += v
+
+    def _weather_flush(self, ps: _ProcState) -> None:
+        acc, ps.wacc = ps.wacc, None
+        if acc is None or acc[1] < 5:  # a bucket with fewer than 5 calm polls says little
+            return
+        n = acc[1]
+        ps.wlog.append((int(acc[0]) * self.BUCKET_MS, acc[2] / n, tuple(v / n for v in acc[3:])))
+        keep = int(self.s.weather_window_days * 86_400_000 / self.BUCKET_MS)
+        if len(ps.wlog) > keep:
+            del ps.wlog[: len(ps.wlog) - keep]
+
+    def _weather_refit(self, name: str, model: _ProcModel, ps: _ProcState, t_ms: int) -> None:
+        """Fit the weather term again on every calm interval so far (the learning day's included)."""
+        ps.next_refit_ms = t_ms + int(self.s.weather_refit_hours * 3_600_000)
+        if len(ps.wlog) < 2 or ps.wlog[-1][0] - ps.wlog[0][0] < 36 * 3_600_000:
+            return  # not yet more than a day and a half of weather
+        ex = np.array([r[1] for r in ps.wlog])
+        X = np.array([r[2] for r in ps.wlog], dtype=float)
+        wt = fit_weather(ex, X, self.weather.kinds, self.s.weather_min_r2, self.s.weather_margin_c, self.weather.quantities)
+        if wt is not None:
+            model.weather = wt
+            ps.refits += 1
 
     def learn(self, poll_s: float) -> None:
         """End of the learning period: fit every process's model from what was collected."""
@@ -384,6 +444,13 @@ class EnergyCheck:
                 common = [k for k in thr_w if k in model.thresholds]
                 if common and float(np.median([thr_w[k] / model.thresholds[k] for k in common])) <= 0.9:
                     model.weather, model.thresholds_w = wt, thr_w
+            if self._weather_online(name, model):
+                # The learning day's intervals start the log the term is fitted on again later.
+                has = np.all(np.isfinite(X), axis=1) & np.isfinite(ex)
+                for i in np.flatnonzero(has):
+                    self._weather_learn(ps, int(t[i]), float(ex[i]), X[i])
+                self._weather_flush(ps)
+                ps.next_refit_ms = int(t[-1]) + int(self.s.weather_refit_hours * 3_600_000)
         return model if model.thresholds else None
 
     def _thresholds(self, model: _ProcModel, ex: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> dict[tuple[tuple[int, int], int], float]:
@@ -529,12 +596,14 @@ def _pstate_to_state(ps: _ProcState) -> dict[str, Any]:
             "last_prod_ms": ps.last_prod_ms, "prod_hist": [[t, S.enc(x)] for t, x in ps.prod_hist],
             "excess": [[[int(x) for x in g], int(w), bool(used), b.maxlen, [[t, S.enc(x)] for t, x in b]] for (g, w, used), b in ps.excess.items()],
             "wasted_kwh": S.enc(ps.wasted_kwh), "idle_since": ps.idle_since, "quiet_since": ps.quiet_since, "calm_since": ps.calm_since,
-            "over": ps.over, "last_expected": S.enc(ps.last_expected), "last_P": S.enc(ps.last_P)}
+            "over": ps.over, "last_expected": S.enc(ps.last_expected), "last_P": S.enc(ps.last_P),
+            "weather_log": [[t, S.enc(x), [S.enc(v) for v in w]] for t, x, w in ps.wlog],
+            "weather_bucket": None if ps.wacc is None else [S.enc(v) for v in ps.wacc], "next_refit_ms": ps.next_refit_ms, "refits": ps.refits}
 
 
 def _pstate_from_state(v: Any, where: str, n_weather: int) -> _ProcState:
     d = S.obj(v, where, ("learn", "last_prod_ms", "prod_hist", "excess", "wasted_kwh", "idle_since", "quiet_since", "calm_since", "over",
-                         "last_expected", "last_P"))
+                         "last_expected", "last_P", "weather_log", "weather_bucket", "next_refit_ms", "refits"))
     lw = f"{where}.learn"
     lrn = S.obj(d["learn"], lw, ("t", "P", "dprod", "run", "dt", "wx"))
     t = S.ints(lrn["t"], f"{lw}.t")
@@ -548,12 +617,23 @@ def _pstate_from_state(v: Any, where: str, n_weather: int) -> _ProcState:
         w = S.integer(x[1], f"{where}.excess[{i}][1]", lo=1)
         maxlen = S.integer(x[3], f"{where}.excess[{i}][3]", lo=1)
         excess[(_group_key(x[0], f"{where}.excess[{i}][0]"), w, S.boolean(x[2], f"{where}.excess[{i}][2]"))] = deque(_pairs(x[4], f"{where}.excess[{i}][4]"), maxlen=maxlen)
+    wlog = []
+    for i, r in enumerate(S.seq(d["weather_log"], f"{where}.weather_log")):
+        r = S.seq(r, f"{where}.weather_log[{i}]", 3)
+        w = S.nums(r[2], f"{where}.weather_log[{i}][2]", finite=True)
+        if len(w) != n_weather:
+            raise S.StateInvalid(f"{where}.weather_log[{i}][2]: one value per weather input ({n_weather}) is needed")
+        wlog.append((S.integer(r[0], f"{where}.weather_log[{i}][0]"), S.num(r[1], f"{where}.weather_log[{i}][1]", finite=True), tuple(w)))
+    wacc = None if d["weather_bucket"] is None else S.nums(d["weather_bucket"], f"{where}.weather_bucket", finite=True)
+    if wacc is not None and len(wacc) != 3 + n_weather:
+        raise S.StateInvalid(f"{where}.weather_bucket: {3 + n_weather} values are needed")
     return _ProcState(t, cols["P"], cols["dprod"], cols["run"], cols["dt"], wx,  # type: ignore[arg-type]
                       S.opt_int(d["last_prod_ms"], f"{where}.last_prod_ms"), deque(_pairs(d["prod_hist"], f"{where}.prod_hist")), excess,
                       S.num(d["wasted_kwh"], f"{where}.wasted_kwh", finite=True), S.opt_int(d["idle_since"], f"{where}.idle_since"),
                       S.opt_int(d["quiet_since"], f"{where}.quiet_since"), S.opt_int(d["calm_since"], f"{where}.calm_since"),
                       S.integer(d["over"], f"{where}.over", lo=0), S.num(d["last_expected"], f"{where}.last_expected"),
-                      S.num(d["last_P"], f"{where}.last_P"))
+                      S.num(d["last_P"], f"{where}.last_P"), wlog, wacc, S.opt_int(d["next_refit_ms"], f"{where}.next_refit_ms"),
+                      S.integer(d["refits"], f"{where}.refits", lo=0))
 
 
 def energy_to_state(chk: EnergyCheck) -> dict[str, Any]:

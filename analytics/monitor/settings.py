@@ -50,6 +50,11 @@ class MonitorSettings:
     #: A weather reading older than this no longer counts (the station stopped answering): fall back to
     #: the production-state model without weather.
     weather_max_age_s: float = 600.0
+    #: The weather term keeps learning after the learning period: every this many hours it is fitted
+    #: again on every calm, clean interval so far (15-min means, the last ``weather_window_days``), so
+    #: a term first fitted on one day's weather is replaced by one fitted on several days' weather.
+    weather_refit_hours: float = 24.0
+    weather_window_days: float = 14.0
 
 
 # --------------------------------------------------------------------------- plant model

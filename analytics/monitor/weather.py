@@ -102,6 +102,10 @@ def fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: f
                              grid=5, one_sided=True)
         except BaselineError:
             continue
+        # Physical signs: more moisture in the outdoor air never takes less energy to remove. A negative
+        # moisture coefficient is the day's temperature and dew point moving together, not physics.
+        if any(c < 0 for t, c in zip(b.terms, b.coefficients, strict=True) if isinstance(t, str) and t.startswith("abs_humidity(")):
+            continue
         sse = float(((y - b.predict(F)) ** 2).sum())
         bic = n * math.log(max(sse, 1e-300) / n) + b.fit.p * math.log(n)
         if best is None or bic < best[0]:
