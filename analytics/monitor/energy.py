@@ -117,6 +117,10 @@ class _ProcState:
 
 
 
+#: Balance points tried per change point when the weather term is fitted again on several days' weather.
+REFIT_GRID = 12
+
+
 class EnergyCheck:
     """Per process: mean power over each clean poll interval against the production-state model (see the module docstring)."""
 
@@ -381,7 +385,7 @@ class EnergyCheck:
             return  # not yet more than a day and a half of weather
         ex = np.array([r[1] for r in ps.wlog])
         X = np.array([r[2] for r in ps.wlog], dtype=float)
-        wt = fit_weather(ex, X, self.weather.kinds, self.s.weather_min_r2, self.s.weather_margin_c, self.weather.quantities)
+        wt = fit_weather(ex, X, self.weather.kinds, self.s.weather_min_r2, self.s.weather_margin_c, self.weather.quantities, grid=REFIT_GRID)
         if wt is not None:
             model.weather = wt
             ps.refits += 1

@@ -66,14 +66,15 @@ class WeatherTerm:
 
 
 def fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: float, margin: float,
-                 names: tuple[str, ...] | None = None) -> WeatherTerm | None:
+                names: tuple[str, ...] | None = None, *, grid: int = 5) -> WeatherTerm | None:
     """A weather term for the residual ``ex`` (kW) on inputs ``X`` (rows: cycles), or None when weather explains little.
 
     ``kinds`` says what each column is (``temperature`` or ``dew_point``). Inputs tried: each
     temperature (linear or change-point, as :func:`analytics.baseline.fit_baseline` chooses by BIC:
     cooling or heating from a balance point, as ISO 50006 baselines use), each moisture load
     (absolute humidity from the dew point), and each temperature with each moisture load. The set
-    with the lowest BIC is kept if its R² reaches ``min_r2``.
+    with the lowest BIC is kept if its R² reaches ``min_r2``. ``grid``: balance points tried per
+    change point (5 on one learning day; the refits on several days' weather try more).
     """
     ok = np.isfinite(ex) & np.all(np.isfinite(X), axis=1)
     n = int(ok.sum())
@@ -96,10 +97,10 @@ def fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: f
         proto = WeatherTerm(inputs, None, lo.tolist(), hi.tolist(), 0.0)  # type: ignore[arg-type]
         F = proto.features(Z)
         try:
-            # One day of weather: straight lines or one-sided (3P) change points only, five balance points
-            # between the 10th and 90th percentiles; two-sided forms fitted on a day's swing do not extrapolate.
+            # Straight lines or one-sided (3P) change points only, ``grid`` balance points between the 10th
+            # and 90th percentiles; two-sided forms fitted on a day's swing do not extrapolate.
             b = fit_baseline(F, y, feats, change_point=[f for f, (_, form) in zip(feats, inputs, strict=True) if form == "temperature"],
-                             grid=5, one_sided=True)
+                             grid=grid, one_sided=True)
         except BaselineError:
             continue
         # Physical signs: more moisture in the outdoor air never takes less energy to remove. A negative
