@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from carbonedge.influx import lp_string, lp_tag
+
 SEVERITIES = ("info", "minor", "major", "critical")
 UPDATE_EVERY_MS = 15 * 60_000
 
@@ -136,14 +138,6 @@ class AlertBook:
 # --------------------------------------------------------------------------- sinks
 
 
-def _tag(v: str) -> str:
-    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _field_str(v: str) -> str:
-    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def alerts_line_protocol(events: Iterable[AlertEvent]) -> str:
     """InfluxDB line protocol for the ``alerts`` measurement, one point per transition (ms precision).
 
@@ -153,8 +147,8 @@ def alerts_line_protocol(events: Iterable[AlertEvent]) -> str:
     lines = []
     for e in events:
         a = e.alert
-        tags = f"site={_tag(a.site)},process={_tag(a.process)},device={_tag(a.device or 'none')},kind={_tag(a.kind)},severity={_tag(a.severity)},state={_tag(a.state)}"
-        fields = [f"alert_id={_field_str(a.alert_id)}", f"score={float(a.score)}", f"message={_field_str(a.message)}"]
+        tags = f"site={lp_tag(a.site)},process={lp_tag(a.process)},device={lp_tag(a.device or 'none')},kind={lp_tag(a.kind)},severity={lp_tag(a.severity)},state={lp_tag(a.state)}"
+        fields = [f"alert_id={lp_string(a.alert_id)}", f"score={float(a.score)}", f"message={lp_string(a.message)}"]
         if a.wasted_kwh is not None:
             fields.append(f"wasted_kwh={float(a.wasted_kwh)}")
         lines.append(f"alerts,{tags} {','.join(fields)} {e.ts_ms}")
@@ -167,18 +161,23 @@ def alert_topic(site: str) -> str:
 
 
 def publish_mqtt(client: Any, events: Iterable[AlertEvent], *, timeout_s: float = 10.0) -> int:
-    """Publish transitions with a connected paho-mqtt 2.x client (QoS 1); returns how many were confirmed."""
+    """Publish transitions (QoS 1) with a client from :func:`carbonedge.mqtt.make_client`; returns how many the
+    broker accepted (a PUBACK reason code below 0x80 for both the event and the retained "open now" message).
+
+    A refusal (0x87: the identity's ACL does not allow the alert topics) is not counted: the caller then
+    keeps its state and tries again, instead of taking the alert as delivered.
+    """
+    from carbonedge.mqtt import publish_confirmed
+
     n = 0
     for e in events:
         a = e.alert
         payload = json.dumps(e.as_dict(), separators=(",", ":"))
-        infos = [client.publish(alert_topic(a.site), payload, qos=1)]
         retained = f"{alert_topic(a.site)}/{a.alert_id}"
         # Retained "what is open now": replaced on update, cleared (empty payload) on resolve.
-        infos.append(client.publish(retained, b"" if a.state == "resolved" else payload, qos=1, retain=True))
-        for info in infos:
-            info.wait_for_publish(timeout=timeout_s)
-        n += int(all(i.is_published() for i in infos))
+        codes = publish_confirmed(client, [(alert_topic(a.site), payload, False),
+                                           (retained, b"" if a.state == "resolved" else payload, True)], timeout_s=timeout_s)
+        n += int(all(c is not None and c < 0x80 for c in codes))
     return n
 
 

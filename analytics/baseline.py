@@ -565,6 +565,9 @@ class TimeOfWeekBaseline:
     alpha: float
     fine: float = 1.0  # penalty multiplier of the fine time-of-week cells (FINE_BLOCKS)
     day: float = 1.0  # penalty multiplier of the day-code block
+    #: Two-valued variables (operating-mode flags: 0/1, or a flag summed over a day), each with its own
+    #: effect on operating and other days, as the TOWT model fits occupied and unoccupied periods apart.
+    flags: list[str] = field(default_factory=list)
     fit: Fit = field(default_factory=lambda: Fit(0, 0, 0.0, 0.0, 0.0, 0.0))
     trained_on: dict[str, Any] = field(default_factory=dict)
 
@@ -589,10 +592,18 @@ class TimeOfWeekBaseline:
         X = np.asarray(X, dtype=np.float64).reshape(len(t), len(self.features))
         cal = self.calendar.rows(t)
         op = self.operating.status(cal, y)
-        dense = [np.ones(len(t))] + [X[:, self.features.index(c)] for c in self.numeric] + self._temp_cols(X, op)
+        two = self.operating.mode != "off"
+        dense = [np.ones(len(t))] + [X[:, self.features.index(c)] for c in self.numeric if c not in self.flags] + self._temp_cols(X, op)
+        for c in self.flags:
+            x = X[:, self.features.index(c)]
+            dense += [x * op, x * (1 - op)] if two else [x]
         pen = [0.0] * len(dense)
-        dense += [X[:, self.features.index(c)] for c in self.indicators]
-        pen += [1.0] * len(self.indicators)
+        # Categories (one-hot) are crossed with the operating day too: a mode on a working day and
+        # on a day off are different loads (a school's summer school on a weekday, not at weekends).
+        for c in self.indicators:
+            x = X[:, self.features.index(c)]
+            dense += [x * op, x * (1 - op)] if two else [x]
+            pen += [1.0, 1.0] if two else [1.0]
         mats = [sparse.csr_matrix(np.column_stack(dense))]
         for b in self.blocks:
             codes = _block_codes(b, op, cal, self.step)
@@ -626,7 +637,13 @@ class TimeOfWeekBaseline:
     @property
     def coefficients(self) -> list[float]:
         """Coefficients of the numeric variables (per unit of each), in the order of :attr:`numeric`."""
-        return [float(b) for b in self.beta[1:1 + len(self.numeric)]]
+        plain = [c for c in self.numeric if c not in self.flags]
+        coef = dict(zip(plain, (float(b) for b in self.beta[1:1 + len(plain)]), strict=True))
+        j = 1 + len(plain) + len(self._temp_cols(np.zeros((1, len(self.features))), np.zeros(1)))
+        for c in self.flags:
+            coef[c] = float(self.beta[j])  # a flag's effect on operating days (the first of its pair)
+            j += 2 if self.operating.mode != "off" else 1
+        return [coef[c] for c in self.numeric]
 
     def describe(self) -> str:
         parts = [f"time of week ({' + '.join(self.blocks)}) × operating day" if self.operating.mode != "off" else f"time of week ({' + '.join(self.blocks)})"]
@@ -700,6 +717,7 @@ def time_of_week_spec(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: lis
     od = op_days or detect_operating_days(cal, y, operating)
     op = od.status(cal, y)
     numeric = [c for c in features if c not in temperature and c not in indicators]
+    flags = [c for c in numeric if np.unique(X[np.isfinite(X[:, features.index(c)]), features.index(c)]).size == 2]
     knots = {c: segment_knots(X[:, features.index(c)]) for c in temperature}
     lv: dict[str, np.ndarray] = {}
     keep: list[str] = []
@@ -723,7 +741,7 @@ def time_of_week_spec(t: np.ndarray, X: np.ndarray, y: np.ndarray, features: lis
         keep.append(b)
         lv[b] = np.unique(codes)
     return TimeOfWeekBaseline(list(features), calendar, step, od, numeric, list(indicators), list(temperature), temp_form if temperature else "none",
-                              knots, keep, lv, np.zeros(0), 0.0, trained_on={"rows": int(np.isfinite(y).sum())})
+                              knots, keep, lv, np.zeros(0), 0.0, flags=flags, trained_on={"rows": int(np.isfinite(y).sum())})
 
 
 @_one_blas_thread

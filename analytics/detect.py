@@ -25,12 +25,14 @@ For every value column the detector keeps, online:
   watches ``value − expected value for this production state`` (a furnace drawing power while
   melting is expected; the same power while producing nothing is a residual).
 
-Each row's standardised residuals ``z`` feed up to three statistics: a *point* statistic (the root
+Each row's standardised residuals ``z`` feed up to four statistics: a *point* statistic (the root
 mean square of the √n largest |z|: spikes, one bad reading), a *sustained* one (the same on
 exponentially smoothed residuals, weight ``smoothing``: level shifts and slow leaks that stay
-within the noise of single rows) and, with several columns, *Hotelling T²* of the smoothed
+within the noise of single rows), with several columns *Hotelling T²* of the smoothed
 residuals with a Ledoit–Wolf shrunk covariance learned in the warm-up (a broken relation between
-columns). Each statistic's alert threshold is ``margin ×`` its 99.9th percentile over recent normal
+columns) and, with three or more, a *reconstruction* statistic: the largest scaled error of the
+row's reconstruction from the principal subspace of the columns (:class:`_Subspace`; columns
+scaled by their range, not their spread, so a near-constant column is not hypersensitive). Each statistic's alert threshold is ``margin ×`` its 99.9th percentile over recent normal
 rows (the learning rows first, then a rolling window of rows that raised no alert), never below a
 floor in spreads, so the threshold carries the stream's own noise and tail; the score is
 ``r / (1 + r)`` with ``r`` the largest statistic-to-threshold ratio: in [0, 1), exactly 0.5 at the
@@ -101,6 +103,9 @@ class DetectorSettings:
     seasonality: str = "auto"
     #: Rows of recent normal statistics the threshold is taken from.
     history_rows: int = 5000
+    #: With three or more value columns: share of the learning rows' variance the principal subspace
+    #: of the reconstruction member keeps (0 turns the member off).
+    subspace_variance: float = 0.9
 
     def __post_init__(self) -> None:
         if self.learn_rows < 10:
@@ -113,6 +118,8 @@ class DetectorSettings:
             raise DetectorError(f"level_halflife_h={self.level_halflife_h}: must be positive")
         if not self.accept_after_h > 0:
             raise DetectorError(f"accept_after_h={self.accept_after_h}: must be positive")
+        if not 0 <= self.subspace_variance < 1:
+            raise DetectorError(f"subspace_variance={self.subspace_variance}: must be in [0, 1)")
         if self.seasonality not in ("auto", "none"):
             raise DetectorError(f"seasonality={self.seasonality!r}: use 'auto' or 'none'")
 
@@ -230,6 +237,85 @@ class _Threshold:
             self.value = max(self.margin * q, self.floor)
 
 
+# --------------------------------------------------------------------------- reconstruction member
+
+
+class _Subspace:
+    """Principal-subspace reconstruction of the value columns (multivariate statistical process
+    control's SPE/Q idea: Jackson & Mudholkar, *Technometrics* 21, 1979; kept up to date online as in
+    recursive PCA, Li, Yue, Valle-Cervantes & Qin, *J. Process Control* 10, 2000).
+
+    Each column that varied while learning is scaled by the central 99.8 % range of its learning
+    values (so a near-constant column does not become hypersensitive, as it would in spreads), the
+    principal directions holding ``variance`` of the learning rows' variance are kept, and a row's
+    statistic is the largest absolute scaled reconstruction error over the columns: a value that
+    breaks the relations between columns, even within each column's own range. The mean and the
+    covariance follow rows judged normal (exponentially weighted); the directions are recomputed
+    every ``REFRESH`` such rows.
+    """
+
+    REFRESH = 500
+
+    __slots__ = ("cols", "scale", "mean", "cov", "basis", "variance", "since", "n_values", "complete")
+
+    def __init__(self, X: np.ndarray, variance: float) -> None:
+        self.n_values = X.shape[1]
+        self.variance = variance
+        lo, hi = np.nanquantile(X, 0.001, axis=0), np.nanquantile(X, 0.999, axis=0)
+        rng = hi - lo
+        full = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+        rng = np.where(rng > 0, rng, full)
+        self.cols = np.nonzero(np.isfinite(rng) & (rng > 0))[0]
+        self.scale = rng[self.cols]
+        Z = X[:, self.cols] / self.scale
+        Z = Z[np.all(np.isfinite(Z), axis=1)]
+        self.complete = len(Z)
+        self.mean = Z.mean(axis=0) if len(Z) else np.zeros(self.cols.size)
+        D = Z - self.mean
+        self.cov = D.T @ D / max(len(Z) - 1, 1)
+        self.basis = np.zeros((self.cols.size, 0))
+        self.since = 0
+        self._eig()
+
+    @property
+    def usable(self) -> bool:
+        """At least three varying columns, and enough warm-up rows with all of them filled to estimate their covariance."""
+        return self.cols.size >= 3 and self.complete >= max(30, 2 * self.cols.size)
+
+    def _eig(self) -> None:
+        w, v = np.linalg.eigh(self.cov)
+        w, v = w[::-1], v[:, ::-1]
+        tot = float(w.sum())
+        if tot <= 0:
+            self.basis = np.zeros((self.cols.size, 0))
+            return
+        k = int(np.searchsorted(np.cumsum(w) / tot, self.variance) + 1)
+        self.basis = v[:, :min(k, self.cols.size - 1)]
+
+    def error(self, x: np.ndarray) -> np.ndarray:
+        """Scaled reconstruction error per watched column (0 where the value is missing)."""
+        d = x[self.cols] / self.scale - self.mean
+        miss = d != d
+        if miss.any():
+            d = np.where(miss, 0.0, d)
+        e = d - self.basis @ (self.basis.T @ d)
+        if miss.any():
+            e[miss] = 0.0
+        return e
+
+    def learn(self, x: np.ndarray, a: float) -> None:
+        z = x[self.cols] / self.scale
+        if not np.all(np.isfinite(z)) or a <= 0:
+            return
+        d = z - self.mean
+        self.mean += a * d
+        self.cov += a * (np.outer(d, d) - self.cov)
+        self.since += 1
+        if self.since >= self.REFRESH:
+            self.since = 0
+            self._eig()
+
+
 # --------------------------------------------------------------------------- the detector
 
 
@@ -240,6 +326,11 @@ class StreamingDetector:
     learns from it; :meth:`update` does both in that order (prequential: a row never helps to score
     itself) and is what the CLI, the monitor and the report call, once per row, in arrival order.
     """
+
+    # Defaults for detectors pickled before the reconstruction member existed (a monitor's state file).
+    _sub: _Subspace | None = None
+    _sub_stat = 0.0
+    _replaying = False
 
     def __init__(self, n_values: int, n_context: int = 0, settings: DetectorSettings | None = None) -> None:
         if n_values < 1:
@@ -259,6 +350,11 @@ class StreamingDetector:
         self._th_sust = _Threshold(st.margin, st.history_rows, 1.0)
         self._th_t2 = _Threshold(st.margin, st.history_rows, float(n_values))
         self._prec: np.ndarray | None = None  # precision matrix of the smoothed residuals (several columns)
+        self._sub: _Subspace | None = None  # reconstruction member (three or more columns)
+        self._th_sub = _Threshold(st.margin, st.history_rows, 0.0)
+        self._sub_stat = 0.0
+        self._sub_err = np.zeros(0)
+        self._replaying = False
         self._alert_since: float | None = None
         self._rates: tuple[float, ...] = (math.nan,)
         self._top = max(1, int(math.ceil(math.sqrt(n_values))))
@@ -340,7 +436,7 @@ class StreamingDetector:
             self._icpt, self._coef = beta[0], beta[1:].T
         usable = np.isfinite(X).any(axis=0)
         if not usable.any():
-            raise DetectorError("no value column has a number in the learning period")
+            raise DetectorError("no value column has a number in the learning period (only empty or text cells): watch a numeric column")
         # Initialise each column from the learning rows: level = median, spread = mean absolute
         # deviation from it; then replay the learning rows through the online
         # updates, collecting the statistics that seed the thresholds.
@@ -358,12 +454,20 @@ class StreamingDetector:
                 col.spread = max(mad, 1e-9 + 1e-6 * abs(med))
         self._t_first = rows[0][0]
         self._t_last = None
+        if self.n_values >= 3 and self.settings.subspace_variance > 0:
+            sub = _Subspace(np.asarray(R, dtype=np.float64), self.settings.subspace_variance)
+            if sub.usable:
+                self._sub = sub
+                self._th_sub.hist.extend(float(np.max(np.abs(sub.error(np.asarray(r, dtype=np.float64))))) for r in R)
+                self._th_sub.refresh()
         ZS = []
+        self._replaying = True  # the subspace and its threshold were fitted on these rows already
         for (tt, _x, _c), r in zip(rows, R, strict=True):
             dt = self._advance(tt)
             stats = self._stats(tt, r)
             ZS.append(stats[3])
             self._learn(tt, dt, r, stats, alerting=False)
+        self._replaying = False
         if self.n_values > 1:
             from sklearn.covariance import LedoitWolf
 
@@ -447,6 +551,10 @@ class StreamingDetector:
         if self._prec is not None:
             v = (np.array(zs) - self._zloc) / self._zsd
             t2 = float(v @ self._prec @ v)
+        if self._sub is not None:
+            e = self._sub.error(np.asarray(r, dtype=np.float64))
+            self._sub_err = e
+            self._sub_stat = float(np.max(np.abs(e))) if e.size else 0.0
         return math.sqrt(sum(q) / k), math.sqrt(sum(qs) / k), z, zs, t2
 
     def _score_stats(self, stats: tuple[float, float, list[float], list[float], float]) -> Score:
@@ -454,10 +562,17 @@ class StreamingDetector:
         rp = sp / self._th_point.value
         rs = ss / self._th_sust.value
         rt = t2 / self._th_t2.value if self._prec is not None else 0.0
-        ratio = max(rp, rs, rt)
+        rq = self._sub_stat / self._th_sub.value if self._sub is not None else 0.0
+        ratio = max(rp, rs, rt, rq)
         score = ratio / (1.0 + ratio) if math.isfinite(ratio) else 1.0
         alert = ratio > 1.0
-        contrib = np.array(zs if rs > rp else z) ** 2 if alert else None
+        contrib = None
+        if alert:
+            if self._sub is not None and rq >= max(rp, rs, rt):
+                contrib = np.zeros(self.n_values)
+                contrib[self._sub.cols] = self._sub_err ** 2
+            else:
+                contrib = np.array(zs if rs > rp else z) ** 2
         return Score(score, alert, False, ratio, contributions=contrib)
 
     def _learn(self, t: float, dt: float, r: list[float], stats: tuple[float, float, list[float], list[float], float], *, alerting: bool) -> None:
@@ -476,6 +591,9 @@ class StreamingDetector:
             self._th_sust.add(ss)
             if self._prec is not None:
                 self._th_t2.add(t2)
+            if self._sub is not None and not self._replaying:
+                self._th_sub.add(self._sub_stat)
+                self._sub.learn(np.asarray(r, dtype=np.float64), a_spread)
         choose = self.rows % 64 == 0
         clip = 3.0
         for col, v, e, es in zip(self._cols, r, z, zs, strict=True):
@@ -523,6 +641,9 @@ class StreamingDetector:
             if col.spread == col.spread and col.fastdev > 10.0 * col.spread:
                 col.spread = col.fastdev
             col.fastres = math.nan
+        if self._sub is not None:
+            fast = np.array([self._cols[j].fast for j in self._sub.cols]) / self._sub.scale
+            self._sub.mean = np.where(np.isfinite(fast), fast, self._sub.mean)
 
 
 # --------------------------------------------------------------------------- episodes over a series

@@ -31,14 +31,19 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.alerts import _tag
 from carbonedge.analytics.baseline import Baseline, BaselineError, Fit, fit_baseline, goodness_of_fit
-from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range, write_lines
+from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.interval import aggregate, intervals, period_key, zone
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
+from carbonedge.influx import InfluxClient, lp_tag, quote_ident, quote_literal, time_range
 
 PERIODS = ("hour", "day", "month")
-_UNIT_QUANTITY = {"t": "production_mass", "pcs": "production_count", "kWh": "production_capacity"}
+#: Above this correlation of output with productive hours in the baseline, the kWh-per-unit coefficient is not identified.
+SEPARABLE_R = 0.95
+NOT_SEPARABLE = ("output moved with productive hours in the baseline period (r = {r:.2f}): the split of the energy into a load per "
+                 "productive hour and a kWh per unit is not determined by the data and differs between models and baseline periods; "
+                 "compare the modelled energy per unit ({sec:,.1f}), which is")
 #: Readings this far either side of the period are read so that its first and last hours are whole.
 EDGE_MS = 30 * 60_000
 
@@ -56,6 +61,14 @@ class ProcessEnpi:
     fit_baseline_period: Fit | None = None
     fit_reporting_period: Fit | None = None
     note: str = ""
+    #: Correlation of output with productive hours over the baseline period; near 1 the fixed load and the
+    #: energy per unit cannot be told apart (:data:`NOT_SEPARABLE`).
+    output_running_r: float | None = None
+    #: Standard error of the kWh-per-unit coefficient on the baseline period (least-squares covariance).
+    sec_coefficient_se: float | None = None
+    #: Modelled energy per unit of output over the baseline period, Σ baseline / Σ output: the figure the
+    #: EnPI baseline and the process model must agree on, whatever their split into kW and kWh per unit.
+    modelled_sec: float | None = None
 
     @property
     def sec(self) -> np.ndarray | None:
@@ -79,7 +92,7 @@ class EnpiResult:
         out: list[str] = []
         tzi = zone(self.tz)
         for name, p in self.processes.items():
-            base = f"enpi,site={_tag(self.site)},area={_tag(p.area or 'plant')},process={_tag(name)}"
+            base = f"enpi,site={lp_tag(self.site)},area={lp_tag(p.area or 'plant')},process={lp_tag(name)}"
             for period in periods:
                 if period not in PERIODS:
                     raise ConfigError(f"unknown EnPI period {period!r}; use {', '.join(PERIODS)}")
@@ -103,7 +116,8 @@ class EnpiResult:
 
     def table(self) -> str:
         """Per process: energy, SEC, baseline and its ASHRAE 14 fit, savings over the reporting period."""
-        rows = [("process", "energy kWh", "SEC", "baseline", "CV(RMSE)", "NMBE", "R²", "ASHRAE 14 hourly", "savings kWh")]
+        rows = [("process", "energy kWh", "SEC", "model SEC", "baseline", "CV(RMSE)", "NMBE", "R²", "ASHRAE 14 hourly", "savings kWh")]
+        notes = []
         for name, p in self.processes.items():
             sec = p.sec
             prod = float(np.nansum(p.production)) if p.production is not None else 0.0
@@ -111,7 +125,18 @@ class EnpiResult:
             f = p.fit_baseline_period
             rep = p.hours >= self.baseline_until_ms
             sav = float((p.baseline_kwh[rep] - p.energy_kwh[rep]).sum()) if p.baseline_kwh is not None and rep.any() else None
-            rows.append((name, f"{float(p.energy_kwh.sum()):,.0f}", sec_s, p.baseline.equation("E") if p.baseline else (p.note or "—"),
+            held = p.baseline.trained_on.get("at_bound") if p.baseline else None
+            eq = p.baseline.equation("E") + (f" ({', '.join(held)} held at 0)" if held else "") if p.baseline else (p.note or "—")
+            if p.output_running_r is not None and p.output_running_r >= SEPARABLE_R:
+                notes.append(f"{name}: " + NOT_SEPARABLE.format(r=p.output_running_r, sec=p.modelled_sec or 0.0)
+                             + " what the metered energy determines.")
+            elif p.baseline and p.sec_coefficient_se is not None and "production" in p.baseline.features:
+                c = p.baseline.coefficients[p.baseline.features.index("production")] if "production" in p.baseline.terms else 0.0
+                if 2 * p.sec_coefficient_se > 0.5 * max(c, 0.0):
+                    notes.append(f"{name}: the kWh per unit ({c:,.3g} ± {2 * p.sec_coefficient_se:,.2g}, 95 %) is not determined to better "
+                                 f"than ±50 % by the baseline period; compare the modelled energy per unit ({p.modelled_sec or 0.0:,.1f}), "
+                                 "which is what the metered energy determines.")
+            rows.append((name, f"{float(p.energy_kwh.sum()):,.0f}", sec_s, f"{p.modelled_sec:,.2f}" if p.modelled_sec else "—", eq,
                          f"{100 * f.cv_rmse:.1f} %" if f else "—", f"{100 * f.nmbe:+.2f} %" if f else "—",
                          f"{f.r2:.3f}" if f and np.isfinite(f.r2) else "—", ("meets" if f.meets("hourly") else "FAILS") if f else "—",
                          f"{sav:,.0f}" if sav is not None else "—"))
@@ -119,7 +144,9 @@ class EnpiResult:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        lines.append("SEC: metered energy per unit over the whole period; model SEC: the baseline's energy per unit over the baseline "
+                     "period (what the process models of the report must match). Coefficients are >= 0 (physical signs).")
+        return "\n".join(lines + notes)
 
 
 def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], tz: Any, hours: np.ndarray,
@@ -144,6 +171,37 @@ def _hourly(reader_series: dict[str, tuple[np.ndarray, np.ndarray]], devices: li
                     have[i] = True
         total[~have] = np.nan
     return total
+
+
+def _batches_spread(series: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str], hours: np.ndarray, energy: np.ndarray,
+                    prod: np.ndarray | None, quantity: str) -> np.ndarray | None:
+    """A batch process's output set against the hours whose energy made it, as the process models do.
+
+    A furnace's counter moves by a whole heat at tapping, often in the hour after most of the heat's
+    energy was drawn; regressed on output counted at tapping, the baseline could not see that
+    energy follows tonnes and put it all on productive hours (the EAF's kWh per tonne came out near
+    0). Each heat is spread over the hours since the previous tap in proportion to the energy drawn
+    above standby (:func:`analytics.twin.model.spread_batches`); totals are unchanged. Continuous
+    lines (counts at least every 15 min) keep their hourly counts.
+    """
+    from carbonedge.analytics.twin.model import is_batch, spread_batches
+
+    if prod is None:
+        return None
+    edges = np.append(hours, hours[-1] + 3_600_000).astype(np.float64)
+    ends: list[np.ndarray] = []
+    amounts: list[np.ndarray] = []
+    for d in devices:
+        if d not in series:
+            continue
+        iv = intervals(*series[d], quantity=quantity)
+        m = (iv.delta > 0) & (iv.end_ms > edges[0]) & (iv.end_ms <= edges[-1])
+        ends.append(iv.end_ms[m].astype(np.float64))
+        amounts.append(iv.delta[m])
+    if not ends or not is_batch(np.sort(np.concatenate(ends)) / 1000.0):
+        return prod
+    out = np.sum([spread_batches(t, a, edges, energy) for t, a in zip(ends, amounts, strict=True)], axis=0)
+    return np.where(np.isfinite(prod), out, np.nan)
 
 
 def _productive(running: dict[str, tuple[np.ndarray, np.ndarray]], prod: dict[str, tuple[np.ndarray, np.ndarray]], devices: list[str],
@@ -181,14 +239,15 @@ def _productive(running: dict[str, tuple[np.ndarray, np.ndarray]], prod: dict[st
     return out
 
 
-def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end_ms: int, *, baseline_until_ms: int,
+def compute_enpi(reader: InfluxReader, plant: PlantModel | dict[str, Any], start_ms: int, end_ms: int, *, baseline_until_ms: int,
                  tz: str = "UTC", site: str | None = None) -> EnpiResult:
     """Hourly energy, production, SEC and baseline per process over ``[start_ms, end_ms)``.
 
     The baseline is fitted on the hours before ``baseline_until_ms`` (which must be normal
     operation, at least a day of it); hours after it are the reporting period.
     """
-    site = site or plant.get("site")
+    plant = PlantModel.coerce(plant)
+    site = site or plant.site
     if not site:
         raise ConfigError("no site: pass --site or use a plant model with a 'site' entry")
     tzi = zone(tz)
@@ -202,30 +261,30 @@ def compute_enpi(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end
     where = f'"site" = {quote_literal(site)} AND {time_range(h0 - EDGE_MS, h1 + EDGE_MS)}'
 
     def fetch(q: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return reader.series_by_tag(f'SELECT "{q}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
+        return reader.series_by_tag(f'SELECT {quote_ident(q)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
 
-    eq = plant.get("energy_quantity", "active_energy_import")
+    eq = plant.energy_quantity
     energy = fetch(eq)
     if not energy:
         raise ConfigError(f"no {eq} readings for site {site!r} between the given times; check --site, --start and --end")
     running = fetch("running")
     prod_cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     res = EnpiResult(site, tz, int(h0), int(h1), int(baseline_until_ms))
-    procs = plant.get("processes", {})
-    for name, spec in procs.items():
-        e = _hourly(energy, list(spec.get("meters", [])), tzi, hours, eq)
+    for name, spec in plant.processes.items():
+        e = _hourly(energy, list(spec.meters), tzi, hours, eq)
         if e is None:
             continue
         prod = run = None
-        if spec.get("counters"):
-            pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
+        if spec.counters:
+            pq = plant.production_quantity_of(name)
             if pq not in prod_cache:
                 prod_cache[pq] = fetch(pq)
-            prod = _hourly(prod_cache[pq], list(spec["counters"]), tzi, hours, pq)
-            run = _productive(running, prod_cache[pq], list(spec["counters"]), hours)
-        res.processes[name] = ProcessEnpi(name, spec.get("area", ""), hours, e, prod, run)
+            prod = _hourly(prod_cache[pq], list(spec.counters), tzi, hours, pq)
+            run = _productive(running, prod_cache[pq], list(spec.counters), hours)
+            prod = _batches_spread(prod_cache[pq], list(spec.counters), hours, e, prod, pq)
+        res.processes[name] = ProcessEnpi(name, spec.area, hours, e, prod, run)
     # Utilities: the plant's output and how much of the hour any line ran.
-    out_name = plant.get("output_process")
+    out_name = plant.output_process
     lines_running = [p.running for p in res.processes.values() if p.running is not None]
     plant_running = _nanmax_rows(lines_running) if lines_running else None
     plant_output = res.processes[out_name].production if out_name in res.processes else None
@@ -257,7 +316,7 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
     names = [k for k, v in feats.items() if np.ptp(v[train]) > 0] if train.any() else []
     X = np.column_stack([feats[k] for k in names]) if names else np.zeros((p.hours.size, 0))
     try:
-        b = fit_baseline(X[train], p.energy_kwh[train], names)
+        b = _physical(fit_baseline(X[train], p.energy_kwh[train], names), X[train], p.energy_kwh[train])
     except BaselineError as exc:
         p.note = f"no baseline: {exc}"
         p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
@@ -272,12 +331,50 @@ def _fit(p: ProcessEnpi, feats: dict[str, np.ndarray], baseline_until_ms: int) -
         p.fit_reporting_period = goodness_of_fit(p.energy_kwh[rep], pred[rep], len(names) + 1)
     # Hours without complete data get no baseline (nothing to compare) and count zero energy.
     p.baseline_kwh = np.where(ok, pred, 0.0)
+    if p.production is not None:
+        q = float(np.nansum(p.production[train]))
+        p.modelled_sec = float(pred[train].sum()) / q if q > 0 else None
+        if "production" in names and "productive_h" in names:
+            a, c = feats["production"][train], feats["productive_h"][train]
+            p.output_running_r = float(np.corrcoef(a, c)[0, 1])
+        if "production" in names:
+            D = np.column_stack([np.ones(int(train.sum())), X[train]])
+            r = p.energy_kwh[train] - pred[train]
+            cov = float(r @ r) / max(D.shape[0] - D.shape[1], 1) * np.linalg.pinv(D.T @ D)
+            p.sec_coefficient_se = float(np.sqrt(max(cov[1 + names.index("production"), 1 + names.index("production")], 0.0)))
     p.energy_kwh = np.where(np.isfinite(p.energy_kwh), p.energy_kwh, 0.0)
     if p.production is not None:
         p.production = np.where(np.isfinite(p.production), p.production, 0.0)
 
 
+def _physical(b: Baseline, X: np.ndarray, y: np.ndarray) -> Baseline:
+    """The baseline refitted with physical signs: base load (intercept) and every coefficient ≥ 0.
+
+    Energy per unit of output and load per productive hour cannot be negative; an unconstrained
+    fit gives them negative values when the variables are nearly collinear (a line's output
+    follows its running hours), and a negative kWh per tonne reads as nonsense to an engineer.
+    Bounded least squares (:func:`scipy.optimize.lsq_linear`) keeps the fit inside those bounds; a
+    coefficient held at its bound is named in :attr:`Baseline.trained_on` (``at_bound``).
+    """
+    from scipy.optimize import lsq_linear
+
+    if b.intercept >= 0 and all(c >= 0 for c in b.coefficients):
+        return b
+    D = np.column_stack([np.ones(y.size), b.design(X)])
+    scale = np.where(D.std(axis=0) > 0, D.std(axis=0), np.abs(D).max(axis=0) if D.size else 1.0)
+    scale = np.where(scale > 0, scale, 1.0)
+    r = lsq_linear(D / scale, y, bounds=(np.zeros(D.shape[1]), np.full(D.shape[1], np.inf)))
+    sol = np.where(r.active_mask == -1, 0.0, r.x / scale)  # held at the lower bound: exactly 0
+    names = ["base load", *(str(t) if isinstance(t, str) else t.label() for t in b.terms)]
+    out = Baseline(features=b.features, intercept=float(sol[0]), coefficients=[float(c) for c in sol[1:]], fit=b.fit,
+                   trained_on={**b.trained_on, "at_bound": [n for n, c in zip(names, sol, strict=True) if c == 0.0]},
+                   terms=b.terms)
+    out.fit = goodness_of_fit(y, out.predict(X), b.fit.p)
+    return out
+
+
 def write_enpi(res: EnpiResult, url: str, database: str, *, periods: tuple[str, ...] = ("hour", "day"),
                auth: tuple[str, str] | None = None) -> int:
     """Write the EnPI points; returns how many."""
-    return write_lines(url, database, res.lines(periods), what="EnPI figures", auth=auth)
+    with InfluxClient(url, database, username=auth[0] if auth else None, password=auth[1] if auth else None, timeout_s=60.0) as db:
+        return db.write_lines(res.lines(periods), what="EnPI figures")

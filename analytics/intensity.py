@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.influx import InfluxReader, quote_literal, time_range
+from carbonedge.analytics.influx import InfluxReader
+from carbonedge.influx import quote_ident, quote_literal, time_range
 from carbonedge import energy as counters
+from carbonedge.plant import PlantModel
 
 
 def counter_increase(values: np.ndarray, t_ms: np.ndarray | None = None, quantity: str | None = None) -> tuple[float, int]:
@@ -89,39 +91,43 @@ class PlantFigures:
         }
 
 
-def energy_intensity(reader: InfluxReader, plant: dict[str, Any], start_ms: int, end_ms: int) -> PlantFigures:
+def energy_intensity(reader: InfluxReader, plant: PlantModel | dict[str, Any], start_ms: int, end_ms: int) -> PlantFigures:
     """Compute energy, production and SEC per process over ``[start_ms, end_ms]`` from InfluxDB.
 
-    ``plant`` is a plant model: ``site``, ``sec_unit``, ``energy_quantity``,
-    ``production_quantity``, ``output_process`` and ``processes`` mapping each
-    process to its ``meters`` and production ``counters`` (device ids).
+    ``plant`` is the site's :class:`~carbonedge.plant.PlantModel` (or a parsed ``plant.json``): each
+    process's ``meters`` are summed for its energy, its production ``counters`` for its production.
     """
-    site = plant["site"]
-    eq, pq = plant.get("energy_quantity", "active_energy_import"), plant.get("production_quantity", "production_mass")
+    plant = PlantModel.coerce(plant)
+    site = plant.site
+    eq = plant.energy_quantity
     where = f"site = {quote_literal(site)} AND {time_range(start_ms, end_ms)}"
-    energy = reader.series_by_tag(f'SELECT "{eq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
-    prod = reader.series_by_tag(f'SELECT "{pq}" FROM "readings" WHERE {where} GROUP BY "device"', "device")
-    figs = PlantFigures(site=site, start_ms=start_ms, end_ms=end_ms, sec_unit=plant["sec_unit"], output_process=plant.get("output_process"))
-    for name, spec in plant["processes"].items():
+    energy = reader.series_by_tag(f'SELECT {quote_ident(eq)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
+    prod_cache: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    figs = PlantFigures(site=site, start_ms=start_ms, end_ms=end_ms, sec_unit=plant.sec_label, output_process=plant.output_process)
+    for name, spec in plant.processes.items():
         e_total, resets, n = 0.0, 0, 0
-        for dev in spec.get("meters", []):
+        for dev in spec.meters:
             if dev in energy:
                 inc, r = counter_increase(energy[dev][1], energy[dev][0], eq)
                 e_total += inc
                 resets += r
                 n += energy[dev][1].size
         production: float | None = None
-        if spec.get("counters"):
+        if spec.counters:
+            pq = plant.production_quantity_of(name)
+            if pq not in prod_cache:
+                prod_cache[pq] = reader.series_by_tag(f'SELECT {quote_ident(pq)} FROM "readings" WHERE {where} GROUP BY "device"', "device")
+            prod = prod_cache[pq]
             production = 0.0
-            for dev in spec["counters"]:
+            for dev in spec.counters:
                 if dev in prod:
                     inc, r = counter_increase(prod[dev][1], prod[dev][0], pq)
                     production += inc
                     resets += r
         figs.processes[name] = ProcessFigure(
-            process=name, area=spec.get("area", ""), energy_kwh=e_total, production=production,
-            production_unit=spec.get("production_unit") if production is not None else None,
-            meters=list(spec.get("meters", [])), counter_resets=resets, readings=n,
+            process=name, area=spec.area, energy_kwh=e_total, production=production,
+            production_unit=spec.production_unit if production is not None else None,
+            meters=list(spec.meters), counter_resets=resets, readings=n,
         )
     figs.plant_energy_kwh = sum(p.energy_kwh for p in figs.processes.values())
     out = figs.processes.get(figs.output_process or "")

@@ -29,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from carbonedge.analytics.alerts import AlertEvent, alerts_line_protocol, publish_mqtt, push_grafana
-from carbonedge.analytics.influx import InfluxReader, quote_literal, write_lines
+from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor
 from carbonedge.analytics.monitor import state as monitor_state
 from carbonedge.analytics.monitor.plant import plant_fingerprint
 from carbonedge.analytics.monitor.state import MonitorStateError
 from carbonedge import quantities
 from carbonedge.errors import CarbonEdgeError, ConfigError, QueryError
+from carbonedge.plant import PlantModel
+from carbonedge.influx import InfluxClient, quote_literal
+from carbonedge.mqtt import BrokerSettings, make_client
 
 log = logging.getLogger("carbonedge.monitor")
 
@@ -132,7 +135,9 @@ class Sinks:
             return
         if self.influx_url:
             lp = alerts_line_protocol(events)
-            self.counts["influx"] += write_lines(self.influx_url, self.database, lp.split("\n"), what="alerts", auth=self.influx_auth)
+            auth = self.influx_auth
+            with InfluxClient(self.influx_url, self.database, username=auth[0] if auth else None, password=auth[1] if auth else None) as db:
+                self.counts["influx"] += db.write_lines(lp.split("\n"), what="alerts")
         if self.mqtt is not None:
             n = publish_mqtt(self.mqtt, events)
             if n != len(events):
@@ -144,35 +149,15 @@ class Sinks:
             self.counts["grafana"] += c["created"] + c["updated"]
 
 
-def mqtt_client(host: str, port: int, *, client_id: str, username: str | None = None, password: str | None = None,
-                tls_ca: str | None = None, timeout_s: float = 10.0) -> Any:
-    """A connected paho-mqtt 2.x client (MQTT v5) with its network loop running."""
-    import threading
+def mqtt_client(settings: BrokerSettings, *, timeout_s: float = 10.0) -> Any:
+    """A connected paho-mqtt client (the kernel's factory: MQTT v5, TLS with client certificate) for alert publishing.
 
-    import paho.mqtt.client as mqtt
-
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if username:
-        c.username_pw_set(username, password)
-    if tls_ca:
-        c.tls_set(ca_certs=tls_ca)
-    ready = threading.Event()
-    result: dict[str, Any] = {}
-
-    def on_connect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
-        result["rc"] = rc
-        ready.set()
-
-    c.on_connect = on_connect
-    try:
-        c.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise CarbonEdgeError(f"MQTT broker {host}:{port} unreachable: {exc}", retryable=True) from exc
-    c.loop_start()
-    if not ready.wait(timeout_s) or getattr(result.get("rc"), "is_failure", False):
-        c.loop_stop()
-        raise CarbonEdgeError(f"MQTT broker {host}:{port} did not accept the connection ({result.get('rc', 'no answer')})", retryable=True)
-    return c
+    Raises a one-line :class:`CarbonEdgeError` naming the broker and the reason when it cannot connect;
+    after that, paho reconnects by itself and the watch logs why an attempt fails.
+    """
+    link = make_client(settings, who="analytics", log=log, auth_hint="--mqtt-username, the password and the broker's ACL "
+                       "(with deploy/pki: the analytics certificate)")
+    return link.connect(timeout_s).client
 
 
 # --------------------------------------------------------------------------- the job
@@ -208,11 +193,11 @@ class MonitorJob:
     one, every run starts learning afresh.
     """
 
-    def __init__(self, reader: InfluxReader, plant: dict[str, Any], *, site: str | None = None, state_path: Path | None = None,
+    def __init__(self, reader: InfluxReader, plant: PlantModel | dict[str, Any], *, site: str | None = None, state_path: Path | None = None,
                  settings: MonitorSettings | None = None, sinks: Sinks | None = None) -> None:
         self.reader = reader
-        self.plant = plant
-        self.site = site or plant.get("site")
+        self.plant = plant = PlantModel.coerce(plant)
+        self.site = site or plant.site
         if not self.site:
             raise ConfigError("no site: pass --site or use a plant model with a 'site' entry")
         self.state_path = state_path

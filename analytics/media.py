@@ -74,12 +74,15 @@ DEFAULT_FACTORS: dict[str, MediaFactor] = {
 def factors(overrides: dict[str, Any] | None = None) -> dict[str, MediaFactor]:
     """Default factors with a plant model's ``media`` overrides applied.
 
-    ``overrides`` maps a counter quantity to ``{"kwh_per_unit": x, "source": "...", "basis": "..."}``.
+    ``overrides`` maps a counter quantity to ``{"kwh_per_unit": x, "source": "...", "basis": "..."}`` (or is a
+    :class:`~carbonedge.plant.PlantModel`'s ``media``).
     A factor without a source is refused: a figure that goes into a verified report must say where
     its factors came from.
     """
     out = dict(DEFAULT_FACTORS)
     for quantity, spec in (overrides or {}).items():
+        if hasattr(spec, "model_dump"):  # a PlantModel's media entry (carbonedge.plant.MediumFactor), already validated
+            spec = {k: v for k, v in spec.model_dump().items() if v is not None or k == "kwh_per_unit"}
         if not isinstance(spec, dict) or "kwh_per_unit" not in spec:
             raise ConfigError(f"plant model media.{quantity}: give {{'kwh_per_unit': <number>, 'source': '<where it comes from>'}}")
         if not spec.get("source"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -313,6 +314,7 @@ def detect_csv(
     date_format: str | None = None,
     decimal: str | None = None,
     delimiter: str | None = None,
+    counters: str = "auto",
 ) -> DetectSummary:
     """Score every row of a CSV causally, in file order; write ``time, score, alert, state, top_column`` per row.
 
@@ -320,7 +322,10 @@ def detect_csv(
     repeats is counted in the notes, never refused and never reordered. The warm-up ends after
     ``settings.learn_rows`` rows, or at the first row at or after ``learn_until`` (epoch seconds)
     when given. ``context_cols`` are production-state columns that explain the values (see
-    :class:`analytics.detect.StreamingDetector`). A file output is written to a temporary file
+    :class:`analytics.detect.StreamingDetector`). With ``counters="auto"`` a value column that never
+    falls and rises on many of the first warm-up rows is read as a cumulative counter (announced in
+    the notes) and its rate per hour is watched, through the kernel's counter arithmetic
+    (:mod:`carbonedge.energy`: resets and out-of-order readings are not scored as rates). A file output is written to a temporary file
     and renamed at the end, so a failed run never leaves a truncated result.
     """
     path = Path(path)
@@ -328,6 +333,8 @@ def detect_csv(
     st = settings or DetectorSettings()
     if learn_until is not None:
         st = replace(st, learn_rows=10**12)
+    if counters not in ("auto", "off"):
+        raise InputError(f"counters={counters!r}: use 'auto' or 'off'")
     det = StreamingDetector(len(value_cols), len(ctx_cols), st)
     stats = ReadStats()
     date_format, dec, fmt_notes = _sniff_formats(path, time_col, [*value_cols, *ctx_cols], date_format, decimal, delimiter)
@@ -340,7 +347,19 @@ def detect_csv(
     try:
         w = csv.writer(fh)
         w.writerow([time_col, "score", "alert", "state", "top_column"])
-        for row in _rows(path, time_col, value_cols, ctx_cols, tz, stats, date_format=date_format, decimal=dec, delimiter=delimiter):
+        rows: Iterator[_Row] = _rows(path, time_col, value_cols, ctx_cols, tz, stats, date_format=date_format, decimal=dec, delimiter=delimiter)
+        rates = None
+        if counters == "auto":
+            head = []
+            for row in rows:
+                head.append(row)
+                if len(head) >= min(st.learn_rows, COUNTER_DECISION_ROWS) or (learn_until is not None and row.t >= learn_until):
+                    break
+            rates = _CounterRates.decide(head, value_cols)
+            rows = itertools.chain(head, rows)
+            if rates is not None:
+                rows = rates.apply(rows)
+        for row in rows:
             if learn_until is not None and det.learning and row.t >= learn_until:
                 det.finish_learning()
             s = det.update(row.values, row.context if ctx_cols else None, t=row.t)
@@ -366,7 +385,73 @@ def detect_csv(
                 tmp.replace(Path(out))  # type: ignore[arg-type]
             else:
                 tmp.unlink(missing_ok=True)
-    return DetectSummary(n, learning, alerts, episodes, det.threshold, fmt_notes + stats.notes() + det.notes())
+    return DetectSummary(n, learning, alerts, episodes, det.threshold,
+                         fmt_notes + (rates.notes() if rates is not None else []) + stats.notes() + det.notes())
+
+
+#: Warm-up rows that decide whether a value column is a cumulative counter.
+COUNTER_DECISION_ROWS = 2000
+
+
+class _CounterRates:
+    """Value columns read as cumulative counters: each reading is replaced by the rate per hour since
+    the previous one, from the kernel's counter arithmetic (:func:`carbonedge.energy.step`); a reading
+    that is not a plain increase (reset, reading out of order) or comes with no elapsed time gives no
+    rate (a missing value) and is counted."""
+
+    def __init__(self, cols: list[int], names: list[str]) -> None:
+        self.cols, self.names = cols, names
+        self.state: dict[int, Any] = {}
+        self.skipped = dict.fromkeys(cols, 0)
+
+    @classmethod
+    def decide(cls, head: list[_Row], names: list[str]) -> _CounterRates | None:
+        """Counter columns: over the decision rows, at least 10 steps, none falling (one in a hundred
+        may: a reset), at least a tenth (and 5) rising."""
+        cols = []
+        for j in range(len(names)):
+            v = np.array([r.values[j] for r in head], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if v.size < 11:
+                continue
+            d = np.diff(v)
+            if (d < 0).mean() <= 0.01 and (d > 0).mean() >= 0.1 and (d > 0).sum() >= 5 and v[-1] > v[0]:
+                cols.append(j)
+        return cls(cols, [names[j] for j in cols]) if cols else None
+
+    def apply(self, rows: Iterator[_Row]) -> Iterator[_Row]:
+        from carbonedge.energy import CounterSpec, CounterState, step
+
+        spec = CounterSpec()
+        for row in rows:
+            vals = np.array(row.values, dtype=np.float64)
+            ts = int(round(row.t * 1000))
+            for j in self.cols:
+                raw = vals[j]
+                st = self.state.get(j)
+                if raw != raw:
+                    continue
+                if st is None:
+                    self.state[j] = CounterState.start(raw, ts)
+                    vals[j] = math.nan
+                    continue
+                before = st.ts
+                out = step(st, raw, ts, spec)
+                dt_h = (ts - before) / 3_600_000.0
+                if out.event is not None or dt_h <= 0 or not out.good:
+                    vals[j] = math.nan
+                    self.skipped[j] += 1
+                else:
+                    vals[j] = out.delta / dt_h
+            yield _Row(row.line, row.time_text, row.t, vals, row.context)
+
+    def notes(self) -> list[str]:
+        out = [f"{', '.join(repr(c) for c in self.names)}: never fell and rose on many warm-up rows, read as cumulative "
+               f"counter(s); the rate per hour between readings is watched (--counters off to watch the readings as they are)"]
+        for j, name in zip(self.cols, self.names, strict=True):
+            if self.skipped[j]:
+                out.append(f"{name!r}: {self.skipped[j]} reading(s) gave no rate (counter reset, reading out of order, or no time elapsed)")
+        return out
 
 
 # --------------------------------------------------------------------------- baseline

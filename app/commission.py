@@ -18,10 +18,10 @@ from typing import Any
 
 from carbonedge import profiles, quantities
 from carbonedge.argtypes import InputFile, Number, OutputFile, positive
-from carbonedge.errors import CarbonEdgeError, ConfigError
+from carbonedge.errors import ConfigError
 
 # Production counters and their units, as the analytics read them (plant.json ``production_quantity``).
-_PRODUCTION = {"production_mass": ("t", "kWh/t"), "production_count": ("cells", "kWh/cell")}
+_PRODUCTION = {"production_mass": ("t", "kWh/t"), "production_count": ("pcs", "kWh/cell")}
 
 
 # --------------------------------------------------------------------------- profiles
@@ -166,7 +166,7 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
         if not name:
             unassigned.append(d.id)
             continue
-        p = procs.setdefault(name, {"area": d.tags.get("area", "TODO"), "production_unit": None, "meters": [], "counters": [],
+        p = procs.setdefault(name, {"area": d.tags.get("area", ""), "production_unit": None, "meters": [], "counters": [],
                                     "flow_meters": [], "follows_shifts": False})
         counters = qs & {production}
         flows = sorted(q for q in qs if q.endswith("_volume") or q.endswith("_mass_total"))
@@ -181,8 +181,8 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
             flow_q = next((q for q in sorted(qs) if q.endswith("_flow")), None)
             p["flow_meters"].append({"device": d.id, "medium": medium, "quantity": flows[0], "flow_quantity": flow_q})
     for name, p in procs.items():
-        if p["area"] == "TODO":
-            todo.append(f"processes.{name}.area: no 'area' tag on its devices")
+        if not p["area"]:
+            todo.append(f"processes.{name}.area: no 'area' tag on its devices (meltshop, utilities, cell assembly …)")
         if p["production_unit"] is None:
             todo.append(f"processes.{name}.production_unit: no production counter on this gateway; null is right for a utility "
                         "(compressed air, cooling water), else add the counter and its unit (t, cells)")
@@ -197,12 +197,12 @@ def plant_skeleton(cfg: Any, production: str = "production_mass") -> tuple[dict[
         "sec_unit": _PRODUCTION[pq][1],
         "energy_quantity": "active_energy_import",
         "production_quantity": pq,
-        "output_process": "TODO",
+        "output_process": None,
         "processes": procs,
         "calendar": {"shifts": ["24/7"], "utc_offset_h": 0},
-        "tariffs": [],
     }
-    todo.insert(0, "output_process: the process whose production is the plant's product (e.g. the caster, or formation)")
+    todo.insert(0, "output_process: the process whose production is the plant's product (e.g. the caster, or formation); "
+                   "without it there is no plant-level SEC and no product footprint")
     todo.append("calendar: shifts and UTC offset of the plant; follows_shifts per process")
     if weather:
         model["weather"] = weather
@@ -220,72 +220,34 @@ def cmd_plant_init(a: argparse.Namespace) -> int:
     out.write_text(json.dumps(model, indent=2) + "\n")
     n_meters = sum(len(p["meters"]) for p in model["processes"].values())
     print(f"wrote {out}: site {model['site']}, {len(model['processes'])} processes, {n_meters} energy meters")
-    print("complete by hand (the analytics refuse 'TODO' values):")
+    print("complete by hand:")
     for t in todo:
         print(f"  - {t}")
-    print("then check it: carbonedge analyze sec --plant " + str(out) + " --start ... --end ...")
-    return 0
-
-
-# --------------------------------------------------------------------------- config check
-
-
-def config_check(path: str) -> int:
-    """Validate a gateway config and every file it refers to; print all problems at once. Exit status 2 if any."""
-    import tomllib
-
-    from carbonedge.edge.config import check_files, load_config
-
-    data = tomllib.loads(Path(path).read_text())
-    files = check_files(data)
-    problems: list[str] = []
-    cfg = None
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        lines = str(exc).splitlines()
-        body = [ln.strip() for ln in lines[1:]] if len(lines) > 1 else [str(exc).removeprefix(f"{path}: ")]
-        # The file checks say more about a missing file than the schema does: keep theirs.
-        named = [f.split(" = ", 1)[1].split(":", 1)[0] for f in files if " = " in f]
-        problems = [b for b in body if not any(n in b for n in named)]
-    allp = files + problems
-    if allp:
-        print(f"{path}: {len(allp)} problem(s):", file=sys.stderr)
-        for p in allp:
-            print(f"  {p}", file=sys.stderr)
-        return 2
-    assert cfg is not None
-    print(f"{path}: OK — gateway {cfg.gateway.site}/{cfg.gateway.id}, {len(cfg.devices)} devices; every referenced file is readable")
+    print(f"then check it: carbonedge config check {out}")
     return 0
 
 
 # --------------------------------------------------------------------------- status
 
 
-def _retained(host: str, port: int, wait_s: float, username: str | None, tls_ca: str | None) -> dict[str, dict[str, Any]]:
+def _retained(a: argparse.Namespace, wait_s: float) -> dict[str, dict[str, Any]]:
     """Retained status and ack messages per gateway ("site/gateway"), read from the broker."""
+    import logging
     import os
-    import ssl
-    import threading
 
     import paho.mqtt.client as mqtt
 
     from carbonedge import wire
+    from carbonedge.mqtt import BrokerSettings, make_client
 
     out: dict[str, dict[str, Any]] = {}
-    done = threading.Event()
-    err: list[str] = []
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"carbonedge-status-{os.getpid()}", protocol=mqtt.MQTTv5)
-    if username:
-        c.username_pw_set(username, os.environ.get("CARBONEDGE_MQTT_PASSWORD"))
-    if tls_ca:
-        c.tls_set_context(ssl.create_default_context(cafile=tls_ca))
+    pw_file = Path(a.mqtt_password_file) if a.mqtt_password_file else None
+    settings = BrokerSettings(host=a.mqtt_host, port=a.mqtt_port, client_id=f"carbonedge-status-{os.getpid()}", username=a.mqtt_username or None,
+                              password=None if pw_file else os.environ.get("CARBONEDGE_MQTT_PASSWORD"), password_file=pw_file,
+                              ca_file=Path(a.mqtt_tls_ca) if a.mqtt_tls_ca else None, cert_file=Path(a.mqtt_tls_cert) if a.mqtt_tls_cert else None,
+                              key_file=Path(a.mqtt_tls_key) if a.mqtt_tls_key else None, keepalive_s=10)
 
-    def on_connect(client: mqtt.Client, userdata: object, flags: object, rc: Any, props: object) -> None:
-        if rc.is_failure:
-            err.append(f"the broker refused the connection: {rc}")
-            done.set()
-            return
+    def on_connect(client: mqtt.Client, flags: object, props: object) -> None:
         client.subscribe([(f"{wire.TOPIC_ROOT}/+/+/status", 0), (f"{wire.TOPIC_ROOT}/+/+/ack", 0)])
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -296,33 +258,13 @@ def _retained(host: str, port: int, wait_s: float, username: str | None, tls_ca:
             return
         out.setdefault(f"{site}/{gw}", {})[kind] = body
 
-    c.on_connect, c.on_message = on_connect, on_message
-    try:
-        c.connect(host, port, keepalive=10)
-    except (OSError, ValueError) as exc:
-        raise CarbonEdgeError(f"MQTT broker {host}:{port}: {exc}", code="mqtt.connect_failed") from None
-    c.loop_start()
-    done.wait(wait_s)
-    c.loop_stop()
-    c.disconnect()
-    if err:
-        raise CarbonEdgeError(f"MQTT broker {host}:{port}: {err[0]}", code="mqtt.connect_failed")
+    link = make_client(settings, who="status", log=logging.getLogger("carbonedge.status"), on_connect=on_connect,
+                       auth_hint="--mqtt-username and the password, or the client certificate, and the broker's ACL")
+    link.client.on_message = on_message
+    link.connect(max(wait_s, 5.0))
+    time.sleep(wait_s)
+    link.close()
     return out
-
-
-def _influx(url: str, database: str, q: str, auth: tuple[str, str] | None) -> list[dict[str, Any]]:
-    import requests
-
-    try:
-        r = requests.get(f"{url.rstrip('/')}/query", params={"db": database, "q": q, "epoch": "ms"}, timeout=10, auth=auth)
-    except requests.RequestException as exc:
-        raise CarbonEdgeError(f"InfluxDB at {url} unreachable: {type(exc).__name__}", code="influx.unreachable") from None
-    if r.status_code != 200:
-        raise CarbonEdgeError(f"InfluxDB at {url} answered HTTP {r.status_code}: {r.text[:160]}", code="influx.query_failed")
-    res = r.json().get("results", [{}])[0]
-    if "error" in res:
-        raise CarbonEdgeError(f"InfluxDB at {url}: {res['error'][:160]}", code="influx.query_failed")
-    return list(res.get("series", []))
 
 
 def _ago(ms: float | None, now: float) -> str:
@@ -336,14 +278,17 @@ def cmd_status(a: argparse.Namespace) -> int:
     import os
 
     now = time.time()
-    auth = (a.influx_user, os.environ.get("CARBONEDGE_INFLUX_PASSWORD", "")) if a.influx_user else None
-    broker = _retained(a.mqtt_host, a.mqtt_port, a.wait, a.mqtt_username, a.mqtt_tls_ca)
+    from carbonedge.influx import InfluxClient
+
+    db = InfluxClient(a.influx_url, a.database, username=a.influx_user or None,
+                      password=os.environ.get("CARBONEDGE_INFLUX_PASSWORD", "") if a.influx_user else None, timeout_s=10.0, attempts=2)
+    broker = _retained(a, a.wait)
     last_reading = {f"{s['tags']['site']}/{s['tags']['gateway']}": s["values"][0][0]
-                    for s in _influx(a.influx_url, a.database, 'SELECT last("seq") FROM "readings" GROUP BY "site", "gateway"', auth)}
+                    for s in db.query('SELECT last("seq") FROM "readings" GROUP BY "site", "gateway"')}
     health: dict[str, dict[str, Any]] = {}
-    for s in _influx(a.influx_url, a.database, 'SELECT last(*) FROM "gateway_health" GROUP BY "site", "gateway"', auth):
+    for s in db.query('SELECT last(*) FROM "gateway_health" GROUP BY "site", "gateway"'):
         health[f"{s['tags']['site']}/{s['tags']['gateway']}"] = {c.removeprefix("last_"): v for c, v in zip(s["columns"], s["values"][0])}
-    pipeline = _influx(a.influx_url, a.database, 'SELECT last(*) FROM "pipeline" GROUP BY "collector"', auth)
+    pipeline = db.query('SELECT last(*) FROM "pipeline" GROUP BY "collector"')
     gateways = sorted(set(broker) | set(last_reading) | set(health))
     if a.site:
         gateways = [g for g in gateways if g.split("/")[0] == a.site]
@@ -411,8 +356,8 @@ def add_commands(sub: Any) -> None:
     psub = pl.add_subparsers(dest="plant_cmd", required=True, metavar="ACTION")
     pi = psub.add_parser("init", help="write a plant-model skeleton (plant.json) from a gateway config",
                          description="Group the gateway's devices into processes by their 'process' and 'area' tags, sort them into "
-                         "energy meters, production counters and flow meters by their profiles, and write plant.json with 'TODO' where "
-                         "the engineer must decide (output process, production units, calendar).")
+                         "energy meters, production counters and flow meters by their profiles, and write plant.json; it lists what the "
+                         "engineer must decide (output process, production units, calendar). `carbonedge config check plant.json` checks it.")
     pi.add_argument("--config", type=InputFile("toml"), required=True, help="gateway TOML file")
     pi.add_argument("--out", type=OutputFile(), default="plant.json", help="plant model to write (default: plant.json)")
     pi.add_argument("--production", choices=["mass", "count"], default="mass",
@@ -425,8 +370,11 @@ def add_commands(sub: Any) -> None:
                         "backlog (InfluxDB), acknowledged watermark (retained ack), and each collector's lag and dead letters by reason.")
     st.add_argument("--mqtt-host", default="127.0.0.1", help="MQTT broker (default: 127.0.0.1)")
     st.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), default=1883, help="MQTT port (default: 1883)")
-    st.add_argument("--mqtt-username", help="MQTT user; the password is read from $CARBONEDGE_MQTT_PASSWORD")
+    st.add_argument("--mqtt-username", help="MQTT user; the password is read from --mqtt-password-file or $CARBONEDGE_MQTT_PASSWORD")
+    st.add_argument("--mqtt-password-file", type=InputFile(), help="file holding the MQTT password (first line; keep it mode 0600)")
     st.add_argument("--mqtt-tls-ca", type=InputFile(), help="plant CA certificate: connect over TLS")
+    st.add_argument("--mqtt-tls-cert", type=InputFile(), help="client certificate (with deploy/pki: an analytics identity may read status and acks)")
+    st.add_argument("--mqtt-tls-key", type=InputFile(), help="the client certificate's private key")
     st.add_argument("--influx-url", default="http://127.0.0.1:8086", help="InfluxDB base URL (default: http://127.0.0.1:8086)")
     st.add_argument("--database", default="carbonedge", help="InfluxDB database (default: carbonedge)")
     st.add_argument("--influx-user", help="InfluxDB user; the password is read from $CARBONEDGE_INFLUX_PASSWORD")

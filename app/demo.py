@@ -19,6 +19,9 @@ from typing import Any
 
 from carbonedge.clock import ClockSpec, iso, parse_time
 from carbonedge.errors import CarbonEdgeError
+from carbonedge.plant import PlantModel
+from carbonedge.influx import quote_literal
+from carbonedge.mqtt import BrokerSettings
 from carbonedge.app.services import Services
 
 DEMO_START = "2026-01-05T00:00:00Z"  # a Monday
@@ -72,7 +75,7 @@ class _Proc:
 
 def count_readings(services: Services, site: str) -> int:
     """Readings (field values other than bookkeeping) stored for ``site``."""
-    res = services.influx.query(f"SELECT count(*) FROM readings WHERE site = '{site}'", db=DATABASE)
+    res = services.influx.query(f'SELECT count(*) FROM "readings" WHERE "site" = {quote_literal(site)}', db=DATABASE)
     total = 0
     for s in res["results"][0].get("series", []):
         for col, v in zip(s["columns"], s["values"][0]):
@@ -162,14 +165,14 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         _say("[5/5] Computing energy intensity from InfluxDB ...")
         from carbonedge.analytics import InfluxReader, energy_intensity
 
-        plant_model = json.loads((sim_dir / "plant.json").read_text())
+        plant_model = PlantModel.load(sim_dir / "plant.json")
         figs = energy_intensity(InfluxReader(services.influx.url, DATABASE), plant_model, int((start - lead_s) * 1000), int((end + (tail + 1) * poll_interval_s) * 1000)).as_dict()
         in_db = count_readings(services, site)
         published = int(gstats.get("readings", 0))
         summary = _summary(plant, figs, truth, published, in_db, gstats, cstats, hours, seed)
         _record(out, "summary.json").write_text(json.dumps(summary, indent=2))
 
-        from carbonedge.app.report import sec_table
+        from carbonedge.analytics.sec_table import sec_table
 
         _say("")
         _say(sec_table(figs, summary))
@@ -187,7 +190,7 @@ def run_demo(*, plant: str = "steel", hours: float = 24.0, speed: float = 1440.0
         services.stop()
 
 
-def _demo_analytics(services: Services, plant_model: dict[str, Any], start: float, end: float, hours: float,
+def _demo_analytics(services: Services, plant_model: PlantModel, start: float, end: float, hours: float,
                     poll_interval_s: float) -> dict[str, Any]:
     """EnPIs with baselines (first half of the run as the baseline period) and the alert monitor, as the
     plant server's analytics jobs would run them; results go to InfluxDB (``enpi``, ``alerts``) for the
@@ -206,7 +209,7 @@ def _demo_analytics(services: Services, plant_model: dict[str, Any], start: floa
     n_enpi = write_enpi(res, services.influx.url, DATABASE)
     learn_h = min(24.0, hours / 2)
     sinks = Sinks(influx_url=services.influx.url, database=DATABASE)
-    sinks.mqtt = mqtt_client("127.0.0.1", services.mqtt.port, client_id="carbonedge-demo-monitor")
+    sinks.mqtt = mqtt_client(BrokerSettings(port=services.mqtt.port, client_id="carbonedge-demo-monitor"))
     try:
         # At 1440x the simulator can fall a poll or two of plant time behind its clock under load, which
         # looks like the gateway clock jumping forward: only jumps of more than five polls are reported.
@@ -268,16 +271,35 @@ def _record(out: Path, name: str) -> Path:
     return out / name
 
 
-def _demo_report(services: Services, plant_model: dict[str, Any], start: float, end: float, out: Path) -> None:
+#: Carbon inputs a demo plant declares beyond its meters (stages not metered, study link), by plant kind.
+DEMO_CARBON = {"battery": Path(__file__).with_name("demo-battery-carbon.toml")}
+
+
+def demo_settings(plant_model: PlantModel) -> Any:
+    """The documented default settings of the plant kind, with the demo's declared inputs (``DEMO_CARBON``) laid over them."""
+    from carbonedge.analytics.carbon import default_settings
+    from carbonedge.analytics.carbon.settings import load_settings
+
+    settings = default_settings(plant_model)
+    path = DEMO_CARBON.get(plant_model.plant)
+    if path is None:
+        return settings
+    demo = load_settings(path)
+    out = settings.products[0].output_process if settings.products else None
+    products = [p.model_copy(update={"output_process": p.output_process or out}) for p in demo.products] or settings.products
+    return settings.model_copy(update={"battery": demo.battery or settings.battery, "products": products})
+
+
+def _demo_report(services: Services, plant_model: PlantModel, start: float, end: float, out: Path) -> None:
     """Carbon and optimisation report of the demo run: report.html, report.json and the regulatory exports in ``out``."""
     from carbonedge.analytics import InfluxReader
-    from carbonedge.analytics.carbon import default_settings, from_influx, write_carbon
+    from carbonedge.analytics.carbon import from_influx, write_carbon
     from carbonedge.analytics.report import build_report
 
     _say("")
     _say("Carbon and optimisation report:")
     data = from_influx(InfluxReader(services.influx.url, DATABASE), plant_model, start, end)
-    res = build_report(data, default_settings(plant_model), out, progress=_say,
+    res = build_report(data, demo_settings(plant_model), out, progress=_say,
                        influx_write=lambda acc: write_carbon(acc, services.influx.url, DATABASE))
     for p in (res.html, res.json, *res.exports):
         _record(out, Path(p).name)

@@ -21,9 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 from carbonedge.errors import ServiceError
+from carbonedge.influx import InfluxClient
 from carbonedge.net import free_port  # noqa: F401 - re-exported for the shell and the tests
 
 PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
@@ -220,8 +219,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         while time.monotonic() < deadline:
             if not self.running():
                 raise self._fail("exited during start")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/ping", timeout=0.5).status_code == 204:
+            with self.client() as c:
+                if c.ping():
                     return
             time.sleep(0.05)
         raise self._fail("did not answer /ping")
@@ -233,16 +232,18 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         self._wait_ready(30)
         return self
 
+    def client(self, db: str = "") -> InfluxClient:
+        """The shared InfluxDB client for database ``db`` of this server."""
+        return InfluxClient(self.url, db, attempts=1)
+
     def query(self, q: str, db: str | None = None) -> dict:  # type: ignore[type-arg]
-        params = {"q": q, "epoch": "ms"}
-        if db:
-            params["db"] = db
-        r = requests.post(f"{self.url}/query", params=params, timeout=30)
-        r.raise_for_status()
-        return r.json()  # type: ignore[no-any-return]
+        """The raw ``/query`` answer (``{"results": [...]}``); raises :class:`QueryError` on a refusal."""
+        with self.client(db or "") as c:
+            return {"results": c.results(q, database=bool(db))}
 
     def create_database(self, name: str) -> None:
-        self.query(f'CREATE DATABASE "{name}"')
+        with self.client(name) as c:
+            c.create_database()
 
 
 class Services:

@@ -24,7 +24,10 @@ Figures reported:
 Targets (exit 1 when missed): out of sample, the model beats the naive reference at hourly and daily
 resolution (school hourly; both buildings daily) and meets ASHRAE 14 monthly (CV(RMSE) ≤ 15 %,
 |NMBE| ≤ 5 %) on both; in sample, CV(RMSE) within 1 point of the published TOWT fits (6.79 %,
-17.84 %) or better; savings within their own stated uncertainty of 408 MWh.
+17.84 %) or better; on both buildings, the daily fit beats nmecr's own TOWT form rebuilt here (separate
+occupied and unoccupied least-squares fits, :func:`published_towt`; it reproduces the published
+6.79 %, 30.38 % and 17.8 % in sample) out of sample on the same folds; savings within their own stated
+uncertainty of 408 MWh.
 
 Usage::
 
@@ -41,6 +44,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -154,6 +158,65 @@ def classic(t: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str], step:
     return m.fit.cv_rmse, m.fit.p, pred
 
 
+def published_towt(t: np.ndarray, X: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[float, int, np.ndarray]:
+    """nmecr's daily TOWT form with its extra variables, rebuilt here: each weekday is *occupied* when a
+    regression of load on temperature (hinges at 50 and 65 °F) under-predicts it on more than 65 % of
+    its days; occupied and unoccupied days get separate least-squares fits, each with weekday levels,
+    6 temperature segments and every other variable (so p = 27 for the school with its four mode
+    flags, as published). Returns the in-sample CV(RMSE), p, and nested out-of-fold predictions
+    (each calendar month from the other months, occupancy and knots re-derived on them)."""
+    from carbonedge.analytics.baseline import segment_knots
+
+    wk = ((np.asarray(t) // 86400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    temp = X[:, names.index("temp_f")]
+    other = [X[:, i] for i, c in enumerate(names) if c != "temp_f"]
+
+    def fit(tr: np.ndarray) -> tuple[Any, int]:
+        A = np.column_stack([np.ones(tr.sum()), np.minimum(temp[tr] - 50, 0), np.maximum(temp[tr] - 65, 0)])
+        res = y[tr] - A @ np.linalg.lstsq(A, y[tr], rcond=None)[0]
+        occ_days = [d for d in range(7) if (res[wk[tr] == d] > 0).mean() > 0.65]
+        knots = segment_knots(temp[tr])
+
+        def design(rows: np.ndarray) -> np.ndarray:
+            cols = [(wk[rows] == d).astype(float) for d in range(7)]
+            cols += [temp[rows]] + [np.maximum(0.0, temp[rows] - k) for k in knots] + [o[rows] for o in other]
+            return np.column_stack(cols)
+
+        models = []
+        p = 0
+        for occ in (True, False):
+            sub = tr & (np.isin(wk, occ_days) == occ)
+            if not sub.any():
+                continue
+            D = design(sub)
+            keep = np.linalg.matrix_rank(D) if D.size else 0
+            beta = np.linalg.lstsq(D, y[sub], rcond=None)[0]
+            models.append((occ, beta))
+            p += keep
+
+        def predict(rows: np.ndarray) -> np.ndarray:
+            out = np.full(rows.sum(), np.nan)
+            o = np.isin(wk[rows], occ_days)
+            D = design(rows)
+            for occ, beta in models:
+                out[o == occ] = np.maximum(0.0, D[o == occ] @ beta)
+            return out
+
+        return predict, p
+
+    ok = np.isfinite(y) & np.all(np.isfinite(X), axis=1)
+    predict, p = fit(ok)
+    resid = y[ok] - predict(ok)
+    cv_in = float(np.sqrt((resid ** 2).sum() / (ok.sum() - p)) / y[ok].mean())
+    folds, _ = blocked_folds(t, "UTC", 86400.0)
+    pred = np.full(t.size, np.nan)
+    for f in np.unique(folds):
+        pr, _ = fit(ok & (folds != f))
+        te = ok & (folds == f)
+        pred[te] = pr(te)
+    return cv_in, p, pred
+
+
 def figures(t: np.ndarray, y: np.ndarray, pred: np.ndarray, naive: np.ndarray, levels: list[tuple[str, str | None]]) -> dict[str, tuple]:
     out = {}
     for name, period in levels:
@@ -202,6 +265,11 @@ def main() -> int:
     oos_c = out_of_sample_fit(y, pred_c)
     print(f"  published structure (weekday + 6 temperature segments, least squares) refitted: in sample {cv_c:.2%} (p = {p_c:.0f}); "
           f"blocked CV daily {oos_c.cv_rmse:.2%}")
+    cv_n, p_n, pred_n = published_towt(t, X, y, ["temp_f"])
+    oos_n = out_of_sample_fit(y, pred_n)
+    print(f"  nmecr's form rebuilt (occupied/unoccupied fits): in sample {cv_n:.2%} (p = {p_n}); blocked CV daily {oos_n.cv_rmse:.2%}")
+    res["commercial_nmecr_form_cv_in"] = cv_n
+    res["commercial_nmecr_form_oos_daily"] = oos_n.cv_rmse
     res["commercial_published_structure_oos_daily"] = oos_c.cv_rmse
     res["commercial_cv_oos_daily"] = f["daily"][0].cv_rmse
     res["commercial_naive_oos_daily"] = f["daily"][1].cv_rmse
@@ -209,6 +277,7 @@ def main() -> int:
     res["commercial_nmbe_oos_monthly"] = f["monthly"][0].nmbe
     ok &= f["daily"][0].cv_rmse < f["daily"][1].cv_rmse
     ok &= f["monthly"][0].meets("monthly")
+    ok &= f["daily"][0].cv_rmse < oos_n.cv_rmse  # beats nmecr's own form out of sample
     unc = rep.uncertainty or float("nan")
     print(f"  savings: metered {rep.actual_total:,.0f} kWh, adjusted baseline {rep.expected_total:,.0f} kWh, "
           f"savings {rep.savings:,.0f} kWh = {rep.savings / rep.expected_total:.1%} ± {unc:.1%} of the savings at 90 % "
@@ -232,8 +301,13 @@ def main() -> int:
         oos_c = out_of_sample_fit(y, pred_c)
         pred, _ = nested(t, X, y, [*feats, "temp_f"], step)
         oos = out_of_sample_fit(y, pred)
-        print(f"  {'':<24} published structure refitted: in sample {cv_c:.2%} (p = {p_c:.0f}); nested blocked CV daily: "
-              f"published structure {oos_c.cv_rmse:.2%}, this model {oos.cv_rmse:.2%}")
+        cv_n, p_n, pred_n = published_towt(t, X, y, [*feats, "temp_f"])
+        oos_n = out_of_sample_fit(y, pred_n)
+        print(f"  {'':<24} nmecr's form rebuilt (occupied/unoccupied fits): in sample {cv_n:.2%} (p = {p_n}); nested blocked CV daily {oos_n.cv_rmse:.2%}")
+        print(f"  {'':<24} weekday + segments + variables, one least-squares fit: in sample {cv_c:.2%} (p = {p_c:.0f}); nested blocked CV daily: "
+              f"that structure {oos_c.cv_rmse:.2%}, this model {oos.cv_rmse:.2%}")
+        res[key.replace("_cv_in", "_nmecr_form_cv_in")] = cv_n
+        res[key.replace("_cv_in", "_nmecr_form_oos")] = oos_n.cv_rmse
         res[key.replace("_in", "_oos")] = oos.cv_rmse
         res[key.replace("_cv_in", "_published_structure_oos")] = oos_c.cv_rmse
         # Matched or beaten: in sample within a point of the published fit, or out of sample better
@@ -263,6 +337,9 @@ def main() -> int:
     best_daily = min(res["school_hourly_daily_cv_oos"], res["school_daily_cv_oos"])
     ok &= bool(res["school_matched_in_sample"]) or best_daily < res["school_published_structure_oos"]
     ok &= bool(res["school_modes_matched_in_sample"]) or best_daily < res["school_modes_published_structure_oos"]
+    # And out of sample better than nmecr's own form (occupied/unoccupied fits) rebuilt on the same folds.
+    ok &= res["school_daily_cv_oos"] < res["school_modes_nmecr_form_oos"]
+    ok &= res["school_cv_oos"] < res["school_nmecr_form_oos"]
     res["ok"] = float(ok)
     print(" ".join(f"{k}={v:.4f}" if k != "ok" else f"ok={int(v)}" for k, v in res.items()))
     return 0 if ok else 1

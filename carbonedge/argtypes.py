@@ -28,7 +28,8 @@ def _fail(msg: str) -> NoReturn:
 
 
 class InputFile:
-    """An existing, readable file; ``kind`` "text", "json" or "toml" also checks it is UTF-8 text and parses."""
+    """An existing, readable file; ``kind`` "text", "json" or "toml" also checks it is UTF-8 text and parses
+    ("config": JSON when the name ends in .json, else TOML)."""
 
     def __init__(self, kind: str = "text") -> None:
         self.kind = kind
@@ -50,12 +51,13 @@ class InputFile:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             _fail(f"{value!r} is not a UTF-8 text file (byte {exc.start}); save it as UTF-8")
-        if self.kind == "json":
+        kind = ("json" if value.endswith(".json") else "toml") if self.kind == "config" else self.kind
+        if kind == "json":
             try:
                 json.loads(text)
             except ValueError as exc:
                 _fail(f"{value!r} is not valid JSON: {exc}")
-        elif self.kind == "toml":
+        elif kind == "toml":
             try:
                 tomllib.loads(text)
             except tomllib.TOMLDecodeError as exc:
@@ -63,8 +65,8 @@ class InputFile:
         return value
 
     def good_value(self, tmp: Path) -> str:
-        f = tmp / f"good.{self.kind}"
-        f.write_text({"json": "{}", "toml": "", "text": "x\n", "any": "x"}[self.kind])
+        f = tmp / f"good.{'toml' if self.kind == 'config' else self.kind}"
+        f.write_text({"json": "{}", "toml": "", "config": "", "text": "x\n", "any": "x"}[self.kind])
         return str(f)
 
     def bad_values(self, tmp: Path) -> list[str]:
@@ -75,9 +77,9 @@ class InputFile:
         out = [str(tmp / "no-such-file"), str(tmp / "a-directory")]
         if self.kind != "any":
             out.append(str(tmp / "latin1.txt"))
-        if self.kind == "json":
+        if self.kind in ("json", "config"):
             out.append(str(tmp / "broken.json"))
-        if self.kind == "toml":
+        if self.kind in ("toml", "config"):
             out.append(str(tmp / "broken.toml"))
         return out
 
@@ -268,3 +270,22 @@ class Duration(Number):
     def bad_values(self, tmp: Path) -> list[str]:
         return ["abc", "0", "-1h", "nanh", "5x"]
 
+
+
+def add_influx_auth(p: argparse.ArgumentParser) -> None:
+    """``--influx-user``; its password comes from ``$CARBONEDGE_INFLUX_PASSWORD`` (never the command line)."""
+    p.add_argument("--influx-user", help="InfluxDB user when authentication is on; its password is read from $CARBONEDGE_INFLUX_PASSWORD")
+
+
+def influx_password(a: argparse.Namespace) -> str | None:
+    """The InfluxDB password for ``--influx-user``, from ``$CARBONEDGE_INFLUX_PASSWORD``."""
+    import os
+
+    from carbonedge.errors import CarbonEdgeError
+
+    if not getattr(a, "influx_user", None):
+        return None
+    pw = os.environ.get("CARBONEDGE_INFLUX_PASSWORD")
+    if pw is None:
+        raise CarbonEdgeError(f"--influx-user {a.influx_user} needs its password in the environment variable CARBONEDGE_INFLUX_PASSWORD")
+    return pw

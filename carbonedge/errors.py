@@ -65,9 +65,13 @@ class WriteError(CarbonEdgeError):
 
 
 class QueryError(CarbonEdgeError):
-    """An InfluxQL query failed."""
+    """An InfluxQL query failed. ``status`` is the HTTP status when InfluxDB answered."""
 
     code = "influx.query_failed"
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
 
 
 class GrafanaError(CarbonEdgeError):

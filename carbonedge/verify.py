@@ -29,10 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from carbonedge import quantities, wire
-from carbonedge.errors import QueryError
+from carbonedge.influx import InfluxClient, quote_literal
 from carbonedge.integrity import GENESIS, TrustStore, check_batch, read_archive
 
 TAMPER_KINDS = ("edited", "deleted", "inserted", "reordered", "replayed", "forked")
@@ -273,31 +271,19 @@ def _expected_points(genuine: dict[tuple[str, str], dict[int, wire.Batch]], dlq:
     return exp
 
 
-def _query(url: str, db: str, q: str, auth: tuple[str, str] | None) -> list[dict[str, Any]]:
-    try:
-        r = requests.get(f"{url.rstrip('/')}/query", params={"db": db, "q": q, "epoch": "ms"}, auth=auth, timeout=120)
-    except requests.RequestException as exc:
-        raise QueryError(f"InfluxDB at {url} is unreachable: {exc.__class__.__name__}") from exc
-    if r.status_code != 200:
-        raise QueryError(f"InfluxDB refused the query ({r.status_code}): {r.text[:300]}")
-    res = r.json().get("results", [{}])[0]
-    if "error" in res:
-        raise QueryError(f"InfluxDB query failed: {res['error']}")
-    return list(res.get("series", []))
-
-
 def read_influx_points(url: str, db: str, sites: list[str], start_ms: int | None, end_ms: int | None,
                        auth: tuple[str, str] | None = None) -> dict[_Key, tuple[int | None, dict[str, float]]]:
     """Every ``readings`` point of ``sites`` in the period: key -> (seq field, quantity fields)."""
     known = set(quantities.QUANTITIES)
     out: dict[_Key, tuple[int | None, dict[str, float]]] = {}
+    client = InfluxClient(url, db, username=auth[0] if auth else None, password=auth[1] if auth else None, timeout_s=120.0)
     for site in sites:
-        where = [f"site = '{site}'"]
+        where = [f'"site" = {quote_literal(site)}']
         if start_ms is not None:
             where.append(f"time >= {start_ms}ms")
         if end_ms is not None:
             where.append(f"time < {end_ms}ms")
-        for series in _query(url, db, f"SELECT * FROM readings WHERE {' AND '.join(where)}", auth):
+        for series in client.query(f'SELECT * FROM "readings" WHERE {" AND ".join(where)}'):
             cols = series["columns"]
             for row in series["values"]:
                 rec = dict(zip(cols, row, strict=False))

@@ -8,7 +8,16 @@ Public API::
     c.run()   # until c.stop()
 """
 
-from carbonedge.collector.service import Collector, CollectorSettings
-from carbonedge.collector.validate import load_device_registry
+
+from carbonedge import lazy
+
+_EXPORTS = {
+    "Collector": "carbonedge.collector.service",
+    "CollectorSettings": "carbonedge.collector.service",
+    "load_device_registry": "carbonedge.collector.validate",
+}
 
 __all__ = ["Collector", "CollectorSettings", "load_device_registry"]
+
+
+__getattr__ = lazy.exports(__name__, _EXPORTS, globals())

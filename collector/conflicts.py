@@ -29,9 +29,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import requests
-
 from carbonedge.errors import QueryError
+from carbonedge.influx import InfluxClient, quote_literal
 from carbonedge.collector.lineprotocol import Point
 
 
@@ -99,27 +98,24 @@ def _tags_of(series: str) -> dict[str, str]:
     return dict(t.split("=", 1) for t in series.split(",")[1:])
 
 
-def find_conflicts_in_db(session: requests.Session, url: str, database: str, points: list[Point], timeout_s: float = 30.0) -> list[tuple[Point, dict[str, object]]]:
+def find_conflicts_in_db(db: InfluxClient, points: list[Point]) -> list[tuple[Point, dict[str, object]]]:
     """Points of one gateway whose key already exists in InfluxDB with a different value for one of their fields.
 
     One InfluxQL query per call (all ``points`` must share site and gateway); returns
-    ``(point, stored_fields)`` pairs for the conflicting ones.
+    ``(point, stored_fields)`` pairs for the conflicting ones. Any failure is a retryable :class:`QueryError`.
     """
     if not points:
         return []
     first = _tags_of(points[0].series)
     lo = min(p.ts for p in points)
     hi = max(p.ts for p in points)
-    q = (f"SELECT * FROM \"readings\" WHERE \"site\" = '{first['site']}' AND \"gateway\" = '{first['gateway']}' "
+    q = (f'SELECT * FROM "readings" WHERE "site" = {quote_literal(first["site"])} AND "gateway" = {quote_literal(first["gateway"])} '
          f"AND time >= {lo}ms AND time <= {hi}ms GROUP BY *")
     try:
-        r = session.get(f"{url}/query", params={"db": database, "q": q, "epoch": "ms"}, timeout=timeout_s)
-        r.raise_for_status()
-        res = r.json()["results"][0]
-    except (requests.RequestException, ValueError, KeyError, IndexError) as exc:
-        raise QueryError(f"could not check InfluxDB for earlier values of replayed readings: {exc}", retryable=True) from exc
-    if "error" in res:
-        raise QueryError(f"InfluxDB refused the replay check: {res['error']}", retryable=True)
+        results = db.results(q)
+    except QueryError as exc:
+        raise QueryError(f"could not check InfluxDB for earlier values of replayed readings: {exc}", retryable=True) from None
+    res = results[0] if results else {}
     stored: dict[tuple[frozenset[tuple[str, str]], int], dict[str, object]] = {}
     for s in res.get("series", []):
         tags = frozenset((k, v) for k, v in s.get("tags", {}).items() if v != "")

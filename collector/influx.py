@@ -12,13 +12,13 @@ Status handling (after Telegraf's influxdb_v2 output, but nothing is ever droppe
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
+from carbonedge.errors import QueryError, WriteError
+from carbonedge.influx import Backoff, InfluxClient
 
-from carbonedge.errors import WriteError
+__all__ = ["Backoff", "InfluxWriter", "Refused"]
 
 
 @dataclass
@@ -30,34 +30,17 @@ class Refused:
     message: str
 
 
-class InfluxWriter:
-    """Posts line protocol to ``{url}/write?db=…&precision=ms`` on one keep-alive session."""
+class InfluxWriter(InfluxClient):
+    """The shared InfluxDB client, one attempt per write: the collector retries with backoff and spools itself."""
 
     def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None,
                  retention_policy: str | None = None, timeout_s: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self.database = database
-        self.timeout_s = timeout_s
-        self.session = requests.Session()
-        self.params = {"db": database, "precision": "ms"}
-        if retention_policy:
-            self.params["rp"] = retention_policy
-        if username:
-            self.session.auth = (username, password or "")
+        super().__init__(url, database, username=username, password=password, retention_policy=retention_policy,
+                         timeout_s=timeout_s, attempts=1)
 
-    def write(self, body: bytes) -> None:
+    def write(self, body: bytes | str, *, what: str = "points") -> None:  # type: ignore[override]
         """POST line protocol once; raise :class:`WriteError` (``retryable`` for outages, ``status`` for refusals)."""
-        try:
-            r = self.session.post(f"{self.url}/write", params=self.params, data=body, timeout=self.timeout_s)
-        except requests.RequestException as exc:
-            raise WriteError(f"InfluxDB at {self.url} is unreachable: {exc.__class__.__name__}", retryable=True) from exc
-        if r.status_code == 204 or r.status_code == 200:
-            return
-        retry = r.status_code >= 500 or r.status_code in (401, 403, 429)
-        err = WriteError(f"InfluxDB refused the write: HTTP {r.status_code} {r.text[:300].strip()}", status=r.status_code, retryable=retry)
-        ra = r.headers.get("Retry-After")
-        err.retry_after = float(ra) if ra and ra.isdigit() else None  # type: ignore[attr-defined]
-        raise err
+        self.write_once(body if isinstance(body, bytes) else body.encode())
 
     def write_isolating(self, body: bytes, write: Callable[[bytes], None] | None = None) -> list[Refused]:
         """Write ``body``; on a 4xx refusal split it until the refused lines are found.
@@ -80,35 +63,10 @@ class InfluxWriter:
 
     def ensure_database(self) -> None:
         try:
-            r = self.session.post(f"{self.url}/query", params={"q": f'CREATE DATABASE "{self.database}"'}, timeout=self.timeout_s)
-        except requests.RequestException as exc:
-            raise WriteError(f"InfluxDB at {self.url} is unreachable: {exc.__class__.__name__}", retryable=True) from exc
-        if r.status_code == 403:
-            # The collector user (deploy/influxdb/setup-auth.sh) may not create databases; the setup
-            # script made it. A missing database still shows up at the first write, as a clear error.
-            return
-        if r.status_code != 200:
-            raise WriteError(f"cannot create database {self.database}: HTTP {r.status_code} {r.text[:200]}", status=r.status_code)
-
-
-class Backoff:
-    """Exponential backoff with a cap: 0.2 s, 0.4 s, … up to ``cap_s``."""
-
-    def __init__(self, first_s: float = 0.2, cap_s: float = 10.0) -> None:
-        self.first_s = first_s
-        self.cap_s = cap_s
-        self.delay = first_s
-        self.next_at = 0.0
-
-    def ready(self) -> bool:
-        return time.monotonic() >= self.next_at
-
-    def failed(self, hint_s: float | None = None) -> float:
-        d = min(self.cap_s, max(self.delay, hint_s or 0.0))
-        self.next_at = time.monotonic() + d
-        self.delay = min(self.cap_s, self.delay * 2)
-        return d
-
-    def reset(self) -> None:
-        self.delay = self.first_s
-        self.next_at = 0.0
+            self.create_database()
+        except QueryError as exc:
+            if getattr(exc, "status", None) == 403:
+                # The collector user (deploy/influxdb/setup-auth.sh) may not create databases; the setup
+                # script made it. A missing database still shows up at the first write, as a clear error.
+                return
+            raise WriteError(f"cannot create database {self.database}: {exc}", retryable=exc.retryable) from None

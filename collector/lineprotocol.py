@@ -19,17 +19,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from carbonedge import wire
+from carbonedge.influx import lp_string as str_field
 
 MEASUREMENT = "readings"
 EVENTS_MEASUREMENT = "events"
 GATEWAY_HEALTH_MEASUREMENT = "gateway_health"
 DEVICE_HEALTH_MEASUREMENT = "device_health"
 PIPELINE_MEASUREMENT = "pipeline"
-
-
-def str_field(s: str) -> str:
-    """A line-protocol string field value (quoted, escaped, single line)."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
 def _float(v: float) -> str:

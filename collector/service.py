@@ -32,7 +32,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from carbonedge import wire
-from carbonedge.errors import QueryError, WriteError, describe_connect_error
+from carbonedge.errors import QueryError, WriteError
+from carbonedge.mqtt import BrokerSettings, make_client
 from carbonedge.integrity import Archive
 from carbonedge.collector.conflicts import ConflictIndex, find_conflicts_in_db
 from carbonedge.collector.influx import Backoff, InfluxWriter, Refused
@@ -187,19 +188,16 @@ class Collector:
             "conflict_index_points": lambda: len(self.index),
         })
 
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
-        if settings.mqtt_username:
-            c.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.mqtt_tls_ca or settings.mqtt_tls_cert:
-            c.tls_set(ca_certs=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
-                      certfile=str(settings.mqtt_tls_cert) if settings.mqtt_tls_cert else None,
-                      keyfile=str(settings.mqtt_tls_key) if settings.mqtt_tls_key else None)
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
+        broker = BrokerSettings(host=settings.mqtt_host, port=settings.mqtt_port, client_id=settings.client_id,
+                                username=settings.mqtt_username, password=settings.mqtt_password, ca_file=settings.mqtt_tls_ca,
+                                cert_file=settings.mqtt_tls_cert, key_file=settings.mqtt_tls_key, reconnect_max_s=30)
+        self.link = make_client(broker, who="collector", log=log, manual_ack=True,
+                                auth_hint="--mqtt-username, $CARBONEDGE_MQTT_PASSWORD and the broker's ACL",
+                                count=lambda kind: self.metrics.inc(f"mqtt_connect_failures_{kind}"),
+                                on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+        c = self.link.client
         c.on_message = self._on_message
-        c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
-        c.reconnect_delay_set(1, 30)
         self.client = c
 
     @property
@@ -208,13 +206,7 @@ class Collector:
         return self.metrics.snapshot()
 
     # ---------------------------------------------------------------- mqtt callbacks (network thread)
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
-        if rc.is_failure:
-            kind = "auth" if int(rc.value) in (0x86, 0x87, 0x8C) else "refused"
-            self.metrics.inc(f"mqtt_connect_failures_{kind}")
-            log.error("the MQTT broker refused the collector: %s (reason code %#04x)%s", rc, int(rc.value),
-                      ": check --mqtt-username, $CARBONEDGE_MQTT_PASSWORD and the broker's ACL" if kind == "auth" else "")
-            return
+    def _on_connect(self, client: mqtt.Client, flags: object, props: object) -> None:
         self.cpu.receive_thread = threading.get_native_id()
         # Coordination topics first (QoS 0: retained state, nothing to acknowledge), then the data.
         client.subscribe([(ACK_FILTER, 0), (progress_filter(self._group), 0)])
@@ -222,17 +214,6 @@ class Collector:
         _, self._data_sub_mid = client.subscribe([(share + wire.TELEMETRY_FILTER, 1), (share + wire.HEALTH_FILTER, 1)])
         log.info("collector %s subscribed to %s%s (session %s)", self.s.client_id, share, wire.TELEMETRY_FILTER,
                  "resumed" if getattr(flags, "session_present", False) else "new")
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        # paho calls this inside its ``except OSError`` block: the exception is the reason.
-        import sys
-
-        kind, reason = describe_connect_error(sys.exc_info()[1], self.s.mqtt_host, self.s.mqtt_port)
-        self.metrics.inc(f"mqtt_connect_failures_{kind}")
-        n = sum(v for k, v in self.metrics.snapshot().items() if k.startswith("mqtt_connect_failures"))
-        if reason != getattr(self, "_last_connect_error", None) or n % 10 == 0:
-            log.error("collector cannot connect to MQTT broker %s:%s: %s; retrying (attempt %d)", self.s.mqtt_host, self.s.mqtt_port, reason, int(n))
-        self._last_connect_error = reason
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, rcs: list[mqtt.ReasonCode], props: object) -> None:
         if mid != getattr(self, "_data_sub_mid", None):
@@ -243,7 +224,7 @@ class Collector:
         self.connected.set()  # ready: the broker now routes telemetry to this session
         log.info("collector %s is receiving telemetry", self.s.client_id)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
+    def _on_disconnect(self, client: mqtt.Client, rc: mqtt.ReasonCode, props: object) -> None:
         self.connected.clear()
         if not self._stop.is_set():
             self.metrics.inc("mqtt_disconnects")
@@ -351,7 +332,7 @@ class Collector:
         if unknown:
             self.metrics.inc("replay_checks")
             try:
-                conflicts += find_conflicts_in_db(self.writer.session, self.writer.url, self.writer.database, unknown, self.s.write_timeout_s)
+                conflicts += find_conflicts_in_db(self.writer, unknown)
             except QueryError as exc:
                 self.metrics.inc("replays_unverified")
                 log.warning("%s/%s seq %d: %s; writing it unverified", b.site, b.gateway, b.seq, exc)
@@ -594,8 +575,7 @@ class Collector:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 24 * 3600  # keep our queue at the broker through a week-long collector outage
         props.ReceiveMaximum = self.s.receive_maximum
-        self.client.connect_async(self.s.mqtt_host, self.s.mqtt_port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
+        self.link.start(clean_start=False, properties=props)
         srv = serve_metrics(self.metrics, self.s.client_id, self.s.metrics_port) if self.s.metrics_port is not None else None
         self.metrics_server = srv
         writer = threading.Thread(target=self._writer_loop, name="collector-writer", daemon=True)
@@ -633,8 +613,7 @@ class Collector:
                 srv.shutdown()
                 srv.server_close()
             self.cpu.sample_receive()
-            self.client.disconnect()
-            self.client.loop_stop()
+            self.link.close()
             self.writer.session.close()
             self._drain_writer.session.close()
             self._dlq.close()

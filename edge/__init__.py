@@ -8,7 +8,18 @@ Public API::
     await agent.run()
 """
 
-from carbonedge.edge.agent import Agent
-from carbonedge.edge.config import GatewayConfig, load_config
+_EXPORTS = {"Agent": "carbonedge.edge.agent", "GatewayConfig": "carbonedge.edge.config", "load_config": "carbonedge.edge.config"}
 
 __all__ = ["Agent", "GatewayConfig", "load_config"]
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name on first use, so that the command line (``carbonedge.edge.commands``) builds on an
+    installation without the gateway's drivers (a collector or analytics server)."""
+    import importlib
+
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
 from carbonedge import nodemaps, profiles, quantities
 from carbonedge.errors import ConfigError
+from carbonedge.settings import SettingsModel
 from carbonedge.wire import Identifier, TagKey, TagValue
 
 
@@ -58,8 +58,8 @@ def _known_quantity(point: str, q: str) -> str:
     return q
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(SettingsModel):
+    pass
 
 
 class GatewaySection(_Model):
@@ -418,63 +418,26 @@ def check_files(data: dict[str, Any]) -> list[str]:
 
     ``data`` is the parsed TOML (not the validated model), so that a missing file in one section does not hide
     problems elsewhere."""
-    import os
-    import ssl
-
     from carbonedge.errors import CarbonEdgeError
+    from carbonedge.settings import FileChecks
 
-    out: list[str] = []
+    fc = FileChecks()
     sect = lambda *keys: _dig(data, keys)  # noqa: E731
-
-    def readable(key: str, value: Any) -> Path | None:
-        if not isinstance(value, str) or not value:
-            return None
-        p = Path(value)
-        if not p.exists():
-            out.append(f"{key} = {value!r}: no such file")
-        elif p.is_dir():
-            out.append(f"{key} = {value!r}: is a directory, not a file")
-        elif not os.access(p, os.R_OK):
-            out.append(f"{key} = {value!r}: not readable by this user")
-        else:
-            return p
-        return None
-
-    key = readable("gateway.signing_key", sect("gateway", "signing_key"))
+    key = fc.readable("gateway.signing_key", sect("gateway", "signing_key"))
     if key is not None:
         from carbonedge.integrity import load_private_key
 
         try:
             load_private_key(key)
         except CarbonEdgeError as exc:
-            out.append(f"gateway.signing_key = {str(key)!r}: {exc}")
-    pw = readable("mqtt.password_file", sect("mqtt", "password_file"))
-    if pw is not None and not pw.read_text(errors="replace").strip():
-        out.append(f"mqtt.password_file = {str(pw)!r}: the file is empty")
-    tls = sect("mqtt", "tls") or {}
-    ca = readable("mqtt.tls.ca_file", tls.get("ca_file")) if isinstance(tls, dict) else None
-    if ca is not None:
-        try:
-            ssl.create_default_context(cafile=str(ca))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            out.append(f"mqtt.tls.ca_file = {str(ca)!r}: not a PEM CA certificate ({exc})")
+            fc.problems.append(f"gateway.signing_key = {str(key)!r}: {exc}")
+    fc.secret("mqtt.password_file", sect("mqtt", "password_file"))
+    tls = sect("mqtt", "tls")
     if isinstance(tls, dict):
-        cert = readable("mqtt.tls.cert_file", tls.get("cert_file"))
-        keyf = readable("mqtt.tls.key_file", tls.get("key_file"))
-        if cert is not None and keyf is not None:
-            try:
-                ssl.create_default_context().load_cert_chain(str(cert), str(keyf))
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                out.append(f"mqtt.tls.cert_file/key_file: {str(cert)!r} and {str(keyf)!r} are not a matching PEM certificate and key ({exc})")
-    dd = sect("gateway", "data_dir")
-    if isinstance(dd, str):
-        p = Path(dd)
-        probe = next((q for q in (p, *p.absolute().parents) if q.exists()), None)
-        if probe is not None and not probe.is_dir():
-            out.append(f"gateway.data_dir = {dd!r}: {str(probe)!r} is a file")
-        elif probe is not None and not os.access(probe, os.W_OK):
-            out.append(f"gateway.data_dir = {dd!r}: {str(probe)!r} is not writable by this user (the outbox lives there)")
-    return out
+        fc.ca("mqtt.tls.ca_file", tls.get("ca_file"))
+        fc.cert_and_key("mqtt.tls.cert_file", tls.get("cert_file"), "mqtt.tls.key_file", tls.get("key_file"))
+    fc.writable_dir("gateway.data_dir", sect("gateway", "data_dir"), "the outbox lives there")
+    return fc.problems
 
 
 def _dig(data: Any, keys: tuple[str, ...]) -> Any:
@@ -485,36 +448,15 @@ def _dig(data: Any, keys: tuple[str, ...]) -> Any:
     return data
 
 
-def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a gateway TOML file; raise :class:`ConfigError` naming the file and keys."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        custom = {p.get("name") for p in data.get("profiles", []) if isinstance(p, dict)}
-        return GatewayConfig.model_validate(data, context={"profiles": custom})
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, data)) from None
+#: List sections whose items errors name by a key rather than by index (``devices[id=m2].timeout_s``).
+NAMES = {"devices": "id", "profiles": "name", "opcua_servers": "name", "node_maps": "name"}
 
 
-def format_validation_error(path: Path, exc: ValidationError, data: dict[str, Any]) -> str:
-    lines = [f"{path}: {exc.error_count()} problem(s):"]
-    for err in exc.errors():
-        loc = list(err["loc"])
-        # Name devices and profiles by their id/name rather than by list index where we can.
-        for section, key in (("devices", "id"), ("profiles", "name"), ("opcua_servers", "name"), ("node_maps", "name")):
-            if len(loc) >= 2 and loc[0] == section and isinstance(loc[1], int):
-                try:
-                    loc[1] = f"[{key}={data[section][loc[1]][key]}]"
-                except (KeyError, IndexError, TypeError):
-                    loc[1] = f"[{loc[1]}]"
-        key = ".".join(str(x) for x in loc).replace(".[", "[") or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+def load_config(path: str | Path, *, environ: Any = None) -> GatewayConfig:
+    """Read and validate a gateway TOML file (with ``CARBONEDGE_GATEWAY__...`` environment overrides,
+    :mod:`carbonedge.settings`); raise :class:`ConfigError` with every problem, one line each, naming file and key."""
+    from carbonedge import settings
+
+    data = settings.read_toml(path)
+    custom = {p.get("name") for p in data.get("profiles", []) if isinstance(p, dict)} if isinstance(data.get("profiles"), list) else set()
+    return settings.load(GatewayConfig, path, kind="gateway", environ=environ, names=NAMES, context={"profiles": custom}, data=data)

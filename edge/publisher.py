@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import ssl
-import sys
 import threading
 import time
 from collections import Counter
@@ -33,7 +31,7 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from carbonedge import wire
-from carbonedge.errors import describe_connect_error
+from carbonedge.mqtt import BrokerSettings, make_client
 from carbonedge.edge.config import GatewayConfig
 from carbonedge.edge.outbox import Outbox
 
@@ -75,50 +73,41 @@ class Publisher(threading.Thread):
         self._acked_watermark = outbox.watermark
         self._broker_max: int | None = None  # Maximum Packet Size the broker announced in CONNACK
         self._held: set[int] = set()  # seqs too large for the broker, reported once each
-        self.last_connect_error: str | None = None  # why the last connection attempt failed (None once connected)
-        self._same_error = 0  # consecutive attempts that failed for the same reason
 
         m = cfg.mqtt
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=m.client_id or f"carbonedge-{g.site}-{g.id}",
-            protocol=mqtt.MQTTv5,
-        )
-        if m.username:
-            c.username_pw_set(m.username, m.secret())
-        if m.tls is not None:
-            ctx = ssl.create_default_context(cafile=str(m.tls.ca_file) if m.tls.ca_file else None)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            if m.tls.cert_file and m.tls.key_file:
-                ctx.load_cert_chain(str(m.tls.cert_file), str(m.tls.key_file))
-            if m.tls.insecure_skip_verify:
-                log.warning("TLS certificate checks are OFF (insecure_skip_verify): commissioning only")
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            c.tls_set_context(ctx)
-        elif not _is_loopback(m.host):
+        tls = m.tls
+        broker = BrokerSettings(
+            host=m.host, port=m.port, client_id=m.client_id or f"carbonedge-{g.site}-{g.id}", username=m.username,
+            password=m.password.get_secret_value() if m.password else None, password_file=m.password_file,
+            tls=tls is not None, ca_file=tls.ca_file if tls else None, cert_file=tls.cert_file if tls else None,
+            key_file=tls.key_file if tls else None, insecure_skip_verify=bool(tls and tls.insecure_skip_verify),
+            keepalive_s=m.keepalive_s, reconnect_max_s=int(max(1, m.reconnect_max_s)))
+        if tls is None and not _is_loopback(m.host):
             log.warning("MQTT to %s is not encrypted: set [mqtt.tls] for any broker off this machine", m.host)
+        self.link = make_client(broker, who="gateway", log=log, auth_hint="[mqtt] username, password and the broker's ACL",
+                                count=self._count_failure, on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+        c = self.link.client
         c.will_set(self.status_topic, wire.Status(site=g.site, gateway=g.id, state="offline", boot_id=boot_id).to_json(), qos=1, retain=True)
-        c.on_connect = self._on_connect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
-        c.reconnect_delay_set(min_delay=1, max_delay=int(max(1, m.reconnect_max_s)))
         c.max_inflight_messages_set(cfg.mqtt.max_inflight)
         self.client = c
 
+    @property
+    def last_connect_error(self) -> str | None:
+        """Why the last connection attempt failed (``None`` once connected)."""
+        return self.link.watch.last_error
+
+    def _count_failure(self, kind: str) -> None:
+        self.counters["connect_failures"] += 1
+        self.counters[f"connect_failures_{kind}"] += 1
+
+    def _connect_failed(self, kind: str, reason: str) -> None:
+        """Count a failed connection attempt and log it: at once, again when the reason changes, then every 10th time."""
+        self.link.watch.failed(kind, reason)
+
     # -- paho callbacks (network thread)
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
-        if rc.is_failure:
-            kind = "auth" if int(rc.value) in (0x86, 0x87, 0x8C) else "refused"
-            self._connect_failed(kind, f"the broker refused the connection: {rc} (reason code {int(rc.value):#04x})"
-                                 + (": check [mqtt] username, password and the broker's ACL" if kind == "auth" else ""))
-            return
-        if self.last_connect_error:
-            log.warning("connected to MQTT broker %s:%s after %d failed attempt(s) (last: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port,
-                        self._same_error, self.last_connect_error)
-        self.last_connect_error, self._same_error = None, 0
+    def _on_connect(self, client: mqtt.Client, flags: object, props: object) -> None:
         g = self.cfg.gateway
         receive_max = getattr(props, "ReceiveMaximum", None)
         limit = min(self.cfg.mqtt.max_inflight, int(receive_max)) if receive_max else self.cfg.mqtt.max_inflight
@@ -145,34 +134,13 @@ class Publisher(threading.Thread):
         log.info("connected to MQTT broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
         self._wake.set()
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        # paho calls this inside its ``except OSError`` block: the exception is the reason.
-        exc = sys.exc_info()[1]
-        kind, reason = describe_connect_error(exc, self.cfg.mqtt.host, self.cfg.mqtt.port)
-        self._connect_failed(kind, reason)
-
-    def _connect_failed(self, kind: str, reason: str) -> None:
-        """Count a failed connection attempt and log it: at once, again when the reason changes, then every 10th time."""
-        self.counters["connect_failures"] += 1
-        self.counters[f"connect_failures_{kind}"] += 1
-        same = reason == self.last_connect_error
-        self._same_error = self._same_error + 1 if same else 1
-        self.last_connect_error = reason
-        if not same or self._same_error % 10 == 0:
-            log.warning("cannot connect to MQTT broker %s:%s: %s%s; retrying (backoff up to %g s)", self.cfg.mqtt.host, self.cfg.mqtt.port,
-                        reason, f" ({self._same_error} attempts)" if same else "", self.cfg.mqtt.reconnect_max_s)
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode, props: object) -> None:
+    def _on_disconnect(self, client: mqtt.Client, rc: mqtt.ReasonCode, props: object) -> None:
+        # A connection closed before CONNACK (TLS on one side only, a refused certificate) is counted by the link's watch.
         with self._lock:
             was_connected, self._connected = self._connected, False
-        if not self._halt.is_set() and not self._stopping:
-            if was_connected:
-                self.counters["disconnects"] += 1
-                log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
-            elif not (getattr(rc, "is_failure", False) and self.last_connect_error):
-                # Closed before CONNACK: a TLS listener spoken to in plain text, or a broker that drops unknown clients.
-                self._connect_failed("closed", f"the broker closed the connection before accepting it ({rc}); "
-                                               "TLS on one side only, or a client id or protocol it refuses?")
+        if was_connected and not self._halt.is_set() and not self._stopping:
+            self.counters["disconnects"] += 1
+            log.warning("disconnected from MQTT broker (%s); will reconnect and resend from seq %d", rc, self._acked_watermark + 1)
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: mqtt.ReasonCode, props: object) -> None:
         with self._lock:
@@ -230,8 +198,7 @@ class Publisher(threading.Thread):
 
     # -- sender loop
     def run(self) -> None:
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=self.cfg.mqtt.keepalive_s)
-        self.client.loop_start()
+        self.link.start()
         try:
             while not self._halt.is_set():
                 self._wake.wait(0.2)
@@ -361,6 +328,7 @@ class Publisher(threading.Thread):
         """Publish the retained ``offline`` status and disconnect cleanly while the network loop still runs."""
         g = self.cfg.gateway
         self._stopping = True  # no new sends from here on
+        self.link.stopping = True
         # Let the collector confirm what is already on its way (at most STOP_CONFIRM_S): whatever it confirms
         # now need not be sent again by the next start, which resends everything above the watermark.
         with self._lock:

@@ -14,10 +14,20 @@ Fault kinds and the ``labels.jsonl`` format: :mod:`simulators.faults` and ``docs
 """
 
 from carbonedge.simulators.faults import KINDS as FAULT_KINDS
-from carbonedge.simulators.faults import read_labels
-from carbonedge.simulators.offline import DeviceSeries, OfflineRun, generate
-from carbonedge.simulators.runner import Simulation, run
-from carbonedge.simulators.scenario import Scenario, bundled_scenarios, load_scenario
+
+from carbonedge import lazy
+
+_EXPORTS = {
+    "read_labels": "carbonedge.simulators.faults",
+    "DeviceSeries": "carbonedge.simulators.offline",
+    "OfflineRun": "carbonedge.simulators.offline",
+    "generate": "carbonedge.simulators.offline",
+    "Simulation": "carbonedge.simulators.runner",
+    "run": "carbonedge.simulators.runner",
+    "Scenario": "carbonedge.simulators.scenario",
+    "bundled_scenarios": "carbonedge.simulators.scenario",
+    "load_scenario": "carbonedge.simulators.scenario",
+}
 
 __all__ = [
     "FAULT_KINDS",
@@ -31,3 +41,6 @@ __all__ = [
     "read_labels",
     "run",
 ]
+
+
+__getattr__ = lazy.exports(__name__, _EXPORTS, globals())

@@ -27,15 +27,7 @@ from typing import Any
 import numpy as np
 
 from carbonedge import profiles
-
-#: Flow-meter media: (volume counter quantity, flow gauge quantity) in the catalogue.
-MEDIA: dict[str, tuple[str, str]] = {
-    "gas": ("gas_volume", "gas_flow"),
-    "oxygen": ("oxygen_volume", "oxygen_flow"),
-    "steam": ("steam_mass", "steam_flow"),
-    "water": ("water_volume", "water_flow"),
-    "air": ("air_volume", "air_flow"),
-}
+from carbonedge.plant import MEDIA  # the one list of media: (volume counter, flow gauge)
 
 
 @dataclass

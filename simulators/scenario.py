@@ -40,13 +40,15 @@ takes a bundled name (``"battery-default"``) or a path.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator
 
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
+from carbonedge.settings import SettingsModel
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 PLANTS = ("steel", "battery")
@@ -109,43 +111,10 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "") -> Scenario:
-        known = {"scenario", "plant", "calendar", "tariffs", "faults"}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"scenario {source}: unknown table(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        sc = dict(d.get("scenario", {}))
-        if "plant" not in sc:
-            raise ConfigError(f"scenario {source}: [scenario] needs plant = \"steel\" or \"battery\"")
-        cal = dict(d.get("calendar", {}))
-        try:
-            start = parse_time(str(sc.get("start", "2026-01-05T00:00:00Z")))
-        except ValueError:
-            raise ConfigError(f"scenario {source}: start = {sc.get('start')!r} is not an ISO 8601 time") from None
-        allowed = {"name", "plant", "seed", "start", "duration", "speed", "poll_interval", "site"}
-        extra = set(sc) - allowed
-        if extra:
-            raise ConfigError(f"scenario {source}: unknown key(s) in [scenario]: {', '.join(sorted(extra))}; known: {', '.join(sorted(allowed))}")
-        cal_extra = set(cal) - {"shifts", "processes", "utc_offset_h"}
-        if cal_extra:
-            raise ConfigError(f"scenario {source}: unknown key(s) in [calendar]: {', '.join(sorted(cal_extra))}; known: processes, shifts, utc_offset_h")
-        shifts = cal.get("shifts")
-        return cls(
-            plant=str(sc["plant"]),
-            seed=int(sc.get("seed", 7)),
-            start=start,
-            duration_s=parse_duration(sc.get("duration", "24h"), "duration"),
-            speed=float(sc.get("speed", 1.0)),
-            poll_interval_s=parse_duration(sc.get("poll_interval", "60s"), "poll_interval"),
-            site=str(sc.get("site", "")),
-            name=str(sc.get("name", Path(source).stem if source else "")),
-            options=dict(d.get("plant", {})),
-            shifts=[shifts] if isinstance(shifts, str) else (list(shifts) if shifts is not None else None),
-            shift_processes=list(cal["processes"]) if "processes" in cal else None,
-            utc_offset_h=float(cal.get("utc_offset_h", 0.0)),
-            tariffs=dict(d.get("tariffs", {})),
-            faults=[dict(f) for f in d.get("faults", [])],
-            source=source,
-        )
+        """A scenario from a parsed scenario file, validated by :class:`ScenarioFile` (every problem, one line each)."""
+        from carbonedge import settings
+
+        return settings.validate(ScenarioFile, d, source=source or "scenario").to_scenario(source)
 
     def to_dict(self) -> dict[str, Any]:
         from carbonedge.clock import iso
@@ -158,19 +127,96 @@ class Scenario:
         }
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a bundled scenario by name (``steel-default``) or a scenario TOML file by path."""
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value, "value")
+    except ConfigError:
+        raise ValueError(f"{value!r} is not a duration (write e.g. 90s, 15m, 24h, 7d or 2d06h)") from None
+
+
+#: A duration in a scenario file: 90s, 15m, 24h, 7d, 2d06h or seconds.
+DurationS = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+class ScenarioSection(SettingsModel):
+    plant: str
+    name: str = ""
+    seed: int = Field(default=7, ge=0)
+    start: float = Field(default=1767571200.0, description="ISO 8601 time (default 2026-01-05T00:00:00Z, a Monday)")
+    duration: DurationS = 86400.0
+    speed: float = Field(default=1.0, gt=0)
+    poll_interval: DurationS = 60.0
+    site: str = ""
+
+    @field_validator("plant")
+    @classmethod
+    def _plant(cls, v: str) -> str:
+        if v not in PLANTS:
+            raise ValueError(f"unknown plant {v!r}; known plants: {', '.join(PLANTS)}")
+        return v
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, v: Any) -> float:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+        try:
+            return parse_time(str(v))
+        except ValueError:
+            raise ValueError(f"{str(v)!r} is not an ISO 8601 time") from None
+
+
+class CalendarSection(SettingsModel):
+    #: Shift windows ("Mon-Fri 06:00-22:00"); shift-following processes stop outside them.
+    shifts: list[str] | None = None
+    #: Processes that follow the shifts (default: the plant's).
+    processes: list[str] | None = None
+    utc_offset_h: float = Field(default=0.0, ge=-14, le=14)
+
+    @field_validator("shifts", mode="before")
+    @classmethod
+    def _one_shift(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class ScenarioFile(SettingsModel):
+    """A scenario TOML file. ``[plant]`` options and ``[[faults]]`` depend on the plant and the fault kind: the
+    simulation checks them when it is built (``carbonedge config check`` does both)."""
+
+    scenario: ScenarioSection
+    plant: dict[str, Any] = {}
+    calendar: CalendarSection = CalendarSection()
+    tariffs: dict[str, Any] = {}
+    faults: list[dict[str, Any]] = []
+
+    def to_scenario(self, source: str = "") -> Scenario:
+        sc, cal = self.scenario, self.calendar
+        return Scenario(
+            plant=sc.plant, seed=sc.seed, start=sc.start, duration_s=sc.duration, speed=sc.speed, poll_interval_s=sc.poll_interval,
+            site=sc.site, name=sc.name or (Path(source).stem if source else ""), options=dict(self.plant), shifts=cal.shifts,
+            shift_processes=cal.processes, utc_offset_h=cal.utc_offset_h, tariffs=dict(self.tariffs), faults=[dict(f) for f in self.faults],
+            source=source,
+        )
+
+
+def scenario_path(name_or_path: str | Path) -> Path:
+    """The file of a bundled scenario name (``steel-default``) or a scenario file path."""
     p = Path(name_or_path)
     if not p.exists():
         bundled = SCENARIO_DIR / f"{name_or_path}.toml"
         if not bundled.exists():
             raise ConfigError(f"no scenario file {str(name_or_path)!r} and no bundled scenario of that name; bundled: {', '.join(bundled_scenarios())}")
         p = bundled
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"scenario {p}: not valid TOML: {exc}") from None
-    return Scenario.from_dict(data, source=str(p))
+    return p
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a bundled scenario by name (``steel-default``) or a scenario TOML file by path (with ``CARBONEDGE_SIMULATOR__...``
+    environment overrides, :mod:`carbonedge.settings`)."""
+    from carbonedge import settings
+
+    p = scenario_path(name_or_path)
+    return settings.load(ScenarioFile, p, kind="simulator").to_scenario(str(p))
 
 
 def bundled_scenarios() -> list[str]:

@@ -332,3 +332,20 @@ def test_out_csv_has_naive_column_and_no_negatives(plant_csv: Path, tmp_path: Pa
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert {"expected", "naive", "residual", "cusum_savings"} <= set(rows[0])
     assert all(float(r["naive"]) >= 0 and float(r["expected"]) >= 0 for r in rows)
+
+
+def test_a_mode_flag_gets_its_own_effect_on_operating_days_and_days_off() -> None:
+    # A school-like year of days: a summer-school flag adds 300 kWh on weekdays and nothing at weekends
+    # (the building stays shut); one shared coefficient would split the difference and miss both.
+    rng = np.random.default_rng(11)
+    days = 364
+    t = np.array([datetime(2026, 1, 5, tzinfo=UTC).timestamp() + 86400.0 * d for d in range(days)])
+    wk = np.arange(days) % 7
+    flag = ((np.arange(days) > 180) & (np.arange(days) < 230)).astype(float)
+    y = np.where(wk < 5, 1000.0 + 300.0 * flag, 200.0) + rng.normal(0, 10, days)
+    m = fit_time_of_week(t, flag[:, None], y, ["summer_school"], calendar=Calendar(), step=86400.0, alpha=1.0)
+    assert m.flags == ["summer_school"]
+    assert m.coefficients[0] == pytest.approx(300.0, abs=15)  # its effect on operating days
+    assert m.fit.cv_rmse < 0.03
+    weekend = (wk >= 5) & (flag > 0)
+    assert np.abs(m.predict(t, flag[:, None])[weekend] - 200.0).max() < 20.0

@@ -29,6 +29,8 @@ import requests
 from carbonedge.analytics.enpi import compute_enpi, write_enpi
 from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.live import MonitorJob, MonitorStateError, Sinks, mqtt_client
+from carbonedge.influx import lp_tag
+from carbonedge.mqtt import BrokerSettings
 from carbonedge.analytics.monitor import read_device_csvs
 from carbonedge.clock import parse_time
 from carbonedge.errors import ConfigError
@@ -68,10 +70,6 @@ def _scenario(plant: str, hours: float, faults: list[dict[str, Any]], site: str,
     return Scenario.from_dict(d, source="test")
 
 
-def _tag(v: str) -> str:
-    return str(v).replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
 def load_readings(directory: Path, plant: dict[str, Any], url: str, db: str, gateway: str = "gw1") -> int:
     """Write an offline run to InfluxDB as the collector does: one point per device and cycle, seq = cycle number."""
     where: dict[str, tuple[str, str]] = {}
@@ -83,7 +81,7 @@ def load_readings(directory: Path, plant: dict[str, Any], url: str, db: str, gat
         for dev, vals in devs.items():
             area, proc = where.get(dev, ("plant", "plant"))
             fields = ",".join([f"{q}={float(v)!r}" for q, v in vals.items() if math.isfinite(v)] + [f"seq={seq}i"])
-            lines.append(f"readings,site={_tag(plant['site'])},gateway={gateway},device={_tag(dev)},area={_tag(area)},process={_tag(proc)} {fields} {t}")
+            lines.append(f"readings,site={lp_tag(plant['site'])},gateway={gateway},device={lp_tag(dev)},area={lp_tag(area)},process={lp_tag(proc)} {fields} {t}")
     s = requests.Session()
     for i in range(0, len(lines), 20_000):
         r = s.post(f"{url}/write", params={"db": db, "precision": "ms"}, data="\n".join(lines[i: i + 20_000]).encode(), timeout=60)
@@ -131,7 +129,7 @@ def steel_run(services: Any, steel: dict[str, Any], tmp_path_factory: pytest.Tem
     sub.subscribe(f"carbonedge/v1/{site}/analytics/alerts/#", qos=1)
     sub.loop_start()
     assert subscribed.wait(10)
-    pub = mqtt_client("127.0.0.1", services.mqtt.port, client_id=f"test-mon-{uuid.uuid4().hex[:6]}")
+    pub = mqtt_client(BrokerSettings(port=services.mqtt.port, client_id=f"test-mon-{uuid.uuid4().hex[:6]}"))
     sinks = Sinks(influx_url=services.influx.url, database=steel["db"], mqtt=pub)
     state = tmp_path_factory.mktemp("state") / "monitor.state"
     job = MonitorJob(InfluxReader(services.influx.url, steel["db"]), steel["plant"], state_path=state, sinks=sinks)

@@ -19,7 +19,7 @@ T0 = 1_767_571_200_000  # 2026-01-05 00:00 UTC
 POLL = 60_000
 WEATHER = {"device": "wx", "temperature": "outdoor_temperature", "dew_point": "outdoor_dew_point"}
 PLANT = {"site": "s", "weather": WEATHER, "processes": {
-    "line": {"meters": ["line-meter"], "counters": ["line-plc"]},
+    "line": {"meters": ["line-meter"], "counters": ["line-plc"], "production_unit": "t"},
     "dry_room": {"meters": ["dry"], "counters": []},
 }}
 

@@ -169,7 +169,7 @@ def test_influx_round_trip_and_co2_write_back(plant_dir: tuple[Path, dict], serv
     # Store the export as the collector would (measurement readings, one field per quantity).
     lines = []
     for dev, ds in offline.devices.items():
-        proc = next(p for p in offline.plant["processes"] if dev in offline.process_devices(p) + offline.counter_devices(p))
+        proc = offline.plant.process_of(dev)
         for i in range(ds.t.size):
             f = ",".join(f"{q}={float(v[i])!r}" for q, v in ds.values.items() if np.isfinite(v[i]))
             lines.append(f"readings,site=synth-steel,device={dev},process={proc} {f} {int(ds.t[i] * 1000)}")
@@ -190,7 +190,7 @@ def test_influx_round_trip_and_co2_write_back(plant_dir: tuple[Path, dict], serv
     versions = reader.query("SELECT last(factor_version) FROM carbon")
     assert versions[0]["values"][0][1] == "carbonedge-ef@2026.2"
     with pytest.raises(ConfigError, match="no readings for site 'nowhere'"):
-        from_influx(reader, {**offline.plant, "site": "nowhere"}, offline.start, offline.end)
+        from_influx(reader, offline.plant.with_site("nowhere"), offline.start, offline.end)
 
 
 def _write(p: Path, text: str) -> Path:

@@ -109,7 +109,13 @@ def test_plant_init_matches_the_simulators_plant_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     model = json.loads(out.read_text())
     assert model["processes"] == sim.plant_model("plant-a")["processes"]
-    assert model["output_process"] == "TODO" and "output_process" in printed
+    assert model["output_process"] is None and "output_process" in printed
+    # The skeleton is a valid plant model as written, and `config check` says so.
+    from carbonedge.plant import PlantModel
+
+    assert set(PlantModel.from_dict(model, str(out)).processes) == set(model["processes"])
+    assert cli.main(["config", "check", str(out)]) == 0
+    assert "OK" in capsys.readouterr().out
     assert cli.main(["plant", "init", "--config", str(gw), "--out", str(out)]) == 2  # never overwritten without --force
     assert "--force" in capsys.readouterr().err
 

@@ -16,35 +16,47 @@ from carbonedge.app.cli import build_parser
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 UNIT = REPO / "deploy" / "collector" / "carbonedge-collector@.service"
-ENV = REPO / "deploy" / "collector" / "collector.env.example"
+EXAMPLE = REPO / "deploy" / "collector" / "collector.example.toml"
 
 
-def _exec_start(unit: Path, env: dict[str, str], instance: str) -> list[str]:
+def _unit_lines(unit: Path, key: str, instance: str) -> list[str]:
     text = unit.read_text().replace("\\\n", " ")
-    line = next(m.group(1) for m in re.finditer(r"^ExecStart=(.*)$", text, flags=re.M))
-    line = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], line).replace("%i", instance)
-    return shlex.split(line)
+    return [m.group(1).replace("%i", instance) for m in re.finditer(rf"^{key}=(.*)$", text, flags=re.M)]
 
 
-def _env() -> dict[str, str]:
-    return dict(line.split("=", 1) for line in ENV.read_text().splitlines() if line and not line.startswith("#"))
+def test_collector_unit_runs_the_example_settings(tmp_path: Path) -> None:
+    """The unit checks and runs the shipped settings file; its per-instance overrides reach the collector's settings."""
+    from carbonedge.collector.commands import settings_from_args
+    from carbonedge.collector.settings import CollectorConfig, load_collector_config
 
+    environ = dict(line.split("=", 1) for line in _unit_lines(UNIT, "Environment", "2"))
+    assert all(k.startswith("CARBONEDGE_COLLECTOR__") for k in environ)
+    pre = shlex.split(_unit_lines(UNIT, "ExecStartPre", "2")[0])
+    start = shlex.split(_unit_lines(UNIT, "ExecStart", "2")[0])
+    assert pre[1:] == ["config", "check", "/etc/carbonedge/collector.toml"]
+    assert start[0] == "/opt/carbonedge/.venv/bin/carbonedge" and start[start.index("--config") + 1] == "/etc/carbonedge/collector.toml"
+    # The example as installed, with the files it names stood in under tmp_path.
+    text = EXAMPLE.read_text().replace("/etc/carbonedge/", f"{tmp_path}/")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "collector.password").write_text("s3cret-password\n")
+    cfg_file = tmp_path / "collector.toml"
+    cfg_file.write_text(text)
+    cfg = load_collector_config(cfg_file, environ=environ)
+    assert isinstance(cfg, CollectorConfig)
+    assert cfg.mqtt.client_id == "collector-2" and cfg.mqtt.share_group == "carbonedge"
+    assert cfg.collector.state_dir == Path("/var/lib/carbonedge/collector-2")
+    # The shipped broker is TLS only with client certificates, and InfluxDB has auth on (password from its file).
+    assert cfg.mqtt.port == 8883 and cfg.mqtt.tls and cfg.mqtt.tls.ca_file and cfg.mqtt.tls.cert_file and cfg.mqtt.tls.key_file
+    assert cfg.influx.username == "collector" and cfg.runtime().influx_password == "s3cret-password"
+    # And the command line the unit runs parses and builds the same settings.
+    a = build_parser().parse_args([*start[1:3], "--config", str(cfg_file)])
+    assert a.cmd == "collect"
+    import os
+    from unittest import mock
 
-def test_collector_unit_passes_options_the_cli_accepts(tmp_path: Path) -> None:
-    env = _env()
-    # The CLI checks that the TLS files exist when it parses its options: stand them in under tmp_path.
-    for k in ("MQTT_TLS_CA", "MQTT_TLS_CERT", "MQTT_TLS_KEY"):
-        assert env[k].startswith("/etc/carbonedge/")
-        env[k] = str(tmp_path / Path(env[k]).name)
-        Path(env[k]).write_text("PEM\n")
-    argv = _exec_start(UNIT, env, "2")
-    assert argv[0] == "/opt/carbonedge/.venv/bin/carbonedge"
-    a = build_parser().parse_args(argv[1:])
-    assert a.cmd == "collect" and a.client_id == "collector-2" and a.share_group == "carbonedge"
-    assert a.state_dir == "/var/lib/carbonedge/collector-2"
-    assert a.mqtt_port == 8883 and a.influx_url == "http://127.0.0.1:8086"
-    # The shipped broker is TLS only with client certificates, and InfluxDB has auth on.
-    assert a.mqtt_tls_ca and a.mqtt_tls_cert and a.mqtt_tls_key and a.influx_user == "collector"
+    with mock.patch.dict(os.environ, environ):
+        s = settings_from_args(a)
+    assert s.client_id == "collector-2" and s.mqtt_port == 8883 and s.influx_username == "collector"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

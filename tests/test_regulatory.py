@@ -224,10 +224,13 @@ BATTERY_TOML = """
         manufacturer = "ACME Cells"
         service_life_kwh_per_kwh_capacity = 2000
         distribution_kg_per_kwh = 1.5
+        distribution_source = "supplier logistics footprint 2026"
         end_of_life_kg_per_kwh = 2.0
+        end_of_life_source = "recycler statement 2026"
         capacity_kwh = 0.896
         study_url = "https://acme.example/cfp-study-2026.pdf"
         performance_class = "B"
+        performance_class_act = "class delegated act (test fixture)"
         direct_connection_factor = "contract.zero-emission"
         direct_connection_mwh = 10
 """
@@ -279,7 +282,9 @@ def test_battery_declaration_both_variants_by_hand(cell_plant: tuple[Path, dict]
         assert v[name]["carbon_footprint_kg_co2e_per_kwh"] == pytest.approx((20.0 + main + 1.5 + 2.0) / life, rel=1e-3)
     assert abs(doc["reconciliation"]["electricity_difference_pct"]) < 0.1
     assert doc["reconciliation"]["meter_total_kwh"] == pytest.approx(e, rel=1e-3)
-    bp = passport(doc, s)
+    bp, refused = passport(doc, s)
+    assert refused == [] and bp["carbonFootprintPerformanceClass"] == "B"
+    assert doc["performance_class_status"] == "declared: class B under class delegated act (test fixture)"
     validate(bp, "battery-pass-carbon-footprint")
     assert [x["lifecycleStage"] for x in bp["carbonFootprintPerLifecycleStage"]] == ["RawMaterialExtraction", "MainProduction", "Distribution",
                                                                                      "Recycling"]
@@ -301,7 +306,7 @@ def test_battery_refusals(cell_plant: tuple[Path, dict], tmp_path: Path) -> None
     doc = declaration(acc, fp, s, data.source)
     assert doc["variants"]["jrc"]["carbon_footprint_kg_co2e_per_kwh"] is None
     assert doc["variants"]["jrc"]["missing_stages"] == ["end_of_life_and_recycling"]
-    with pytest.raises(BatteryError, match=r"not assessed: end of life and recycling\); a performance class"):
+    with pytest.raises(BatteryError, match=r"not assessed: end of life and recycling\)$"):
         passport(doc, s)
     s.battery.direct_connection_mwh = 1e6
     with pytest.raises(BatteryError, match="exceeds the metered electricity"):
@@ -390,3 +395,68 @@ def test_every_cited_source_resolves_to_the_repository_list() -> None:
     for k in ("L1", "L2", "L3", "L4", "L5", "L7", "L10", "L12", "L16", "L20", "L21"):
         assert k in sources()
     assert re.search(r"2025/2547", sources()["L3"]["title"]) and "Art. 8" in sources()["L3"]["title"]
+
+
+def test_passport_refuses_the_performance_class_explicitly(cell_plant: tuple[Path, dict], tmp_path: Path) -> None:
+    """Without a class delegated act the passport is written without the class, which is listed as refused with the reason;
+    the schema accepts that absence only when it is declared, and a class without its act or a declared stage without
+    its source refuses the passport."""
+    d, _ = cell_plant
+    data = from_csv_dir(d)
+    s = load_settings(_write(tmp_path / "b.toml", (BATTERY_TOML + PRODUCTS).replace('performance_class = "B"', "").replace(
+        'performance_class_act = "class delegated act (test fixture)"', "")))
+    acc = compute_accounts(data, s)
+    doc = declaration(acc, product_footprint(acc, s.products[0], data.plant), s, data.source)
+    assert doc["performance_class_status"].startswith("refused: Art. 7(2)")
+    bp, refused = passport(doc, s)
+    assert "carbonFootprintPerformanceClass" not in bp
+    assert [r["field"] for r in refused] == ["carbonFootprintPerformanceClass"]
+    assert "not published" in refused[0]["reason"] and not unresolved(refused[0]["reason"])
+    validate(bp, "battery-pass-carbon-footprint", refused=("carbonFootprintPerformanceClass",))
+    with pytest.raises(ExportError, match="carbonFootprintPerformanceClass"):
+        validate(bp, "battery-pass-carbon-footprint")
+    with pytest.raises(ExportError, match="carbonFootprintStudy"):  # only the declared field may be missing
+        validate({k: v for k, v in bp.items() if k != "carbonFootprintStudy"}, "battery-pass-carbon-footprint",
+                 refused=("carbonFootprintPerformanceClass",))
+    s.battery.performance_class = "A"
+    with pytest.raises(BatteryError, match="performance_class_act"):
+        passport(doc, s)
+    s.battery.performance_class, s.battery.distribution_source = None, None
+    with pytest.raises(BatteryError, match="distribution_source"):
+        passport(doc, s)
+
+
+def test_battery_demo_settings_write_the_passport(cell_plant: tuple[Path, dict], tmp_path: Path) -> None:
+    """The battery demo's declared inputs (app/demo-battery-carbon.toml) complete the four stages: the passport is written,
+    matches the schema with only the performance class refused, and its stages add up to the declaration's total, which
+    reconciles with the plant's metered total to 0.1 %."""
+    from carbonedge.app.demo import demo_settings
+
+    d, _ = cell_plant
+    data = from_csv_dir(d)
+    s = demo_settings(data.plant)
+    assert s.battery is not None and s.battery.study_url and s.battery.performance_class is None
+    acc = compute_accounts(data, s)
+    fps = footprints(acc, s, data.plant)
+    docs, paths = regulatory_documents(data, acc, fps, s, tmp_path)
+    assert docs["refused"] == []
+    names = {p.name for p in paths}
+    assert "battery-pass-carbon-footprint.json" in names and "battery-cf-declaration.json" in names
+    bp = json.loads((tmp_path / "battery-pass-carbon-footprint.json").read_text())
+    assert bp == docs["battery_passport"]
+    assert [r["field"] for r in docs["battery_passport_refused_fields"]] == ["carbonFootprintPerformanceClass"]
+    validate(bp, "battery-pass-carbon-footprint", refused=("carbonFootprintPerformanceClass",))
+    decl = docs["battery_declaration"]
+    v = decl["variants"]["draft-delegated-act"]
+    assert v["complete"] and bp["batteryCarbonFootprint"] == pytest.approx(v["carbon_footprint_kg_co2e_per_kwh"], rel=1e-12)
+    assert bp["batteryCarbonFootprint"] == pytest.approx(sum(x["carbonFootprint"] for x in bp["carbonFootprintPerLifecycleStage"]), rel=1e-12)
+    life = decl["service_life_kwh_per_kwh_capacity"]
+    stages = v["life_cycle_stages"]
+    assert stages["raw_material_acquisition_and_preprocessing"]["kg_co2e_per_kwh"] == pytest.approx(41.0 / life)
+    assert stages["distribution"]["kg_co2e_per_kwh"] == pytest.approx(0.70 / life)
+    assert stages["end_of_life_and_recycling"]["kg_co2e_per_kwh"] == 0.0
+    for k in ("raw_material_acquisition_and_preprocessing", "distribution", "end_of_life_and_recycling"):
+        assert re.search(r"\[(B24|GL1|B25)\]", stages[k]["basis"]), k  # every declared stage names its source key
+    rec = decl["reconciliation"]
+    assert abs(rec["electricity_difference_pct"]) <= 0.1 and abs(rec["scope1_difference_pct"]) <= 0.1
+    assert bp["absoluteCarbonFootprint"] == pytest.approx(bp["batteryCarbonFootprint"] * life * 0.25)

@@ -123,3 +123,17 @@ def test_report_lists_unusual_periods_from_the_streaming_detector(report_dir: Pa
     assert e["start"] == "2026-01-07T00:00:00Z" and e["accepted_as_new_normal"]
     assert e["excess_kwh"] == pytest.approx(200.0 * e["bins"], rel=0.1)
     assert "Unusual periods" in (report_dir / "report.html").read_text()
+
+
+def test_report_models_show_model_sec_and_why_enpi_coefficients_differ(report_dir: Path) -> None:
+    """Each process model with output carries its energy per unit over the baseline (what the EnPI baseline must match),
+    every coefficient is >= 0, and the report states why the EnPI and model coefficients may differ."""
+    from carbonedge.analytics.report.build import MODELS_VS_ENPI
+
+    rep = json.loads((report_dir / "report.json").read_text())
+    with_output = [m for m in rep["models"].values() if m["sec"] is not None]
+    assert with_output and all(m["modelled_sec"] > 0 for m in with_output)
+    for m in rep["models"].values():
+        assert m["p_active_kw"] >= 0 and (m["p_idle_kw"] or 0) >= 0 and (m["sec"] or 0) >= 0
+    html = (report_dir / "report.html").read_text()
+    assert "model SEC" in html and MODELS_VS_ENPI.split(";")[0].replace("'", "&#x27;") in html

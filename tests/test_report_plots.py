@@ -7,6 +7,7 @@ checks look at the rendered image and the rendered positions of legends and plot
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from carbonedge.analytics.report import plots
 
@@ -116,3 +117,28 @@ def test_no_legend_covers_a_plot_in_any_figure():
         assert captured and set(plt.get_fignums()) >= before
         _no_legend_over_a_plot(captured[0])
         plt.close(captured[0])
+
+
+def test_cusum_leaves_out_the_partial_bin_and_the_batch_not_yet_counted():
+    """The EAF's last heat draws energy before the period ends but is tapped (counted) after it: with no output to set
+    against that energy the CUSUM fell in the last hour. The line now ends with the last bin that ends by the last tap,
+    and the figure says why."""
+    edges = _hourly(10, 60.0)  # 10 whole hours and one minute
+    pred = np.full(11, 50_000.0)
+    pred[-1] = 50_000.0 / 60
+    actual = pred.copy()
+    actual[8:10] = 60_000.0  # melting for a heat tapped after the period: more energy than the expectation
+    last_tap = T0 + 8 * H + 1200.0  # the last count, 20 min into hour 8
+    starts, c, notes = plots.cusum_points(edges, actual, pred, last_tap)
+    assert starts.size == 8 and c[-1] == pytest.approx(0.0)
+    assert plots.UNCOUNTED_NOTE in notes and any("partial" in n for n in notes)
+    fig = plots.cusum_figure([("eaf", starts, c)], notes)
+    assert fig.axes[0].lines[0].get_xdata().size == 8
+    assert any("last counted output" in t.get_text() for t in fig.texts)
+    _no_legend_over_a_plot(fig)
+    # A continuous line or a utility (no batch count): only the partial bin goes.
+    starts, _, notes = plots.cusum_points(edges, actual, pred)
+    assert starts.size == 10 and plots.UNCOUNTED_NOTE not in notes
+    # A last count at the very end of the whole bins cuts nothing.
+    starts, _, notes = plots.cusum_points(edges, actual, pred, T0 + 10 * H)
+    assert starts.size == 10 and plots.UNCOUNTED_NOTE not in notes

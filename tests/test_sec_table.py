@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from carbonedge.app.report import sec_table
+from carbonedge.analytics.sec_table import sec_table
 
 
 def _figs(unit: str, prod_unit: str) -> dict:  # type: ignore[type-arg]

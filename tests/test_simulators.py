@@ -222,7 +222,7 @@ def test_scenario_file_errors_are_readable(tmp_path):
     with pytest.raises(ConfigError, match="bundled: "):
         load_scenario("no-such-scenario")
     bad.write_text('[scenario]\nplant = "steel"\n[calendar]\nshift = ["Mon-Fri 06:00-22:00"]\n')
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) in \[calendar\]: shift; known: processes, shifts"):
+    with pytest.raises(ConfigError, match=r"bad.toml: calendar.shift: unknown key \(check the spelling\); known: processes, shifts"):
         load_scenario(bad)
 
 

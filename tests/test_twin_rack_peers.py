@@ -104,7 +104,7 @@ def test_racks_on_different_recipes_are_judged_on_their_own_cycle(seed: int) -> 
 
 def test_rack_hint_names_the_rack_with_cost_and_sources() -> None:
     data, bad, waste = _hall(fault=True, seed=8)
-    s = default_settings({"plant": "battery", "processes": {}})
+    s = default_settings(data.plant)
     res = analyse(data, s, FactorLibrary.load().get(s.carbon.grid_factor), baseline=BASELINE)
     hs = [h for h in res.hints if h.kind == "formation_channel"]
     assert len(hs) == 1, [h.as_dict() for h in res.hints]

@@ -104,7 +104,7 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
     gas_ef, ncv = lib.get(c.gas_factor), lib.get(c.gas_ncv)
     gas_kg_per_nm3 = ncv.value * gas_ef.value * _t_per_tj_to_kg_per_gj(gas_ef.unit)
     procs: dict[str, ProcessAccount] = {}
-    for name, spec in data.plant["processes"].items():
+    for name, spec in data.plant.processes.items():
         n = len(edges) - 1
         e, g, prod = np.zeros(n), np.zeros(n), np.zeros(n)
         meters: dict[str, dict[str, float]] = {}
@@ -125,7 +125,7 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
                 m["scope1_kg"] = float(dg.sum() * gas_kg_per_nm3)
             if m:
                 meters[dev] = m
-        unit = spec.get("production_unit")
+        unit = spec.production_unit
         if unit:
             q = data.production_quantity(name)
             for dev in data.counter_devices(name):
@@ -139,7 +139,7 @@ def compute_accounts(data: PlantData, settings: Settings, library: FactorLibrary
                 raise ConfigError(f"process emissions for {name!r} are per tonne, but {name} counts production in {unit!r}")
             s1 = s1 + prod * pf.value * 1000.0
             notes.append(f"Scope 1 process emissions of {name}: production x {pf.cite()}.")
-        procs[name] = ProcessAccount(name, spec.get("area", ""), unit, e, g, prod, s1, e * loc_factor, np.zeros(n), meters)
+        procs[name] = ProcessAccount(name, spec.area, unit, e, g, prod, s1, e * loc_factor, np.zeros(n), meters)
     if any(p.gas_nm3.sum() > 0 for p in procs.values()):
         notes.append(f"Scope 1 natural gas: metered Nm3 x NCV {ncv.cite()} x {gas_ef.cite()}.")
     instruments = _market_based(procs, edges, settings, lib, notes)

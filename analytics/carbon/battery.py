@@ -111,8 +111,8 @@ def declaration(acc: Accounts, footprint: dict[str, Any], settings: Settings, da
                                                                  "; ".join(f"{m['name']}: {m['kg_co2e_per_unit']:.4g} kg per kWh capacity ({m['source']})"
                                                                            for m in footprint["materials"])),
             "main_product_production": _stage(main, life, "metered", f"metered scope 1 and electricity; {footprint['allocation_rule']}"),
-            "distribution": _stage(b.distribution_kg_per_kwh, life, "declared-input", "declared per kWh of capacity"),
-            "end_of_life_and_recycling": _stage(b.end_of_life_kg_per_kwh, life, "declared-input", "declared per kWh of capacity"),
+            "distribution": _stage(b.distribution_kg_per_kwh, life, "declared-input", _declared(b.distribution_source)),
+            "end_of_life_and_recycling": _stage(b.end_of_life_kg_per_kwh, life, "declared-input", _declared(b.end_of_life_source)),
         }
         missing = [k for k, s in stages.items() if s["status"] == "not-assessed"]
         total = sum(s["kg_co2e_per_kwh"] or 0.0 for s in stages.values())
@@ -138,6 +138,7 @@ def declaration(acc: Accounts, footprint: dict[str, Any], settings: Settings, da
         "difference_kg_co2e_per_kwh": variants["jrc"]["assessed_stages_kg_co2e_per_kwh"] - variants["draft-delegated-act"]["assessed_stages_kg_co2e_per_kwh"],
         "reconciliation": _reconcile(acc, footprint, e_total, s1_kg),
         "study_url": b.study_url, "performance_class": b.performance_class,
+        "performance_class_status": performance_class_status(b),
         "notes": [
             "Per kWh of lifetime energy = per kWh of capacity / service-life energy per kWh of capacity (full equivalent cycles per "
             "year x years of service, JRC CFB-EV) " + cite("L9") + ".",
@@ -145,13 +146,30 @@ def declaration(acc: Accounts, footprint: dict[str, Any], settings: Settings, da
             "The electricity rule of the adopted delegated act is not known here: the draft (national mix) and the JRC hierarchy "
             "are both shown " + cite("L8", "L9", "R5", "R6") + ".",
             "Performance classes (Art. 7(2)) and maximum thresholds (Art. 7(3)) need delegated acts that this project could not "
-            "confirm as adopted; no class is computed " + cite("R2", "R3") + ".",
+            "confirm as adopted; no class thresholds are published, so no class is computed " + cite("L7", "R2", "R3", "R8") + ".",
             *acc.method_notes,
         ],
         "sources": ["L7", "L8", "L9", "L10", "E9", "R1", "R2", "R3", "R5", "R6"],
         "factors_used": lib.used_factors(), "factor_libraries": lib.versions, "data_source": data_source,
     }
     return doc
+
+
+def _declared(source: str | None) -> str:
+    return f"declared per kWh of capacity: {source}" if source else "declared per kWh of capacity (no source given)"
+
+
+#: Why the passport's performance class cannot be filled in without a class delegated act.
+CLASS_NOT_DEFINED = ("refused: Art. 7(2) of Regulation (EU) 2023/1542 leaves the carbon-footprint performance classes (category A the "
+                     "best) and their thresholds to a delegated act, which this project could not confirm as adopted and whose "
+                     "thresholds are not published; no class can be computed or guessed " + "[L7, R2, R3, R8]")
+
+
+def performance_class_status(b: Any) -> str:
+    """``declared under <act>`` when the site gives a class with the act that defines it; else the refusal."""
+    if b.performance_class and b.performance_class_act:
+        return f"declared: class {b.performance_class} under {b.performance_class_act}"
+    return CLASS_NOT_DEFINED
 
 
 def _stage(v: float | None, life: float, status: str, basis: str) -> dict[str, Any]:
@@ -181,11 +199,14 @@ def _reconcile(acc: Accounts, footprint: dict[str, Any], e_total: float, s1_kg: 
             "meter_total_kwh": acc.plant_check["meter_total_kwh"], "limit_pct": 0.1}
 
 
-def passport(decl: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The Battery Pass ``CarbonFootprintForBatteries`` data [L10] of the declaration's passport variant.
+def passport(decl: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The Battery Pass ``CarbonFootprintForBatteries`` data [L10] of the declaration's passport variant, and the fields refused.
 
-    Refused unless the declaration is complete (all four stages), has a public study link and a
-    performance class: the passport must carry those values, and none of them can be guessed.
+    Refused as a whole unless the declaration is complete (all four stages, each declared stage
+    with its source) and has a public study link: those values cannot be guessed. The performance
+    class (Art. 7(2) [L7]) needs a delegated act that defines the classes; until a site gives a class
+    together with that act, the passport is written without ``carbonFootprintPerformanceClass``
+    and lists it as refused with the reason (the data model has no "not yet defined" code).
     """
     b = settings.battery
     assert b is not None
@@ -194,20 +215,28 @@ def passport(decl: dict[str, Any], settings: Settings) -> dict[str, Any]:
     if not v["complete"]:
         missing = ", ".join(s.replace("_", " ") for s in v["missing_stages"])
         problems.append(f"all four life-cycle stages (not assessed: {missing})")
+    for stage, value, src in (("distribution", b.distribution_kg_per_kwh, b.distribution_source),
+                              ("end of life", b.end_of_life_kg_per_kwh, b.end_of_life_source)):
+        if value is not None and not src:
+            problems.append(f"the source of the declared {stage} value (battery.{stage.replace(' ', '_')}_source)")
     if not b.study_url:
         problems.append("a link to the public carbon-footprint study (battery.study_url)")
-    if not b.performance_class:
-        problems.append("a performance class (battery.performance_class; the classes need a delegated act under Art. 7(2))")
+    if b.performance_class and not b.performance_class_act:
+        problems.append("the delegated act that defines the declared performance class (battery.performance_class_act)")
     if problems:
         raise BatteryError("the passport needs " + "; ".join(problems))
     doc: dict[str, Any] = {
         "batteryCarbonFootprint": v["carbon_footprint_kg_co2e_per_kwh"],
         "carbonFootprintPerLifecycleStage": [{"lifecycleStage": PASS_STAGE[k], "carbonFootprint": v["life_cycle_stages"][k]["kg_co2e_per_kwh"]}
                                              for k in STAGES],
-        "carbonFootprintPerformanceClass": b.performance_class,
         "carbonFootprintStudy": b.study_url,
     }
+    refused: list[dict[str, str]] = []
+    if b.performance_class:
+        doc["carbonFootprintPerformanceClass"] = b.performance_class
+    else:
+        refused.append({"field": "carbonFootprintPerformanceClass", "reason": CLASS_NOT_DEFINED})
     if b.capacity_kwh:
         # kg CO2e per battery: per kWh of lifetime energy x lifetime energy of one battery.
         doc["absoluteCarbonFootprint"] = v["carbon_footprint_kg_co2e_per_kwh"] * decl["service_life_kwh_per_kwh_capacity"] * b.capacity_kwh
-    return doc
+    return doc, refused

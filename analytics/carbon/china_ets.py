@@ -120,7 +120,7 @@ def report(data: PlantData, acc: Accounts, settings: Settings, data_source: str)
                             f"{rec['electricity_difference_pct']:+.3f} %, months vs year {rec['months_difference_pct']:+.3f} %; limit 0.1 %)")
     days = (acc.end - acc.start) / 86400.0
     year_days = 366 if calendar.isleap(year) else 365
-    out_proc = data.plant.get("output_process")
+    out_proc = data.plant.output_process
     steel_t = next((p["production"] for p in processes if p["process"] == out_proc), None)
     return {
         "schema": "carbonedge/china-ets-steel/1",
@@ -175,7 +175,7 @@ def _months(acc: Accounts) -> list[tuple[float, float, str]]:
 def _evidence(data: PlantData, t0: float, t1: float, gap_factor: float) -> list[dict[str, Any]]:
     """Per device of the plant model: which readings carry the month's figures, and where they are missing."""
     out = []
-    for proc in data.plant["processes"]:
+    for proc in data.plant.processes:
         for dev in [*data.process_devices(proc), *data.counter_devices(proc)]:
             ds = data.devices.get(dev)
             if ds is None:
@@ -213,12 +213,12 @@ def _evidence(data: PlantData, t0: float, t1: float, gap_factor: float) -> list[
 def _plan(data: PlantData) -> list[dict[str, Any]]:
     """The data-quality control plan's measurement table: what is metered where, from which device."""
     rows = []
-    for proc, spec in data.plant["processes"].items():
+    for proc, spec in data.plant.processes.items():
         for dev in data.process_devices(proc):
             ds = data.devices.get(dev)
             q = sorted(k for k in ("active_energy_import", "gas_volume") if ds is not None and ds.has(k))
             rows.append({"process": proc, "device": dev, "measures": q or ["(no counter readings)"], "role": "energy / fuel meter"})
         for dev in data.counter_devices(proc):
             rows.append({"process": proc, "device": dev, "measures": [data.production_quantity(proc)],
-                         "role": f"production counter ({spec.get('production_unit')})"})
+                         "role": f"production counter ({spec.production_unit})"})
     return rows

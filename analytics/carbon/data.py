@@ -9,8 +9,8 @@ period always add up to the counter's total increase over that period.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from carbonedge.analytics.influx import InfluxReader, quote_literal
+from carbonedge.analytics.influx import InfluxReader
 from carbonedge import energy
 from carbonedge.clock import iso
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
+from carbonedge.influx import quote_ident, quote_literal
 
 #: Counter quantities read for accounts and models, and gauges read for power-quality hints.
 COUNTERS = ("active_energy_import", "active_energy_export", "reactive_energy_import", "gas_volume", "production_mass", "production_count", "production_capacity")
@@ -44,38 +46,30 @@ class DeviceSeries:
 
 @dataclass
 class PlantData:
-    """A plant model (as in ``plant.json``) and the readings of its devices over ``[start, end]``."""
+    """A plant model and the readings of its devices over ``[start, end]``."""
 
-    plant: dict[str, Any]
+    plant: PlantModel
     devices: dict[str, DeviceSeries]
     start: float
     end: float
     source: str
 
+    def __post_init__(self) -> None:
+        self.plant = PlantModel.coerce(self.plant)
+
     @property
     def site(self) -> str:
-        return str(self.plant.get("site", "site"))
+        return self.plant.site
 
     def process_devices(self, process: str) -> list[str]:
-        """Every metering device of ``process`` (all device lists except production counters)."""
-        spec = self.plant["processes"][process]
-        out: list[str] = []
-        for key, val in spec.items():
-            if key != "counters" and isinstance(val, list):
-                # Device lists hold ids (meters) or objects with a "device" key (flow meters).
-                out += [d if isinstance(d, str) else d["device"] for d in val if isinstance(d, str) or (isinstance(d, dict) and "device" in d)]
-        return out
+        """Every metering device of ``process``: its meters and flow meters (not its production counters)."""
+        return self.plant.processes[process].metering_devices()
 
     def counter_devices(self, process: str) -> list[str]:
-        return list(self.plant["processes"][process].get("counters", []))
+        return list(self.plant.processes[process].counters)
 
     def production_quantity(self, process: str) -> str:
-        unit = self.plant["processes"][process].get("production_unit")
-        if unit == "kWh":
-            return "production_capacity"
-        if unit == "pcs":
-            return "production_count"
-        return str(self.plant.get("production_quantity", "production_mass"))
+        return self.plant.production_quantity_of(process)
 
 
 def _ms(t: np.ndarray) -> np.ndarray:
@@ -254,9 +248,9 @@ def from_csv_dir(path: Path, *, start: float | None = None, end: float | None = 
     pj = path / "plant.json"
     if not pj.exists():
         raise ConfigError(f"{path} has no plant.json: an offline data directory needs the plant model next to the device CSV files")
-    plant = json.loads(pj.read_text())
+    plant = PlantModel.load(pj)
     devices: dict[str, DeviceSeries] = {}
-    wanted = {d for p in plant["processes"] for d in _all_devices(plant, p)}
+    wanted = set(plant.devices())
     lo, hi = math.inf, -math.inf
     for dev in sorted(wanted):
         f = path / f"{dev}.csv"
@@ -346,19 +340,21 @@ def from_meter_csv(path: Path, *, energy_mode: str | None = None, time_col: str 
         sel &= ta <= end
     if sel.sum() < 2:
         raise ConfigError(f"{path}: fewer than two readings between the given times")
-    name = path.stem
-    meter = name or "meter"
-    plant = {"site": site or name, "plant": "meter", "output_process": None,
-             "processes": {"site": {"area": "site", "meters": [meter], "counters": []}}}
+    # The file's name becomes the meter's id (and the site's, without --site): letters, digits, '_', '.', '-'.
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-._")[:64] or "meter"
+    meter = name
+    plant = PlantModel.from_dict({"site": site or name, "plant": "meter", "output_process": None,
+                                  "processes": {"site": {"area": "site", "meters": [meter], "counters": []}}}, f"--site {site}" if site else str(path))
     ds = DeviceSeries(meter, ta[sel], {"active_energy_import": vals["active_energy_import"][sel]})
     return PlantData(plant, {meter: ds}, float(ta[sel][0]) if start is None else start, float(ta[sel][-1]) if end is None else end,
                      f"CSV file {path} (one meter, {energy_mode} energy in column {value_col!r})")
 
 
-def from_influx(reader: InfluxReader, plant: dict[str, Any], start: float, end: float, *, chunk_s: float = 86400.0) -> PlantData:
+def from_influx(reader: InfluxReader, plant: PlantModel | dict[str, Any], start: float, end: float, *, chunk_s: float = 86400.0) -> PlantData:
     """Load the readings of the plant's devices over ``[start, end]`` (epoch seconds) from InfluxDB, a day per query."""
-    site = plant["site"]
-    cols = ", ".join(f'"{q}"' for q in FIELDS)
+    plant = PlantModel.coerce(plant)
+    site = plant.site
+    cols = ", ".join(quote_ident(q) for q in FIELDS)
     acc: dict[str, dict[str, list[Any]]] = {}
     t0 = start
     while t0 <= end:
@@ -383,8 +379,3 @@ def from_influx(reader: InfluxReader, plant: dict[str, Any], start: float, end: 
         raise ConfigError(f"no readings for site {site!r} between {iso(start)} and {iso(end)} in InfluxDB database {reader.database!r}")
     return PlantData(plant, devices, start, end, f"InfluxDB {reader.url} database {reader.database}, site {site}")
 
-
-def _all_devices(plant: dict[str, Any], process: str) -> list[str]:
-    spec = plant["processes"][process]
-    return [d if isinstance(d, str) else d["device"] for v in spec.values() if isinstance(v, list) for d in v
-            if isinstance(d, str) or (isinstance(d, dict) and "device" in d)]

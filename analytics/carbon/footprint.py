@@ -26,6 +26,7 @@ from carbonedge.analytics.carbon.accounts import Accounts
 from carbonedge.analytics.carbon.settings import Product, Settings
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
 
 BOUNDARY = ("cradle-to-gate: purchased materials (declared factors) + the plant's metered energy (scope 1 fuels and process "
             "emissions, scope 2 electricity). Excluded: capital goods, transport to customers, use phase, end of life.")
@@ -41,9 +42,9 @@ def _period_mask(acc: Accounts, product: Product) -> np.ndarray:
     return m
 
 
-def product_footprint(acc: Accounts, product: Product, plant: dict[str, Any]) -> dict[str, Any]:
+def product_footprint(acc: Accounts, product: Product, plant: PlantModel | dict[str, Any]) -> dict[str, Any]:
     """Footprint of one product per declared unit, with stages, allocation rule and sources."""
-    out_proc = product.output_process or plant.get("output_process")
+    out_proc = product.output_process or PlantModel.coerce(plant).output_process
     if out_proc not in acc.processes:
         raise ConfigError(f"product {product.name!r}: output process {out_proc!r} is not a process of the plant "
                           f"(known: {', '.join(acc.processes)})")
@@ -94,5 +95,6 @@ def product_footprint(acc: Accounts, product: Product, plant: dict[str, Any]) ->
     }
 
 
-def footprints(acc: Accounts, settings: Settings, plant: dict[str, Any]) -> list[dict[str, Any]]:
+def footprints(acc: Accounts, settings: Settings, plant: PlantModel | dict[str, Any]) -> list[dict[str, Any]]:
+    plant = PlantModel.coerce(plant)
     return [product_footprint(acc, p, plant) for p in settings.products]

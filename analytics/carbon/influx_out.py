@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from carbonedge.analytics.carbon.accounts import Accounts
-from carbonedge.analytics.influx import write_lines
-
-
-def _tag(v: str) -> str:
-    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+from carbonedge.influx import InfluxClient, lp_string, lp_tag
 
 
 def carbon_lines(acc: Accounts) -> list[str]:
@@ -15,9 +11,9 @@ def carbon_lines(acc: Accounts) -> list[str]:
     version = ";".join(acc.factors.versions)
     lines: list[str] = []
     starts = (acc.edges[:-1] * 1000).astype("int64")
-    site = _tag(acc.site)
+    site = lp_tag(acc.site)
     for name, p in acc.processes.items():
-        base = f"carbon,site={site},area={_tag(p.area or 'plant')},process={_tag(name)}"
+        base = f"carbon,site={site},area={lp_tag(p.area or 'plant')},process={lp_tag(name)}"
         series = (("2", "location", p.scope2_location_kg, p.energy_kwh), ("2", "market", p.scope2_market_kg, p.energy_kwh),
                   ("1", "location", p.scope1_kg, None))
         for scope, method, co2, energy in series:
@@ -27,7 +23,7 @@ def carbon_lines(acc: Accounts) -> list[str]:
                 fields = f"co2_kg={float(co2[i])!r}"
                 if energy is not None:
                     fields += f",energy_kwh={float(energy[i])!r}"
-                fields += f',factor_version="{version}"'
+                fields += f",factor_version={lp_string(version)}"
                 lines.append(f"{base},scope={scope},method={method} {fields} {int(ts)}")
     return lines
 
@@ -35,4 +31,5 @@ def carbon_lines(acc: Accounts) -> list[str]:
 def write_carbon(acc: Accounts, url: str, database: str, *, timeout_s: float = 60.0, batch: int = 5000,
                  auth: tuple[str, str] | None = None) -> int:
     """POST the accounts' hourly CO2 to InfluxDB ``/write``; returns the number of points written."""
-    return write_lines(url, database, carbon_lines(acc), what="carbon figures", timeout_s=timeout_s, batch=batch, auth=auth)
+    with InfluxClient(url, database, username=auth[0] if auth else None, password=auth[1] if auth else None, timeout_s=timeout_s) as db:
+        return db.write_lines(carbon_lines(acc), what="carbon figures", batch=batch)

@@ -8,22 +8,23 @@ report says it used them.
 
 from __future__ import annotations
 
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from carbonedge.clock import parse_time
-from carbonedge.errors import ConfigError
+from carbonedge import settings as settings_base
+from carbonedge.plant import PlantModel
+from carbonedge.settings import SettingsModel
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(SettingsModel):
+    pass
 
 
 class Instrument(_Model):
@@ -79,12 +80,16 @@ class Battery(_Model):
     service_life_kwh_per_kwh_capacity: float = Field(
         1000.0, gt=0, description="total energy delivered over the expected service life per kWh of capacity")
     distribution_kg_per_kwh: float | None = None
+    distribution_source: str | None = Field(None, description="where the declared distribution value comes from (cite source keys)")
     end_of_life_kg_per_kwh: float | None = None
+    end_of_life_source: str | None = Field(None, description="where the declared end-of-life value comes from (cite source keys)")
     direct_connection_factor: str | None = Field(
         None, description="factor of directly connected supply (on-site or direct line); both variants may use it")
     direct_connection_mwh: float = Field(0.0, ge=0, description="MWh of the period supplied over the direct connection")
     capacity_kwh: float | None = Field(None, gt=0, description="energy capacity of one battery (for the absolute footprint per battery)")
     performance_class: str | None = Field(None, description="carbon-footprint performance class, once the delegated act defines them")
+    performance_class_act: str | None = Field(
+        None, description="the delegated act under Art. 7(2) whose class thresholds give performance_class (required with it)")
     study_url: str | None = Field(None, description="web link to the public version of the supporting study (Art. 7(1))")
     passport_variant: Literal["draft-delegated-act", "jrc"] = "draft-delegated-act"
 
@@ -219,46 +224,39 @@ class Settings(_Model):
 
 
 def load_settings(path: Path) -> Settings:
-    """Read and validate a site's carbon/tariff TOML file."""
-    try:
-        raw: dict[str, Any] = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path} is not a valid carbon settings file:\n" + "\n".join(lines)) from None
+    """Read and validate a site's carbon/tariff TOML file (with ``CARBONEDGE_CARBON__...`` environment overrides,
+    :mod:`carbonedge.settings`); every problem is one line ``file: key: reason``."""
+    return settings_base.load(Settings, path, kind="carbon")
 
 
-def default_settings(plant: dict[str, Any]) -> Settings:
+def default_settings(plant: PlantModel | dict[str, Any]) -> Settings:
     """Documented defaults for a plant kind, used when a site gives no settings file (the report says so).
 
     China grid factors (§4.1 [E3, E4]) because the simulated plants are modelled on Chinese
     sites; a two-band time-of-use tariff typical of Chinese industrial tariffs (prices †).
     """
-    kind = plant.get("plant", "steel")
-    out = plant.get("output_process")
-    offset = float((plant.get("calendar") or {}).get("utc_offset_h", plant.get("utc_offset_h", 0.0)))
+    plant = PlantModel.coerce(plant)
+    kind = plant.plant
+    out = plant.output_process
+    offset = plant.calendar.utc_offset_h
     tariff = Tariff(
         currency="CNY", energy_price=0.55, utc_offset_h=offset,
         bands=[Band(name="peak", hours=[8, 9, 10, 11, 17, 18, 19, 20], price=1.05), Band(name="valley", hours=[0, 1, 2, 3, 4, 5, 6, 23], price=0.30)],
         demand_charge_per_kw_month=38.0,
     )
-    pt = plant.get("tariffs") or {}
-    if pt.get("bands"):
+    pt = plant.tariffs
+    if pt is not None and pt.bands:
         # The plant model carries its own time-of-use tariff (e.g. a simulator scenario): use it.
-        bands = [Band(name=b["name"], windows=list(b.get("windows", [])), hours=list(b.get("hours", [])), price=float(b["price_per_kwh"]))
-                 for b in pt["bands"]]
-        tariff = Tariff(currency=str(pt.get("currency", "EUR")), energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
-                        demand_charge_per_kw_month=float(pt.get("demand_charge_per_kw_month", 0.0)))
+        bands = [Band(name=b.name, windows=list(b.windows), hours=list(b.hours), price=b.price_per_kwh) for b in pt.bands]
+        tariff = Tariff(currency=pt.currency, energy_price=min(b.price for b in bands), utc_offset_h=offset, bands=bands,
+                        demand_charge_per_kw_month=pt.demand_charge_per_kw_month)
     if kind == "meter":
         # One meter's CSV without a plant model: energy and carbon only, no product to attribute them to.
         return Settings(tariff=tariff, products=[], defaults_used=True)
     if kind == "battery":
         products = [Product(name="cell model (default)", unit="kWh", output_process=out, materials=[])]
         return Settings(tariff=tariff, products=products, battery=Battery(), defaults_used=True)
-    carbon = Carbon(process_emissions={"eaf": "ipcc2006.process.eaf"} if "eaf" in plant.get("processes", {}) else {})
+    carbon = Carbon(process_emissions={"eaf": "ipcc2006.process.eaf"} if "eaf" in plant.processes else {})
     # Crude steel (the cast output) as semi-finished product, CN 7207 (no default value in the library for it).
     products = [Product(name="crude steel, cast (default grade)", unit="t", output_process=out, cn_code="7207 12 10", materials=[])]
     return Settings(carbon=carbon, tariff=tariff, products=products, defaults_used=True)

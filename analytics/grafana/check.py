@@ -16,10 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from carbonedge.analytics.grafana.model import Dashboard, measurements_of
 from carbonedge.errors import QueryError
+from carbonedge.influx import InfluxClient
 
 # Grafana's interval rounding (public/app/core/utils/kbn roundInterval), in ms.
 _ROUND = [
@@ -119,30 +118,15 @@ class CheckReport:
         return [r for r in self.results if not r.ok and not (r.error is None and r.measurements & skip)]
 
 
-class InfluxQL:
-    """Minimal InfluxQL runner over the v1 HTTP API (``/query``)."""
+class InfluxQL(InfluxClient):
+    """Runs the dashboards' InfluxQL on the shared InfluxDB client."""
 
     def __init__(self, url: str, database: str, *, username: str | None = None, password: str | None = None, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self.database = database
-        self.auth = (username, password or "") if username else None
-        self.session = requests.Session()
-        self.timeout = timeout
+        super().__init__(url, database, username=username, password=password, timeout_s=timeout)
 
     def run(self, query: str) -> list[dict[str, Any]]:
         """Series of the first statement's result; raises :class:`QueryError` on any error."""
-        try:
-            r = self.session.post(f"{self.url}/query", params={"db": self.database, "epoch": "ms"}, data={"q": query},
-                                  auth=self.auth, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise QueryError(f"InfluxDB at {self.url} did not answer: {exc}", retryable=True) from exc
-        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        if r.status_code != 200 or "error" in body:
-            raise QueryError(f"InfluxDB refused the query ({r.status_code}): {body.get('error', r.text[:300])}")
-        res = body.get("results", [{}])[0]
-        if "error" in res:
-            raise QueryError(f"InfluxDB query error: {res['error']}")
-        return list(res.get("series", []))
+        return self.query(query)
 
 
 def _rows(series: list[dict[str, Any]]) -> int:

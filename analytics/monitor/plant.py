@@ -14,11 +14,13 @@ from carbonedge.analytics.monitor.energy import EnergyCheck
 from carbonedge.analytics.monitor.meters import MeterDataCheck
 from carbonedge.analytics.monitor.settings import ENERGY_Q, MonitorSettings, procs_of
 from carbonedge.analytics.monitor.weather import WeatherCheck
+from carbonedge.plant import PlantModel
 
 
-def plant_fingerprint(plant: dict[str, Any]) -> str:
+def plant_fingerprint(plant: PlantModel | dict[str, Any]) -> str:
     """What the learned state depends on in the plant model: its processes and its weather station."""
-    doc = {"processes": plant.get("processes", {}), "weather": plant.get("weather") if isinstance(plant.get("weather"), dict) else None}
+    d = PlantModel.coerce(plant).to_dict()
+    doc = {"processes": d.get("processes", {}), "weather": d.get("weather")}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -32,9 +34,9 @@ class PlantMonitor:
     that a meter or clock fault touches stay out of the energy check.
     """
 
-    def __init__(self, plant: dict[str, Any], settings: MonitorSettings | None = None, *, site: str | None = None) -> None:
-        self.plant = plant
-        self.site = site or plant.get("site", "site")
+    def __init__(self, plant: PlantModel | dict[str, Any], settings: MonitorSettings | None = None, *, site: str | None = None) -> None:
+        self.plant = plant = PlantModel.coerce(plant)
+        self.site = site or plant.site
         self.s = settings or MonitorSettings()
         self.procs = procs_of(plant)
         self.proc_of_device: dict[str, str] = {}
@@ -120,7 +122,7 @@ class PlantMonitor:
                            "energy": self.energy.to_state()}}
 
     @classmethod
-    def from_state(cls, plant: dict[str, Any], doc: Any, settings: MonitorSettings | None = None) -> PlantMonitor:
+    def from_state(cls, plant: PlantModel | dict[str, Any], doc: Any, settings: MonitorSettings | None = None) -> PlantMonitor:
         """A monitor for ``plant`` continuing from ``doc`` (:meth:`to_state`); :class:`state.StateInvalid` names what is wrong."""
         d = S.obj(doc, "monitor", ("site", "plant", "t0", "learning", "alerts", "checks"))
         if d["plant"] != plant_fingerprint(plant):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from carbonedge.plant import PlantModel
+
 #: Counter quantities that carry energy or media (checked for resets, rollovers, stuck).
 ENERGY_Q = "active_energy_import"
 POWER_Q = "active_power"
@@ -60,9 +62,6 @@ class MonitorSettings:
 # --------------------------------------------------------------------------- plant model
 
 
-_UNIT_QUANTITY = {"t": "production_mass", "pcs": "production_count", "kWh": "production_capacity"}
-
-
 @dataclass
 class Proc:
     name: str
@@ -74,12 +73,11 @@ class Proc:
     follows: str | None = None  # "plant" for utilities without their own production counter
 
 
-def procs_of(plant: dict[str, Any]) -> dict[str, Proc]:
+def procs_of(plant: PlantModel) -> dict[str, Proc]:
     out: dict[str, Proc] = {}
-    for name, spec in plant.get("processes", {}).items():
-        pq = spec.get("production_quantity") or _UNIT_QUANTITY.get(spec.get("production_unit") or "", plant.get("production_quantity", "production_mass"))
-        flows = [f["device"] if isinstance(f, dict) else str(f) for f in spec.get("flow_meters", [])]
-        p = Proc(name, spec.get("area", ""), list(spec.get("meters", [])), list(spec.get("counters", [])), pq, flows)
+    for name, spec in plant.processes.items():
+        flows = [f.device for f in spec.flow_meters]
+        p = Proc(name, spec.area, list(spec.meters), list(spec.counters), plant.production_quantity_of(name), flows)
         if not p.counters:
             p.follows = "plant"  # utilities: the plant's production state (any line producing)
         out[name] = p

@@ -19,6 +19,7 @@ import numpy as np
 from carbonedge.analytics.baseline import Baseline, BaselineError, Fit, Hinge, fit_baseline
 from carbonedge.analytics.monitor import state as S
 from carbonedge.analytics.monitor.settings import MonitorSettings
+from carbonedge.plant import PlantModel
 
 
 def abs_humidity_gkg(dew_point_c: np.ndarray | float, pressure_hpa: float = 1013.25) -> np.ndarray:
@@ -167,9 +168,9 @@ class WeatherCheck:
 
     name = "weather"
 
-    def __init__(self, plant: dict[str, Any], settings: MonitorSettings) -> None:
+    def __init__(self, plant: PlantModel, settings: MonitorSettings) -> None:
         self.s = settings
-        w = plant.get("weather") if isinstance(plant.get("weather"), dict) else {}
+        w = plant.weather.model_dump() if plant.weather else {}
         self.config = w
         self.device: str | None = str(w["device"]) if w.get("device") else None
         inputs = [(k, str(w[k])) for k in ("temperature", "dew_point") if w.get(k)]

@@ -5,7 +5,21 @@ Public API::
     from carbonedge.analytics.pact import build_footprint, Store, create_app, PactClient, fetch
 """
 
-from carbonedge.analytics.pact.model import PactSettings, build_footprint, coverage, load_pact_settings, summarize
-from carbonedge.analytics.pact.schema import PactError, check, errors
+
+from carbonedge import lazy
+
+_EXPORTS = {
+    "PactSettings": "carbonedge.analytics.pact.model",
+    "build_footprint": "carbonedge.analytics.pact.model",
+    "coverage": "carbonedge.analytics.pact.model",
+    "load_pact_settings": "carbonedge.analytics.pact.model",
+    "summarize": "carbonedge.analytics.pact.model",
+    "PactError": "carbonedge.analytics.pact.schema",
+    "check": "carbonedge.analytics.pact.schema",
+    "errors": "carbonedge.analytics.pact.schema",
+}
 
 __all__ = ["PactError", "PactSettings", "build_footprint", "check", "coverage", "errors", "load_pact_settings", "summarize"]
+
+
+__getattr__ = lazy.exports(__name__, _EXPORTS, globals())

@@ -84,6 +84,7 @@ def _load_data(a: argparse.Namespace) -> Any:
     from carbonedge.analytics.carbon import from_csv_dir, from_influx
     from carbonedge.clock import parse_time
     from carbonedge.errors import ConfigError
+    from carbonedge.plant import PlantModel
 
     start = parse_time(a.start) if a.start else None
     end = parse_time(a.end) if a.end else None
@@ -93,7 +94,7 @@ def _load_data(a: argparse.Namespace) -> Any:
         raise ConfigError("footprints from InfluxDB need --plant FILE, --from and --to (or --csv DIR for an offline export)")
     from carbonedge.analytics import InfluxReader
 
-    plant = json.loads(Path(a.plant).read_text())
+    plant = PlantModel.load(a.plant)
     pw = os.environ.get("CARBONEDGE_INFLUX_PASSWORD") if a.influx_user else None
     return from_influx(InfluxReader(a.influx_url, a.database, username=a.influx_user, password=pw), plant, start, end)
 

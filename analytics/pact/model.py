@@ -18,7 +18,6 @@ this module only says it in PACT's words and adds what the exchange needs:
 from __future__ import annotations
 
 import re
-import tomllib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,11 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from carbonedge import settings
 from carbonedge.analytics.pact.schema import PactError, check
 from carbonedge.clock import iso, parse_time
 from carbonedge.errors import ConfigError
+from carbonedge.plant import PlantModel
+from carbonedge.settings import SettingsModel
 
 SPEC_VERSION = "3.0.0"
 EVIDENCE_SCHEMA = "urn:carbonedge:pact-extension:integrity-evidence:1.0.0"
@@ -42,8 +44,8 @@ UNITS: dict[str, tuple[str, float, float | None]] = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(SettingsModel):
+    pass
 
 
 class PactProduct(_Model):
@@ -79,15 +81,10 @@ class PactSettings(_Model):
 def load_pact_settings(path: Path | None) -> PactSettings:
     if path is None:
         return PactSettings()
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        return PactSettings.model_validate(raw.get("pact", raw))
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path} is not a valid PACT settings file:\n" + "\n".join(lines)) from None
+    # Settings under [pact] or at the top level; validated like every settings file (carbonedge.settings), with
+    # CARBONEDGE_PACT__KEY environment overrides.
+    raw = settings.read_toml(path)
+    return settings.load(PactSettings, path, kind="pact", data=raw.get("pact", raw))
 
 
 def dec(x: float, digits: int = 6) -> str:
@@ -175,7 +172,7 @@ SECONDARY_DQR = {"technologicalDQR": 3.0, "geographicalDQR": 3.0, "temporalDQR":
 
 
 # ----------------------------------------------------------------------------- the footprint
-def build_footprint(fp: dict[str, Any], *, plant: dict[str, Any], country: str, pact: PactSettings, cov: Coverage,
+def build_footprint(fp: dict[str, Any], *, plant: PlantModel | dict[str, Any], country: str, pact: PactSettings, cov: Coverage,
                     evidence: dict[str, Any] | None = None, pf_id: str | None = None, created: datetime | None = None,
                     preceding: list[str] | None = None, factor_sources: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The PACT v3.0 ProductFootprint of a product footprint ``fp`` (as ``product_footprint`` returns it), schema-checked."""
@@ -189,7 +186,7 @@ def build_footprint(fp: dict[str, Any], *, plant: dict[str, Any], country: str, 
             raise ConfigError(f"product {fp['product']!r} is declared per {pact_unit}: PACT needs its mass per declared unit; "
                               f"give mass_kg_per_unit for it in the PACT settings")
         mass = prod_cfg.mass_kg_per_unit
-    site = str(plant.get("site", "site"))
+    site = PlantModel.coerce(plant).site
     company = pact.company_name or site
     company_ids = pact.company_ids or [stable_urn("company", company)]
     product_ids = prod_cfg.product_ids or [stable_urn("product", company, fp["product"])]

@@ -154,8 +154,36 @@ def baseline_vs_actual_figure(series: list[tuple[str, np.ndarray, np.ndarray, np
     return fig
 
 
-def cusum(series: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+#: Why a CUSUM line may stop before the period ends.
+UNCOUNTED_NOTE = ("CUSUM lines of batch processes end with the last bin before their last counted output: energy drawn after "
+                  "it belongs to a batch counted after the period (a heat tapped later), with nothing to set it against.")
+
+
+def cusum_points(edges: np.ndarray, actual: np.ndarray, pred: np.ndarray,
+                 counted_until: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Bin starts and CUSUM of savings Σ(expected − actual) over whole bins, up to ``counted_until``.
+
+    ``edges`` are the n + 1 bin boundaries. A partial last bin is left out (a plot of it reads as a
+    trip). For a batch process ``counted_until`` is its last counted output (the last tap): only bins
+    that end by then are summed, since energy drawn after it belongs to a batch not yet counted and
+    would show as a false drop in the last hour.
+    """
+    k, note = complete_bins(edges)
+    notes = [note] if note else []
+    if counted_until is not None:
+        last = int(np.searchsorted(edges[1: k + 1], counted_until, side="right"))
+        if last < k:
+            k = max(last, 1)
+            notes.append(UNCOUNTED_NOTE)
+    return edges[:k], np.cumsum(pred[:k] - actual[:k]), notes
+
+
+def cusum(series: list[tuple[str, np.ndarray, np.ndarray]], notes: list[str] | None = None) -> str:
     """CUSUM of savings, Σ(expected − actual): falling means the process uses more than its baseline [M7]."""
+    return _svg(cusum_figure(series, notes))
+
+
+def cusum_figure(series: list[tuple[str, np.ndarray, np.ndarray]], notes: list[str] | None = None) -> Any:
     fig, ax = plt.subplots(figsize=(9, 3.0))
     for i, (name, starts, c) in enumerate(series):
         ax.plot(_dt(starts), c / 1000.0, color=_COLORS[i % len(_COLORS)], lw=1.2, label=name)
@@ -163,7 +191,8 @@ def cusum(series: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
     ax.set_ylabel("cumulative saving, MWh")
     _timeaxis(ax)
     ax.legend(fontsize=8, ncol=min(6, len(series)), loc="upper left", bbox_to_anchor=(0.0, -0.12))
-    return _svg(fig)
+    _note(fig, " ".join(dict.fromkeys(notes or [])) or None)
+    return fig
 
 
 def emissions_by_process(names: list[str], s1: list[float], s2: list[float]) -> str:

@@ -31,6 +31,7 @@ from carbonedge.analytics.carbon.settings import Settings
 from carbonedge.analytics.twin.model import Observations, ProcessModel, calibrate, observations
 from carbonedge.analytics.twin.peers import PeerResult, RackOutlier, compare_racks
 from carbonedge.clock import iso
+from carbonedge.plant import PlantModel
 
 HOURS_PER_YEAR = 8760.0
 
@@ -83,9 +84,9 @@ class Hint:
         return asdict(self)
 
 
-def role(plant: dict[str, Any], process: str) -> str:
+def role(plant: PlantModel | dict[str, Any], process: str) -> str:
     """The role of a process (compressed_air, eaf, dryroom, dryer, formation, asu or other)."""
-    explicit = plant["processes"][process].get("role")
+    explicit = PlantModel.coerce(plant).processes[process].role
     if explicit:
         return str(explicit)
     n = process.lower()
@@ -123,13 +124,13 @@ def analyse(data: PlantData, settings: Settings, grid: Factor, *, baseline: tupl
     models: dict[str, ProcessModel] = {}
     obs: dict[str, Observations] = {}
     hints: list[Hint] = []
-    for name, spec in data.plant["processes"].items():
+    for name, spec in data.plant.processes.items():
         o = observations(data, name)
         if o.energy_kwh.sum() <= 0:
             continue
         obs[name] = o
         try:
-            models[name] = calibrate(o, base, spec.get("production_unit"))
+            models[name] = calibrate(o, base, spec.production_unit)
         except ValueError as exc:
             notes.append(f"{name}: no model ({exc}).")
     if base[1] < data.end:
@@ -355,7 +356,7 @@ def _plant_demand(data: PlantData, window_s: float = 900.0) -> tuple[np.ndarray,
     """Plant demand per 15-min window (kW) from the energy counters: the billing demand interval [D17]."""
     edges = edges_for(data.start, data.end, window_s)
     kwh = np.zeros(len(edges) - 1)
-    for name in data.plant["processes"]:
+    for name in data.plant.processes:
         for dev in data.process_devices(name):
             ds = data.devices.get(dev)
             if ds is not None and ds.has("active_energy_import"):
@@ -391,7 +392,7 @@ def _pf_hint(data: PlantData, settings: Settings, grid: Factor) -> Hint | None:
     t = settings.tariff
     p_kwh = q_kvarh = 0.0
     weighted: list[tuple[float, float]] = []
-    for name in data.plant["processes"]:
+    for name in data.plant.processes:
         for dev in data.process_devices(name):
             ds = data.devices.get(dev)
             if ds is None or not ds.has("active_energy_import"):

@@ -68,6 +68,9 @@ class ProcessModel:
     residual_sd: float
     block_sd: dict[int, float] = field(default_factory=dict)
     daily: tuple[float, float] = (0.0, 0.0)  # kW amplitude of the daily cycle (cos, sin of the hour of day)
+    #: Modelled energy per unit of output over the baseline period (Σ predicted / Σ output): what the EnPI
+    #: baseline must agree with; the split into kW and kWh per unit need not (see docs/analytics.md).
+    modelled_sec: float | None = None
 
     def predict(self, obs: Observations) -> np.ndarray:
         # Without a calibrated standby, idle hours are predicted at the running load: no excess is claimed there.
@@ -106,7 +109,7 @@ class ProcessModel:
     def as_dict(self) -> dict[str, Any]:
         return {"process": self.process, "p_active_kw": self.p_active_kw, "p_idle_kw": self.p_idle_kw, "sec": self.sec,
                 "production_unit": self.production_unit, "baseline": [iso(self.baseline_start), iso(self.baseline_end)],
-                "fit": self.fit, "bin_h": self.bin_h, "equation": self.equation()}
+                "fit": self.fit, "bin_h": self.bin_h, "equation": self.equation(), "modelled_sec": self.modelled_sec}
 
 
 def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activity_from: str | None = None) -> Observations:
@@ -118,10 +121,10 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
         ds = data.devices.get(dev)
         if ds is not None and ds.has("active_energy_import"):
             e += bin_counter(ds.t, ds.values["active_energy_import"], edges, "active_energy_import")
-    spec = data.plant["processes"][process]
-    has_prod = bool(spec.get("production_unit")) and bool(data.counter_devices(process))
+    spec = data.plant.processes[process]
+    has_prod = bool(spec.production_unit) and bool(data.counter_devices(process))
     prod = np.zeros_like(e)
-    act_src = process if has_prod else (activity_from or data.plant.get("output_process"))
+    act_src = process if has_prod else (activity_from or data.plant.output_process)
     active_h = np.diff(edges) / 3600.0
     if has_prod:
         q = data.production_quantity(process)
@@ -130,7 +133,7 @@ def observations(data: PlantData, process: str, *, bin_s: float = 3600.0, activi
             if ds is not None and ds.has(q):
                 prod += bin_counter(ds.t, ds.values[q], edges, q)
         prod = _spread_batches(data, process, edges, prod, e)
-    if act_src and act_src in data.plant["processes"]:
+    if act_src and act_src in data.plant.processes:
         active_h = _active_hours(data, act_src, edges)
     idle_h = np.diff(edges) / 3600.0 - active_h
     return Observations(process, edges, e, active_h, np.clip(idle_h, 0, None), prod, has_prod)
@@ -146,11 +149,9 @@ def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.n
     Continuous processes (counts at least every 15 min) are left as counted.
     """
     ti, _ = _increment_times(data, process)
-    if ti.size < 3 or float(np.median(np.diff(ti))) <= 15 * 60:
+    if not is_batch(ti):
         return prod
     q = data.production_quantity(process)
-    standby = float(np.percentile(energy, 5))
-    weight = np.clip(energy - standby, 0, None)
     out = np.zeros_like(prod)
     for dev in data.counter_devices(process):
         ds = data.devices.get(dev)
@@ -159,19 +160,51 @@ def _spread_batches(data: PlantData, process: str, edges: np.ndarray, prod: np.n
         ok = np.isfinite(ds.values[q])
         t = ds.t[ok]
         d = np.diff(corrected_cumulative(ds.values[q][ok], t, q))
-        prev_t = float(edges[0])
-        for k in np.flatnonzero(d > 0):
-            t1 = float(t[k + 1])
-            # Overlap of [prev_t, t1] with each bin, times the bin's energy weight.
-            ov = np.clip(np.minimum(edges[1:], t1) - np.maximum(edges[:-1], prev_t), 0, None) / np.diff(edges)
-            w = ov * weight
-            if w.sum() <= 0:
-                w = ov
-            if w.sum() > 0:
-                out += d[k] * w / w.sum()
-            else:
-                out[min(max(np.searchsorted(edges, t1) - 1, 0), out.size - 1)] += d[k]
-            prev_t = t1
+        out += spread_batches(t[1:], d, edges, energy)
+    return out
+
+
+def last_batch_count(data: PlantData, process: str) -> float | None:
+    """Time of a batch process's last counted output (e.g. the last tap), or None for a continuous line.
+
+    Energy drawn after it belongs to a batch that is counted after the period: nothing sets output
+    against it, so per-bin comparisons (CUSUM) stop at the last bin that ends by then.
+    """
+    ti, _ = _increment_times(data, process)
+    return float(ti[-1]) if is_batch(ti) else None
+
+
+def is_batch(increment_times_s: np.ndarray) -> bool:
+    """A batch process counts its output in lumps (a heat at tapping): increments more than 15 min apart (median)."""
+    return bool(increment_times_s.size >= 3 and float(np.median(np.diff(increment_times_s))) > 15 * 60)
+
+
+def spread_batches(ends: np.ndarray, amounts: np.ndarray, edges: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Spread each batch (``amounts[i]`` counted at ``ends[i]``) over the bins since the previous count, by energy drawn.
+
+    The weight of a bin is its overlap with ``[previous count, this count]`` times its energy above
+    standby (the 5th percentile of ``energy``); where no bin drew energy above standby, by overlap
+    alone. ``ends`` and ``edges`` share one time unit. Totals are unchanged. Used by the process
+    models and by the EnPI baselines, so both set the same tonnes against the same energy.
+    """
+    e = np.nan_to_num(np.asarray(energy, dtype=np.float64), nan=0.0)
+    standby = float(np.percentile(e, 5)) if e.size else 0.0
+    weight = np.clip(e - standby, 0, None)
+    out = np.zeros(len(edges) - 1)
+    prev_t = float(edges[0])
+    for t1, d in zip(np.asarray(ends, dtype=np.float64).tolist(), np.asarray(amounts, dtype=np.float64).tolist(), strict=True):
+        if d <= 0:
+            continue
+        # Overlap of [prev_t, t1] with each bin, times the bin's energy weight.
+        ov = np.clip(np.minimum(edges[1:], t1) - np.maximum(edges[:-1], prev_t), 0, None) / np.diff(edges)
+        w = ov * weight
+        if w.sum() <= 0:
+            w = ov
+        if w.sum() > 0:
+            out += d * w / w.sum()
+        else:
+            out[min(max(np.searchsorted(edges, t1) - 1, 0), out.size - 1)] += d
+        prev_t = t1
     return out
 
 
@@ -271,6 +304,8 @@ def calibrate(obs: Observations, baseline: tuple[float, float], production_unit:
         daily=(float(sol[-2]), float(sol[-1])) if daily else (0.0, 0.0),
     )
     pred = model.predict(_subset(obs, sel))
+    if obs.has_production and float(obs.production[sel].sum()) > 0:
+        model.modelled_sec = float(pred.sum()) / float(obs.production[sel].sum())
     r = y - pred
     p = len(cols) + (2 if daily else 0)
     n = int(y.size)

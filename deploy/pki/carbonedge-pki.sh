@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # carbonedge PKI: a private CA, the broker's server certificate, one client certificate per
-# gateway and per collector, revocation, and the Mosquitto ACL file that goes with them.
+# gateway, per collector and per analytics host, revocation, and the Mosquitto ACL file that goes with them.
 #
 #   carbonedge-pki.sh init                          create the CA (once, on an offline machine if you can)
 #   carbonedge-pki.sh broker HOST [HOST|IP ...]     server certificate for Mosquitto (names clients connect to)
 #   carbonedge-pki.sh gateway SITE GATEWAY          client certificate for gateway GATEWAY of site SITE
 #   carbonedge-pki.sh collector NAME                client certificate for a collector (reads every site)
+#   carbonedge-pki.sh analytics NAME                client certificate for analytics (monitor, status: reads, publishes alerts)
 #   carbonedge-pki.sh revoke CN                     revoke a certificate (a stolen or retired gateway) and refresh the CRL
 #   carbonedge-pki.sh acl                           rewrite mosquitto.acl from the issued, unrevoked identities
 #   carbonedge-pki.sh list                          issued certificates with state and expiry
@@ -16,6 +17,8 @@
 #   gateway   CN = GATEWAY@SITE   may publish only carbonedge/v1/SITE/GATEWAY/{telemetry,status,health}
 #                                 and read only carbonedge/v1/SITE/GATEWAY/ack
 #   collector CN = collector:NAME reads telemetry/status/health of every site, writes ack/deadletter
+#   analytics CN = analytics:NAME reads telemetry/status/health/ack of every site (never writes them) and
+#                                 publishes alert transitions on carbonedge/v1/SITE/analytics/alerts[/ALERT_ID]
 # '@' and ':' cannot occur in a site or gateway identifier (docs/wire-format.md), so a CN names
 # exactly one gateway. Mosquitto's %u pattern substitution covers a single topic level and our
 # namespace binds two (site and gateway), so the ACL lists each identity's exact topics instead.
@@ -127,6 +130,16 @@ gen_acl() {
           echo "topic readwrite carbonedge/v1/+/+/ack"
           echo "topic write carbonedge/v1/+/+/deadletter"
           ;;
+        analytics:*)
+          echo ""
+          echo "user $cn"
+          echo "topic read carbonedge/v1/+/+/telemetry"
+          echo "topic read carbonedge/v1/+/+/status"
+          echo "topic read carbonedge/v1/+/+/health"
+          echo "topic read carbonedge/v1/+/+/ack"
+          echo "topic readwrite carbonedge/v1/+/analytics/alerts"
+          echo "topic readwrite carbonedge/v1/+/analytics/alerts/#"
+          ;;
       esac
     done
   } > "$acl"
@@ -177,8 +190,15 @@ case "$cmd" in
     issue "collector-$1" "collector:$1" client
     gen_acl
     ;;
+  analytics)
+    [ $# -eq 1 ] || die "usage: $0 analytics NAME"
+    check_id analytics "$1"
+    PKI_DIR=$(cd "$PKI_DIR" && pwd)
+    issue "analytics-$1" "analytics:$1" client
+    gen_acl
+    ;;
   revoke)
-    [ $# -eq 1 ] || die "usage: $0 revoke CN   (e.g. gw1@steel-plant or collector:plant-server-1)"
+    [ $# -eq 1 ] || die "usage: $0 revoke CN   (e.g. gw1@steel-plant, collector:plant-server-1 or analytics:plant-server-1)"
     PKI_DIR=$(cd "$PKI_DIR" && pwd)
     need_ca
     file=$(awk -F'\t' -v cn="$1" '$1 == "V" { s = $6; sub(/.*\/CN=/, "", s); sub(/\/.*/, "", s); if (s == cn) print $4 }' "$PKI_DIR/index.txt" | head -1)
@@ -202,7 +222,7 @@ case "$cmd" in
     awk -F'\t' '{ st = ($1 == "V") ? "valid  " : ($1 == "R") ? "revoked" : "expired"; sub(/.*\/CN=/, "", $6); sub(/\/.*/, "", $6); printf "%s  until 20%s-%s-%s  %s\n", st, substr($2,1,2), substr($2,3,2), substr($2,5,2), $6 }' "$PKI_DIR/index.txt"
     ;;
   *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -41,6 +41,7 @@ import paho.mqtt.client as mqtt
 
 from carbonedge import wire
 from carbonedge.edge.sparkplug import sparkplug_b_pb2 as pb
+from carbonedge.mqtt import BrokerSettings, make_client
 
 log = logging.getLogger("carbonedge.edge.sparkplug")
 
@@ -74,18 +75,16 @@ class SparkplugNode:
         self.connected = False
         self.counts: dict[str, int] = {}
         self._stopping = False
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"carbonedge-spb-{group_id}-{edge_node_id}"[:128],
-                        protocol=mqtt.MQTTv311, clean_session=True)
-        if username:
-            c.username_pw_set(username, password)
-        if tls is not None:
-            c.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None, certfile=str(tls.cert_file) if tls.cert_file else None,
-                      keyfile=str(tls.key_file) if tls.key_file else None)
-            if tls.insecure_skip_verify:
-                c.tls_insecure_set(True)
-        c.reconnect_delay_set(1, int(reconnect_max_s))
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
+        broker = BrokerSettings(
+            host=host, port=port, client_id=f"carbonedge-spb-{group_id}-{edge_node_id}"[:128], username=username, password=password,
+            tls=tls is not None, ca_file=tls.ca_file if tls is not None else None, cert_file=tls.cert_file if tls is not None else None,
+            key_file=tls.key_file if tls is not None else None, insecure_skip_verify=bool(tls is not None and tls.insecure_skip_verify),
+            keepalive_s=keepalive_s, reconnect_max_s=int(max(1, reconnect_max_s)))
+        # Sparkplug B 3.0 edge nodes speak MQTT 3.1.1 with clean sessions.
+        self.link = make_client(broker, who="Sparkplug edge node", log=log, protocol=mqtt.MQTTv311,
+                                auth_hint="[mqtt] username, password and the broker's ACL",
+                                on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+        c = self.link.client
         c.on_message = self._on_message
         c.on_pre_connect = self._on_pre_connect
         self.client = c
@@ -118,8 +117,7 @@ class SparkplugNode:
 
     # ------------------------------------------------------------------ MQTT
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
-        self.client.loop_start()
+        self.link.start()
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
         """Before every CONNECT: the Will is the NDEATH with this connection's bdSeq."""
@@ -131,17 +129,14 @@ class SparkplugNode:
             death.metrics.add(name="bdSeq", datatype=INT64, long_value=self.bd_seq, timestamp=death.timestamp)
             client.will_set(topic(self.group, "NDEATH", self.node), death.SerializeToString(), qos=1, retain=False)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
-        if getattr(reason, "is_failure", False):
-            log.warning("Sparkplug: broker %s:%d refused the connection: %s", self.host, self.port, reason)
-            return
+    def _on_connect(self, client: mqtt.Client, flags: Any, props: Any = None) -> None:
         with self.lock:
             self.connected = True
             client.subscribe([(topic(self.group, "NCMD", self.node), 1), (topic(self.group, "DCMD", self.node, "+"), 1)])
             self._births()
         log.info("Sparkplug: edge node %s/%s online (bdSeq %d)", self.group, self.node, self.bd_seq)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any = None) -> None:
+    def _on_disconnect(self, client: mqtt.Client, reason: Any, props: Any = None) -> None:
         with self.lock:
             was = self.connected
             self.connected = False
@@ -244,8 +239,7 @@ class SparkplugNode:
                     info.wait_for_publish(2.0)
                 except (RuntimeError, ValueError):
                     pass
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.link.close()
 
     def stats(self) -> dict[str, int]:
         return {f"sparkplug.{k}": v for k, v in self.counts.items()}

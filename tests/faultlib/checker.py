@@ -21,7 +21,8 @@ from typing import Any
 
 from carbonedge import wire
 from carbonedge.integrity import read_archive
-from carbonedge.verify import VerifyReport, _expected_points, _query, read_deadletters, read_influx_points
+from carbonedge.influx import InfluxClient, quote_literal
+from carbonedge.verify import VerifyReport, _expected_points, read_deadletters, read_influx_points
 
 
 def read_ledger(path: Path) -> tuple[dict[int, wire.Batch], list[wire.Batch]]:
@@ -98,7 +99,7 @@ def check(ledgers: dict[tuple[str, str], Path], influx_url: str, database: str, 
         batches += len(seen)
     gap_events = seq_gaps = 0
     for site in sites:
-        for series in _query(influx_url, database, f"SELECT count(detail) FROM events WHERE site = '{site}' GROUP BY kind", None):
+        for series in InfluxClient(influx_url, database).query(f'SELECT count(detail) FROM "events" WHERE "site" = {quote_literal(site)} GROUP BY "kind"'):
             n = int(series["values"][0][1])
             kind = series.get("tags", {}).get("kind")
             if kind == "gap":

@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal: energy, production and SEC per process (`carbonedge analyze sec`, the demo)."""
 
 from __future__ import annotations
 
