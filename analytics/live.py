@@ -22,8 +22,6 @@ flight from gateways (outbox replays, collector spool) are in InfluxDB before it
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +31,9 @@ from typing import Any
 from carbonedge.analytics.alerts import AlertEvent, alerts_line_protocol, publish_mqtt, push_grafana
 from carbonedge.analytics.influx import InfluxReader
 from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor
+from carbonedge.analytics.monitor import state as monitor_state
+from carbonedge.analytics.monitor.plant import plant_fingerprint
+from carbonedge.analytics.monitor.state import MonitorStateError
 from carbonedge import quantities
 from carbonedge.errors import CarbonEdgeError, ConfigError, QueryError
 from carbonedge.plant import PlantModel
@@ -41,18 +42,12 @@ from carbonedge.mqtt import BrokerSettings, make_client
 
 log = logging.getLogger("carbonedge.monitor")
 
-STATE_VERSION = 1
+STATE_VERSION = monitor_state.VERSION
 #: Readings are fetched in slices of this length (bounded memory, bounded query size).
 CHUNK_MS = 6 * 3_600_000
 #: On resuming, readings this far behind the watermark are read again (cycles a gateway clock step
 #: back wrote there); those already consumed are recognised by their sequence number and skipped.
 OVERLAP_MS = 15 * 60_000
-
-
-class MonitorStateError(CarbonEdgeError):
-    """The state file cannot be used (other site, other plant model, unreadable)."""
-
-    code = "analytics.monitor_state"
 
 
 def read_cycles(reader: InfluxReader, site: str, after_ms: int, until_ms: int, *, seen: dict[str, int] | None = None,
@@ -216,41 +211,36 @@ class MonitorJob:
     # ------------------------------------------------------------------ state
 
     def _fingerprint(self) -> str:
-        import hashlib
-        import json
-
-        return hashlib.sha1(json.dumps(self.plant.to_dict()["processes"], sort_keys=True).encode()).hexdigest()[:16]
+        return plant_fingerprint(self.plant)
 
     def _load(self) -> None:
+        """Continue from the state file: JSON (:mod:`analytics.monitor.state`), checked before anything in it is used."""
         if self.state_path is None or not self.state_path.exists():
             return
+        body = monitor_state.read(self.state_path)
+        fresh = "move it away to start learning afresh"
         try:
-            with self.state_path.open("rb") as f:
-                st = pickle.load(f)  # noqa: S301 - the job's own state file, written by _save below
-        except Exception as exc:
-            raise MonitorStateError(f"monitor state file {self.state_path} is unreadable ({exc}); move it away to start learning afresh") from exc
-        if not isinstance(st, dict) or st.get("version") != STATE_VERSION:
-            raise MonitorStateError(f"monitor state file {self.state_path} is from another version; move it away to start learning afresh")
-        if st["site"] != self.site:
-            raise MonitorStateError(f"monitor state file {self.state_path} belongs to site {st['site']!r}, not {self.site!r}; "
-                                    "use one state file per site")
-        if st["plant"] != self._fingerprint():
-            raise MonitorStateError(f"the plant model changed since monitor state file {self.state_path} was written (processes or meters "
-                                    "differ); what the monitor learned no longer applies: move the file away to start learning afresh")
-        self.monitor = st["monitor"]
-        self.watermark_ms = st["watermark_ms"]
-        self.seen = dict(st.get("seen", {}))
+            d = monitor_state.obj(body, "state", ("site", "plant", "watermark_ms", "seen", "monitor"))
+            site = monitor_state.text(d["site"], "state.site")
+            if site != self.site:
+                raise MonitorStateError(f"monitor state file {self.state_path} belongs to site {site!r}, not {self.site!r}; use one state file per site")
+            if d["plant"] != self._fingerprint():
+                raise MonitorStateError(f"the plant model changed since monitor state file {self.state_path} was written (processes, meters or "
+                                        f"weather station differ); what the monitor learned no longer applies: {fresh}")
+            watermark = monitor_state.opt_int(d["watermark_ms"], "state.watermark_ms")
+            seen = monitor_state.mapping(d["seen"], "state.seen", lambda v, w: monitor_state.integer(v, w))
+            monitor = PlantMonitor.from_state(self.plant, d["monitor"], self.settings)
+        except monitor_state.StateInvalid as exc:
+            raise MonitorStateError(f"monitor state file {self.state_path} is not valid ({exc}); {fresh}") from exc
+        if monitor.site != self.site:
+            raise MonitorStateError(f"monitor state file {self.state_path} holds a monitor of site {monitor.site!r}, not {self.site!r}; {fresh}")
+        self.monitor, self.watermark_ms, self.seen = monitor, watermark, seen
 
     def _save(self) -> None:
         if self.state_path is None or self.monitor is None:
             return
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump({"version": STATE_VERSION, "site": self.site, "plant": self._fingerprint(), "watermark_ms": self.watermark_ms,
-                         "seen": self.seen, "monitor": self.monitor}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        monitor_state.write(self.state_path, {"site": self.site, "plant": self._fingerprint(), "watermark_ms": self.watermark_ms,
+                                              "seen": dict(self.seen), "monitor": self.monitor.to_state()})
 
     # ------------------------------------------------------------------ running
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pickle
+import json
 
 from carbonedge.analytics.monitor import PlantMonitor
+from carbonedge.analytics.monitor import state as monitor_state
 
 T0 = 1_767_571_200_000
 POLL = 60_000
@@ -56,7 +57,8 @@ def test_state_saved_while_a_group_is_silent_resumes() -> None:
     mon = PlantMonitor(PLANT)
     for i in range(26):
         mon.step(T0 + i * POLL, _cycle(i, METERS[4:] if i >= 20 else METERS))
-    mon = pickle.loads(pickle.dumps(mon))
+    # Through the JSON state document, as the live job saves and restores it.
+    mon = PlantMonitor.from_state(PLANT, json.loads(monitor_state.dumps(mon.to_state()))["body"])
     events = []
     for i in range(26, 40):
         events += mon.step(T0 + i * POLL, _cycle(i, METERS))

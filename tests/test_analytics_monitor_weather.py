@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from carbonedge.analytics.monitor import PlantMonitor
 
@@ -96,3 +97,24 @@ def test_an_implausible_weather_reading_is_ignored() -> None:
     wx = mon.weather_now(T0 + POLL)
     assert wx is not None and wx.tolist() == [12.0, 5.0]
     assert mon.weather_now(T0 + POLL + 3_600_000) is None  # too old to count
+
+
+def test_the_weather_term_keeps_learning_after_the_learning_day_and_resumes_from_json() -> None:
+    import json
+
+    from carbonedge.analytics.monitor import state as monitor_state
+
+    # Four days: the term fitted on Monday is fitted again on every calm interval so far each day after.
+    mon, events = _run(weather=True, warm=3.0, days=4.0)
+    ps = mon.energy.pstate["dry_room"]
+    assert ps.refits >= 2 and len(ps.wlog) > 3 * 80, (ps.refits, len(ps.wlog))
+    assert not _energy(events), [e.alert.message for e in _energy(events)]
+    # The refitted term still describes the dry room (9 kW per °C above 12 °C in this data).
+    term = mon.models["dry_room"].weather
+    assert term is not None and term.r2 > 0.8
+    assert term(np.array([20.0, 5.0])) - term(np.array([14.0, 5.0])) == pytest.approx(9.0 * 6.0, rel=0.15)
+    # The lighting has no production counter either, so it learns online too, and finds no weather in its power.
+    assert mon.models["lighting"].weather is None
+    # The log and the next refit time travel in the JSON state.
+    again = PlantMonitor.from_state(_plant(True), json.loads(monitor_state.dumps(mon.to_state()))["body"])
+    assert again.energy.pstate["dry_room"].wlog == ps.wlog and again.energy.pstate["dry_room"].next_refit_ms == ps.next_refit_ms
