@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from carbonedge import wire
+from carbonedge.files import atomic_write
 from carbonedge.errors import CarbonEdgeError
 
 GENESIS = "0" * 64
@@ -220,7 +221,7 @@ class TrustStore:
                           **({"valid_from": _iso(k.valid_from_ms)} if k.valid_from_ms is not None else {}),
                           **({"valid_until": _iso(k.valid_until_ms)} if k.valid_until_ms is not None else {})} for k in lst]
             for (s, g), lst in sorted(self.keys.items())}}
-        _atomic_write(Path(path), (json.dumps(doc, indent=2) + "\n").encode())
+        atomic_write(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), mode=0o644)  # public keys: readable by the services
 
     def for_gateway(self, site: str, gateway: str) -> list[TrustedKey]:
         return self.keys.get((site, gateway), [])
@@ -240,23 +241,6 @@ def _iso(ms: int | None) -> str | None:
     from carbonedge.clock import iso
 
     return iso(ms / 1000.0)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------------------- signing (gateway)
@@ -317,7 +301,7 @@ class BatchSigner:
         integ = wire.Integrity(key=self.key_id, seq=batch.seq, prev=prev, hash=h, sig=sig)
         link = link_of(self.site, self.gateway, integ)
         self._pending = ChainHead(batch.seq, link)
-        _atomic_write(self.state_path, json.dumps({"seq": batch.seq, "link": link, "prev_seq": self.head.seq,
+        atomic_write(self.state_path, json.dumps({"seq": batch.seq, "link": link, "prev_seq": self.head.seq,
                                                    "prev_link": self.head.link, "key": self.key_id}).encode())
         return batch.model_copy(update={"integrity": integ})
 

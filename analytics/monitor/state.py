@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from carbonedge.files import atomic_write
 from carbonedge.errors import CarbonEdgeError
 
 FORMAT = "carbonedge-monitor-state"
@@ -163,27 +163,7 @@ def dumps(body: dict[str, Any]) -> bytes:
 
 def write(path: Path, body: dict[str, Any]) -> None:
     """Write the state atomically (temporary file in the same directory, fsync, rename), readable by its owner only."""
-    data = dumps(body)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # a left-over temporary file with wider rights is narrowed too
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(path, dumps(body), mode=0o600)
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import paho.mqtt.client as mqtt
 
 from carbonedge import wire
 from carbonedge.edge.sparkplug import sparkplug_b_pb2 as pb
+from carbonedge.files import atomic_write
 from carbonedge.mqtt import BrokerSettings, make_client
 
 log = logging.getLogger("carbonedge.edge.sparkplug")
@@ -99,9 +99,7 @@ class SparkplugNode:
             return 0
 
     def _save_bd_seq(self) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"bd_seq": self.bd_seq}))
-        os.replace(tmp, self.state_file)
+        atomic_write(self.state_file, json.dumps({"bd_seq": self.bd_seq}).encode())
 
     def _next_seq(self) -> int:
         s = self.seq
