@@ -106,7 +106,7 @@ def add_commands(sub: Any) -> None:
                           "file with 'processes' a plant model. Environment overrides (CARBONEDGE_<KIND>__SECTION__KEY) are "
                           "applied as the process would. Exit status 2 if anything is wrong.")
     chk.add_argument("file", type=InputFile(), help="settings file: TOML (gateway, collector, scenario, carbon) or plant.json")
-    chk.add_argument("--kind", choices=["gateway", "collector", "simulator", "carbon", "pact", "plant"], help="the kind of file (default: told by its contents)")
+    chk.add_argument("--kind", choices=["gateway", "collector", "monitor", "simulator", "carbon", "pact", "plant"], help="the kind of file (default: told by its contents)")
     chk.set_defaults(func=cmd_config_check)
 
     vf = sub.add_parser("verify", help="check signed batches in a collector archive (and InfluxDB) for tampering and loss",
