@@ -44,15 +44,28 @@ def _auth(a: argparse.Namespace) -> tuple[str, str] | None:
     return a.influx_user, os.environ.get("CARBONEDGE_INFLUX_PASSWORD", "")
 
 
-def _broker(a: argparse.Namespace, *, client_id: str) -> Any:
-    """The MQTT connection settings of ``--mqtt-*`` (password from --mqtt-password-file or $CARBONEDGE_MQTT_PASSWORD)."""
-    from carbonedge.mqtt import BrokerSettings
+#: ``analyze monitor`` flags that override a key of the monitor's settings file: (dest, keys, flag).
+_MONITOR_FLAGS = (
+    ("plant", ("monitor", "plant_file"), "--plant"), ("site", ("monitor", "site"), "--site"),
+    ("state", ("monitor", "state_file"), "--state"), ("start", ("monitor", "start"), "--start"), ("learn_hours", ("monitor", "learn_hours"), "--learn-hours"),
+    ("interval", ("monitor", "interval_s"), "--interval"), ("lag", ("monitor", "lag_s"), "--lag"),
+    ("influx_url", ("influx", "url"), "--influx-url"), ("database", ("influx", "database"), "--database"),
+    ("influx_user", ("influx", "username"), "--influx-user"), ("mqtt_host", ("mqtt", "host"), "--mqtt-host"),
+    ("mqtt_port", ("mqtt", "port"), "--mqtt-port"), ("mqtt_username", ("mqtt", "username"), "--mqtt-username"),
+    ("mqtt_password_file", ("mqtt", "password_file"), "--mqtt-password-file"), ("mqtt_tls_ca", ("mqtt", "tls", "ca_file"), "--mqtt-tls-ca"),
+    ("mqtt_tls_cert", ("mqtt", "tls", "cert_file"), "--mqtt-tls-cert"), ("mqtt_tls_key", ("mqtt", "tls", "key_file"), "--mqtt-tls-key"),
+    ("grafana_url", ("grafana", "url"), "--grafana-url"),
+)
 
-    pw_file = Path(a.mqtt_password_file) if a.mqtt_password_file else None
-    return BrokerSettings(host=a.mqtt_host, port=a.mqtt_port, client_id=client_id, username=a.mqtt_username or None,
-                          password=None if pw_file else os.environ.get("CARBONEDGE_MQTT_PASSWORD"), password_file=pw_file,
-                          ca_file=Path(a.mqtt_tls_ca) if a.mqtt_tls_ca else None, cert_file=Path(a.mqtt_tls_cert) if a.mqtt_tls_cert else None,
-                          key_file=Path(a.mqtt_tls_key) if a.mqtt_tls_key else None)
+
+def monitor_config_from_args(a: argparse.Namespace, environ: Any = None) -> Any:
+    """The monitor's settings: ``--config FILE`` (if given), then ``CARBONEDGE_MONITOR__…`` variables, then the flags given."""
+    from carbonedge.analytics.monitor.config import load_monitor_config
+
+    overrides = [(keys, getattr(a, dest), flag) for dest, keys, flag in _MONITOR_FLAGS if getattr(a, dest, None) is not None]
+    if a.no_influx_alerts:
+        overrides.append((("monitor", "influx_alerts"), False, "--no-influx-alerts"))
+    return load_monitor_config(a.config, overrides=overrides, environ=environ)
 
 
 def cmd_analyze_monitor(a: argparse.Namespace) -> int:
@@ -61,26 +74,39 @@ def cmd_analyze_monitor(a: argparse.Namespace) -> int:
     from carbonedge.analytics.monitor import MonitorSettings
     from carbonedge.errors import ConfigError
 
-    plant = _plant(a.plant)
-    site = a.site or plant.site
+    if a.config is None and a.plant is None:
+        raise ConfigError("give --plant FILE (the plant model) or --config FILE (the monitor's settings file, which names it)")
+    cfg = monitor_config_from_args(a)
+    m = cfg.monitor
+    # Secrets from the environment only on a flags-only command line (the settings file names files for them).
+    env = os.environ if a.config is None else {}
+    plant = _plant(str(m.plant_file))
+    site = m.site or plant.site
     if a.once and not a.end:
         raise ConfigError("--once needs --end (the monitor reads up to that time and stops)")
-    if not a.once and not a.state:
-        raise ConfigError("follow mode needs --state FILE, so that a restart continues where it stopped instead of raising alerts again")
-    auth = _auth(a)
-    reader = InfluxReader(a.influx_url, a.database, username=auth[0] if auth else None, password=auth[1] if auth else None)
-    sinks = Sinks(influx_url=None if a.no_influx_alerts else a.influx_url, database=a.database, influx_auth=auth)
-    if a.mqtt_host:
-        sinks.mqtt = mqtt_client(_broker(a, client_id=f"carbonedge-monitor-{site}"))
-    if a.grafana_url:
+    if not a.once and not m.state_file:
+        raise ConfigError("follow mode needs --state FILE (or monitor.state_file in the settings file), so that a restart continues where "
+                          "it stopped instead of raising alerts again")
+    auth = cfg.influx_auth(environ=env)
+    influx_url = str(cfg.influx.url).rstrip("/")
+    reader = InfluxReader(influx_url, cfg.influx.database, username=auth[0] if auth else None, password=auth[1] if auth else None)
+    sinks = Sinks(influx_url=influx_url if m.influx_alerts else None, database=cfg.influx.database, influx_auth=auth)
+    broker = cfg.broker(site, environ=env)
+    if cfg.grafana.url:
+        token = cfg.grafana_token(environ=os.environ if a.config is None else {})
+        if not token:
+            raise ConfigError("--grafana-url needs a token: grafana.token_file in the settings file, or CARBONEDGE_GRAFANA_TOKEN with flags "
+                              "only (a service-account token allowed to write annotations)")
+    if broker is not None:
+        sinks.mqtt = mqtt_client(broker)
+    if cfg.grafana.url:
         from carbonedge.analytics.grafana import GrafanaClient
 
-        token = os.environ.get("CARBONEDGE_GRAFANA_TOKEN")
-        if not token:
-            raise ConfigError("--grafana-url needs a token in CARBONEDGE_GRAFANA_TOKEN (a service-account token allowed to write annotations)")
-        sinks.grafana = GrafanaClient(a.grafana_url, token)
-    settings = MonitorSettings(learn_hours=a.learn_hours)
-    job = MonitorJob(reader, plant, site=site, state_path=Path(a.state) if a.state else None, settings=settings, sinks=sinks)
+        sinks.grafana = GrafanaClient(str(cfg.grafana.url).rstrip("/"), token)
+    settings = MonitorSettings(learn_hours=m.learn_hours)
+    state = m.state_file
+    a.interval, a.lag, a.state, a.start = m.interval_s, m.lag_s, str(state) if state else None, m.start
+    job = MonitorJob(reader, plant, site=site, state_path=Path(state) if state else None, settings=settings, sinks=sinks)
     start = _ms(a.start) if a.start else None
     if job.watermark_ms is not None:
         print(f"resuming after {_iso(job.watermark_ms)} from {a.state}" + (" (--start ignored)" if a.start else ""))
@@ -146,13 +172,14 @@ def cmd_analyze_enpi(a: argparse.Namespace) -> int:
     return 0
 
 
-def _influx_args(p: argparse.ArgumentParser) -> None:
+def _influx_args(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """``defaults=False``: the flags default to None, so that only those given override a settings file."""
     from carbonedge.argtypes import InputFile
 
-    p.add_argument("--plant", type=InputFile("json"), required=True, help="plant model JSON (plant.json as written by `carbonedge sim` or `carbonedge generate`)")
+    p.add_argument("--plant", type=InputFile("json"), required=defaults, help="plant model JSON (plant.json as written by `carbonedge sim` or `carbonedge generate`)")
     p.add_argument("--site", help="site tag of the readings (default: the plant model's site)")
-    p.add_argument("--influx-url", default="http://127.0.0.1:8086")
-    p.add_argument("--database", default="carbonedge")
+    p.add_argument("--influx-url", default="http://127.0.0.1:8086" if defaults else None, help="default: http://127.0.0.1:8086")
+    p.add_argument("--database", default="carbonedge" if defaults else None, help="default: carbonedge")
     p.add_argument("--influx-user", help="InfluxDB user (password from $CARBONEDGE_INFLUX_PASSWORD)")
 
 
@@ -167,19 +194,22 @@ def add_analyze_commands(asub: Any) -> None:
                         "InfluxDB measurement 'alerts', an MQTT topic and Grafana annotations. The first --learn-hours of readings "
                         "must be normal operation. With --once it reads --start … --end and stops; otherwise it follows new "
                         "readings every --interval seconds. --state keeps what it learned and how far it read, so a restart "
-                        "neither relearns nor raises an alert twice.")
-    _influx_args(m)
+                        "neither relearns nor raises an alert twice. Settings can come from a file (--config; checked by "
+                        "`carbonedge config check`), with CARBONEDGE_MONITOR__<SECTION>__<KEY> variables and these flags over it.")
+    m.add_argument("--config", type=InputFile("toml"), help="the monitor's settings file (deploy/analytics/monitor.example.toml); "
+                   "the flags below override it")
+    _influx_args(m, defaults=False)
     m.add_argument("--start", type=Time(), help="first run: where to start reading (ISO 8601); later runs continue from the state file")
     m.add_argument("--end", type=Time(), help="with --once: read up to this time (ISO 8601)")
     m.add_argument("--once", action="store_true", help="read up to --end and stop (batch), instead of following new readings")
     m.add_argument("--state", type=OutputFile(), help="state file (learned model, open alerts, watermark); required to follow")
-    m.add_argument("--interval", type=positive(), default=60.0, help="follow mode: seconds between reads (default: 60)")
-    m.add_argument("--lag", type=Number(float, min=0), default=120.0, help="follow mode: read only readings older than this many seconds, "
+    m.add_argument("--interval", type=positive(), help="follow mode: seconds between reads (default: 60)")
+    m.add_argument("--lag", type=Number(float, min=0), help="follow mode: read only readings older than this many seconds, "
                    "so that late deliveries from gateways are in first (default: 120)")
-    m.add_argument("--learn-hours", type=positive(), default=24.0, help="hours of normal operation to learn from (default: 24)")
+    m.add_argument("--learn-hours", type=positive(), help="hours of normal operation to learn from (default: 24)")
     m.add_argument("--no-influx-alerts", action="store_true", help="do not write alerts to InfluxDB")
     m.add_argument("--mqtt-host", help="publish alerts to this MQTT broker (topic carbonedge/v1/<site>/analytics/alerts)")
-    m.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), default=1883, help="MQTT port (default: 1883)")
+    m.add_argument("--mqtt-port", type=Number(int, min=1, max=65535), help="MQTT port (default: 1883)")
     m.add_argument("--mqtt-username", help="MQTT user for a broker with passwords (password from --mqtt-password-file or "
                    "$CARBONEDGE_MQTT_PASSWORD); not needed with a client certificate")
     m.add_argument("--mqtt-password-file", type=InputFile(), help="file holding the MQTT password (first line; keep it mode 0600)")

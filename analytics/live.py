@@ -248,7 +248,7 @@ class MonitorJob:
                  progress: Callable[[int, int], None] | None = None) -> RunSummary:
         """Consume every cycle after the watermark (or after ``start_ms − 1`` on a first run) up to ``end_ms``."""
         if self.watermark_ms is None and start_ms is None:
-            raise ConfigError("first run: give --start (the monitor learns normal operation from the first "
+            raise ConfigError("first run: give --start or monitor.start in the settings file (the monitor learns normal operation from the first "
                               f"{self.settings.learn_hours:g} h after it)")
         summary = RunSummary(resumed_from_ms=self.watermark_ms)
         after = self.watermark_ms if self.watermark_ms is not None else start_ms - 1  # type: ignore[operator]

@@ -99,14 +99,14 @@ def add_commands(sub: Any) -> None:
 
     cf = sub.add_parser("config", help="configuration tools")
     csub = cf.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
-    chk = csub.add_parser("check", help="validate a settings file (gateway, collector, scenario, carbon, plant model) and print every problem",
+    chk = csub.add_parser("check", help="validate a settings file (gateway, collector, monitor, scenario, carbon, plant model) and print every problem",
                           description="Check a settings file and every file it names the way the process will use them, and print "
                           "every problem, one line each (FILE: key: reason). The kind is told by the contents: [gateway] gateway, "
-                          "[collector] or [influx] collector, [scenario] simulator, [carbon] or [tariff] carbon settings, [pact] PACT settings, a JSON "
+                          "[monitor] alert monitor, [collector] or [influx] collector, [scenario] simulator, [carbon] or [tariff] carbon settings, [pact] PACT settings, a JSON "
                           "file with 'processes' a plant model. Environment overrides (CARBONEDGE_<KIND>__SECTION__KEY) are "
                           "applied as the process would. Exit status 2 if anything is wrong.")
-    chk.add_argument("file", type=InputFile(), help="settings file: TOML (gateway, collector, scenario, carbon) or plant.json")
-    chk.add_argument("--kind", choices=["gateway", "collector", "simulator", "carbon", "pact", "plant"], help="the kind of file (default: told by its contents)")
+    chk.add_argument("file", type=InputFile(), help="settings file: TOML (gateway, collector, monitor, scenario, carbon) or plant.json")
+    chk.add_argument("--kind", choices=["gateway", "collector", "monitor", "simulator", "carbon", "pact", "plant"], help="the kind of file (default: told by its contents)")
     chk.set_defaults(func=cmd_config_check)
 
     vf = sub.add_parser("verify", help="check signed batches in a collector archive (and InfluxDB) for tampering and loss",

@@ -9,6 +9,8 @@ gateway     TOML with ``[gateway]`` or ``[[devices]]``  schema; signing key, MQT
                                                         client certificate and key, outbox directory
 collector   TOML with ``[collector]`` or ``[influx]``   schema; password files, TLS files, device registry,
                                                         state directory
+monitor     TOML with ``[monitor]``                     schema; plant model, password and token files, TLS
+                                                        files, state file's directory
 simulator   TOML with ``[scenario]``                    schema; plant options, calendar and fault tables
                                                         against the plant they would run on
 carbon      TOML with ``[carbon]``, ``[tariff]``,       schema; factor library, extra factor files, hourly
@@ -32,7 +34,7 @@ from typing import Any
 from carbonedge import settings
 from carbonedge.errors import CarbonEdgeError
 
-KINDS = ("gateway", "collector", "simulator", "carbon", "pact", "plant")
+KINDS = ("gateway", "collector", "monitor", "simulator", "carbon", "pact", "plant")
 _PACT_KEYS = {"pact", "company_name", "company_ids", "purchased", "validity_years", "meter_accuracy_class"}
 _CARBON_TABLES = {"carbon", "tariff", "cbam", "china_ets", "products", "battery"}
 
@@ -48,6 +50,8 @@ def detect_kind(path: Path, data: Any) -> str | None:
         return "simulator"
     if keys & {"gateway", "devices"}:
         return "gateway"
+    if "monitor" in keys:
+        return "monitor"
     if keys & {"collector", "influx"}:
         return "collector"
     if keys & _PACT_KEYS:
@@ -93,6 +97,23 @@ def _collector(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
     tls = "TLS with a client certificate" if cfg.mqtt.tls and cfg.mqtt.tls.cert_file else "TLS" if cfg.mqtt.tls else "no TLS"
     return files, (f"collector {cfg.mqtt.client_id}: broker {cfg.mqtt.host}:{cfg.mqtt.port} ({tls}), "
                    f"InfluxDB {str(cfg.influx.url).rstrip('/')} database {cfg.influx.database}, state in {cfg.collector.state_dir}")
+
+
+def _monitor(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
+    from carbonedge.analytics.monitor.config import KIND, MonitorConfig, check_monitor_files, with_env
+
+    cfg, problems = settings.check(MonitorConfig, path, kind=KIND)
+    files = [f"{path}: {p}" for p in check_monitor_files(with_env(data))]
+    if cfg is None:
+        return files + problems, ""
+    m = cfg.monitor
+    if cfg.mqtt.host:
+        tls = "TLS with a client certificate" if cfg.mqtt.tls and cfg.mqtt.tls.cert_file else "TLS" if cfg.mqtt.tls else "no TLS"
+        mqtt = f"alerts to MQTT broker {cfg.mqtt.host}:{cfg.mqtt.port} ({tls})"
+    else:
+        mqtt = "no MQTT alerts"
+    return files, (f"monitor of plant model {m.plant_file}: InfluxDB {str(cfg.influx.url).rstrip('/')} database {cfg.influx.database}, "
+                   f"{mqtt}, learns {m.learn_hours:g} h, state in {m.state_file or '(none: batch runs only)'}")
 
 
 def _simulator(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
@@ -184,7 +205,7 @@ def _plant(path: Path, data: Any) -> tuple[list[str], str]:
     return [], summary
 
 
-_CHECKS = {"gateway": _gateway, "collector": _collector, "simulator": _simulator, "carbon": _carbon, "pact": _pact, "plant": _plant}
+_CHECKS = {"gateway": _gateway, "collector": _collector, "monitor": _monitor, "simulator": _simulator, "carbon": _carbon, "pact": _pact, "plant": _plant}
 
 
 def config_check(path: str | Path, kind: str | None = None) -> int:
@@ -204,7 +225,7 @@ def config_check(path: str | Path, kind: str | None = None) -> int:
     kind = kind or detect_kind(path, data)
     if kind is None:
         print(f"{path}: cannot tell which kind of settings file this is (a gateway file has [gateway], a collector file "
-              f"[collector] or [influx], a scenario [scenario], carbon settings [carbon] or [tariff], a plant model "
+              f"[collector] or [influx], a monitor file [monitor], a scenario [scenario], carbon settings [carbon] or [tariff], a plant model "
               f"'processes'); name it with --kind {{{','.join(KINDS)}}}", file=sys.stderr)
         return 2
     problems, summary = _CHECKS[kind](path, data)

@@ -331,6 +331,22 @@ def test_cli_batch_then_follow_mode_continues_from_the_state_file(services: Any,
     assert rc == 2 and "follow mode needs --state" in capsys.readouterr().err
 
 
+def test_cli_runs_from_a_settings_file(services: Any, steel: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--config FILE`` gives what the flags gave; flags given beside it win over the file."""
+    from carbonedge.app.cli import main
+
+    f = tmp_path / "monitor.toml"
+    f.write_text(f'[influx]\nurl = "{services.influx.url}"\ndatabase = "{steel["db"]}"\n[monitor]\nplant_file = "{steel["dir"] / "plant.json"}"\n'
+                 f'state_file = "{tmp_path}/monitor.state"\nstart = "{T0}"\nlearn_hours = 6\n')
+    rc = main(["analyze", "monitor", "--config", str(f), "--once", "--end", "2026-01-06T02:10:00Z", "--learn-hours", "24", "--no-influx-alerts"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "open     critical idle_running     hot_strip_mill: hot_strip_mill" in out and "1,571 poll cycles" in out
+    assert (tmp_path / "monitor.state").exists()
+    rc = main(["analyze", "monitor", "--config", str(f), "--once", "--end", "2026-01-06T02:10:00Z", "--no-influx-alerts"])
+    assert rc == 0 and f"resuming after 2026-01-06T02:10:00Z from {tmp_path}/monitor.state" in capsys.readouterr().out
+
+
 def _ms(text: str) -> int:
     return int(parse_time(text) * 1000)
 

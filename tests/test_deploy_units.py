@@ -59,8 +59,28 @@ def test_collector_unit_runs_the_example_settings(tmp_path: Path) -> None:
     assert s.client_id == "collector-2" and s.mqtt_port == 8883 and s.influx_username == "collector"
 
 
+def test_monitor_unit_runs_the_example_settings(tmp_path: Path) -> None:
+    """The monitor unit checks and runs the shipped settings file, and the example's state file is in the unit's state directory."""
+    from carbonedge.analytics.commands import monitor_config_from_args
+
+    unit = REPO / "deploy" / "analytics" / "carbonedge-monitor.service"
+    example = REPO / "deploy" / "analytics" / "monitor.example.toml"
+    pre = shlex.split(_unit_lines(unit, "ExecStartPre", "")[0])
+    start = shlex.split(_unit_lines(unit, "ExecStart", "")[0])
+    assert pre[1:] == ["config", "check", "/etc/carbonedge/monitor.toml"]
+    assert start[0] == "/opt/carbonedge/.venv/bin/carbonedge" and start[start.index("--config") + 1] == "/etc/carbonedge/monitor.toml"
+    state_dir = _unit_lines(unit, "StateDirectory", "")[0]
+    (tmp_path / "plant.json").write_text("{}")
+    cfg_file = tmp_path / "monitor.toml"
+    cfg_file.write_text(example.read_text().replace("/etc/carbonedge/", f"{tmp_path}/"))
+    a = build_parser().parse_args([*start[1:4], "--config", str(cfg_file)])
+    assert a.cmd == "analyze" and a.func.__name__ == "cmd_analyze_monitor" and not a.once  # follow mode
+    cfg = monitor_config_from_args(a, environ={})
+    assert cfg.monitor.state_file is not None and cfg.monitor.state_file.parent == Path("/var/lib") / state_dir
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("unit", ["collector/carbonedge-collector@.service"])
+@pytest.mark.parametrize("unit", ["collector/carbonedge-collector@.service", "analytics/carbonedge-monitor.service"])
 def test_systemd_accepts_the_unit(unit: str, tmp_path: Path) -> None:
     src = (REPO / "deploy" / unit).read_text().replace("/opt/carbonedge/.venv/bin/", f"{VENV_BIN}/")
     name = Path(unit).name.replace("@.", "@1.")
