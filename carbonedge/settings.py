@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from carbonedge.errors import ConfigError
 
@@ -48,6 +48,40 @@ class SettingsModel(BaseModel):
     """Base of every settings model (and of each of its sections): unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class TlsFiles(SettingsModel):
+    """``[mqtt.tls]`` of every process: the plant CA and, for brokers that require one, this process's client
+    certificate and key (deploy/pki/carbonedge-pki.sh issues one per identity)."""
+
+    #: The plant CA that signed the broker's certificate.
+    ca_file: Path | None = None
+    #: This process's client certificate and key; the certificate's CN is its MQTT identity.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsFiles:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+        return self
+
+
+class InfluxConnection(SettingsModel):
+    """``[influx]`` of every process: where InfluxDB is and who this process is there."""
+
+    url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8086")
+    database: str = Field(default="carbonedge", pattern=r"^[A-Za-z0-9_]+$")
+    #: This process's InfluxDB user when authentication is on (deploy/influxdb/setup-auth.sh makes one per role).
+    username: str | None = None
+    #: Its password, read from this file (mode 0600); only with ``username``.
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password(self) -> InfluxConnection:
+        if self.password_file is not None and not self.username:
+            raise ValueError("password_file needs a username")
+        return self
 
 
 class SettingsError(ConfigError):

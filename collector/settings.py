@@ -33,10 +33,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import Field, model_validator
 
 from carbonedge import settings
-from carbonedge.settings import SettingsModel
+from carbonedge.settings import InfluxConnection, SettingsModel, TlsFiles
 
 if TYPE_CHECKING:
     from carbonedge.collector.service import CollectorSettings
@@ -44,19 +44,7 @@ if TYPE_CHECKING:
 KIND = "collector"
 
 
-class TlsSection(SettingsModel):
-    #: The plant CA that signed the broker's certificate.
-    ca_file: Path | None = None
-    #: This collector's client certificate and key (deploy/pki/carbonedge-pki.sh collector NAME); the certificate's CN is
-    #: its MQTT identity.
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsSection:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
-        return self
+TlsSection = TlsFiles
 
 
 class MqttSection(SettingsModel):
@@ -80,22 +68,10 @@ class MqttSection(SettingsModel):
         return self
 
 
-class InfluxSection(SettingsModel):
-    url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8086")
-    database: str = Field(default="carbonedge", pattern=r"^[A-Za-z0-9_]+$")
-    #: The collector's InfluxDB user when authentication is on (deploy/influxdb/setup-auth.sh makes ``collector``).
-    username: str | None = None
-    #: Its password, read from this file (setup-auth.sh writes /etc/carbonedge/secrets/collector.password).
-    password_file: Path | None = None
+class InfluxSection(InfluxConnection):
     #: Attempts at InfluxDB before a flush goes to the disk spool, and the timeout of each.
     write_attempts: int = Field(default=3, ge=1, le=100)
     write_timeout_s: float = Field(default=10.0, gt=0, le=600)
-
-    @model_validator(mode="after")
-    def _password(self) -> InfluxSection:
-        if self.password_file is not None and not self.username:
-            raise ValueError("password_file needs a username")
-        return self
 
 
 class CollectorSection(SettingsModel):

@@ -37,39 +37,14 @@ from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from carbonedge import settings
 from carbonedge.errors import ConfigError
-from carbonedge.settings import SettingsModel
+from carbonedge.settings import InfluxConnection, SettingsModel, TlsFiles
 
 KIND = "monitor"
 
 
-class InfluxSection(SettingsModel):
-    """Where the readings are read from, and where the ``alerts`` measurement is written."""
-
-    url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8086")
-    database: str = Field(default="carbonedge", pattern=r"^[A-Za-z0-9_]+$")
-    username: str | None = None
-    #: The InfluxDB password, read from this file (mode 0600); only with ``username``.
-    password_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _password(self) -> InfluxSection:
-        if self.password_file is not None and not self.username:
-            raise ValueError("password_file needs a username")
-        return self
-
-
-class TlsSection(SettingsModel):
-    #: The plant CA that signed the broker's certificate.
-    ca_file: Path | None = None
-    #: This monitor's client certificate and key (deploy/pki/carbonedge-pki.sh analytics NAME).
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsSection:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
-        return self
+#: Where the readings are read from, and where the ``alerts`` measurement is written.
+InfluxSection = InfluxConnection
+TlsSection = TlsFiles
 
 
 class MqttSection(SettingsModel):
