@@ -451,7 +451,9 @@ class EnergyCheck:
                 thr_w = self._thresholds(model, ex_w, used, poll)
                 # Kept only when it narrows what the alert windows saw while learning: a term that merely
                 # follows the daily rhythm of production (which outdoor temperature shares) does not.
-                if self._narrows(model, ex, ex_w, used, poll):
+                common = [k for k in thr_w if k in model.thresholds]
+                narrower = bool(common) and float(np.median([thr_w[k] / model.thresholds[k] for k in common])) <= 0.9
+                if narrower or self._narrows_long_windows(model, ex, ex_w, used, poll):
                     model.weather, model.thresholds_w = wt, thr_w
             if self._weather_online(name, model):
                 # The learning day's intervals start the log the term is fitted on again later.
@@ -462,27 +464,24 @@ class EnergyCheck:
                 ps.next_refit_ms = int(t[-1]) + int(self.s.weather_refit_hours * 3_600_000)
         return model if model.thresholds else None
 
-    def _narrows(self, model: _ProcModel, ex: np.ndarray, ex_w: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> bool:
-        """Does the weather term cut the largest learning-period excess of the longest alert window by 10 % or more?
+    def _narrows_long_windows(self, model: _ProcModel, ex: np.ndarray, ex_w: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> bool:
+        """Does the weather term cut the largest learning-period excess of the longest alert windows by 10 % or more?
 
-        Judged per production state on the longest window the state's data allows (the median over the
-        states), on the excess itself: weather acts over hours, where the poll-to-poll noise that sets
-        the short windows' thresholds has averaged out.
+        Per production state, the longest window its data allows; summed over the states. Weather acts
+        over hours: where poll-to-poll noise (poll jitter, meter resolution) sets the shorter windows'
+        thresholds, their ratio says nothing about the term, the longest window's excess does.
         """
-        ratios = []
+        before = after = 0.0
         for g in model.groups:
             sel = np.array([u == g for u in used])
             a, b = ex[sel], ex_w[sel]
             ok = np.isfinite(a) & np.isfinite(b)
             a, b = a[ok], b[ok]
             ws = [w for w in (max(1, int(round(m * 60.0 / poll))) for m in self.s.windows_min) if 4 * w <= a.size]
-            if not ws:
-                continue
-            w = max(ws)
-            base = float(np.max(_window_excess(a, w)))
-            if base > 0:
-                ratios.append(max(float(np.max(_window_excess(b, w))), 0.0) / base)
-        return bool(ratios) and float(np.median(ratios)) <= 0.9
+            if ws:
+                before += max(float(np.max(_window_excess(a, max(ws)))), 0.0)
+                after += max(float(np.max(_window_excess(b, max(ws)))), 0.0)
+        return before > 0 and after <= 0.9 * before
 
     def _thresholds(self, model: _ProcModel, ex: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> dict[tuple[tuple[int, int], int], float]:
         """Alert threshold per (production state, window) from the learning-period excess ``ex``."""
