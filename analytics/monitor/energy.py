@@ -453,7 +453,7 @@ class EnergyCheck:
                 # follows the daily rhythm of production (which outdoor temperature shares) does not.
                 common = [k for k in thr_w if k in model.thresholds]
                 narrower = bool(common) and float(np.median([thr_w[k] / model.thresholds[k] for k in common])) <= 0.9
-                if narrower or self._narrows_long_windows(model, ex, ex_w, used, poll):
+                if narrower or (p.follows is not None and self._narrows_long_windows(model, ex, ex_w, used, poll)):
                     model.weather, model.thresholds_w = wt, thr_w
             if self._weather_online(name, model):
                 # The learning day's intervals start the log the term is fitted on again later.
@@ -469,7 +469,9 @@ class EnergyCheck:
 
         Per production state, the longest window its data allows; summed over the states. Weather acts
         over hours: where poll-to-poll noise (poll jitter, meter resolution) sets the shorter windows'
-        thresholds, their ratio says nothing about the term, the longest window's excess does.
+        thresholds, their ratio says nothing about the term, the longest window's excess does. Asked
+        only for loads without a production counter of their own (dry rooms, ageing rooms, utilities):
+        a production line's model already follows the daily rhythm a weather term could mimic.
         """
         before = after = 0.0
         for g in model.groups:
