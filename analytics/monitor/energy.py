@@ -28,7 +28,7 @@ from carbonedge.analytics.alerts import AlertBook, AlertEvent
 from carbonedge.analytics.monitor import state as S
 from carbonedge.analytics.monitor.meters import MeterDataCheck
 from carbonedge.analytics.monitor.settings import ENERGY_Q, MonitorSettings, Proc, score01
-from carbonedge.analytics.monitor.weather import WeatherCheck, WeatherTerm, fit_weather
+from carbonedge.analytics.monitor.weather import WeatherCheck, WeatherTerm, fit_weather, interval_means
 
 
 @dataclass
@@ -119,6 +119,8 @@ class _ProcState:
 
 #: Balance points tried per change point when the weather term is fitted again on several days' weather.
 REFIT_GRID = 12
+#: Fewest 15-min means (6 h) a weather term is fitted on at the end of learning.
+MIN_WEATHER_INTERVALS = 24
 
 
 class EnergyCheck:
@@ -437,7 +439,11 @@ class EnergyCheck:
         model.thresholds = self._thresholds(model, ex, used, poll)
         if self.weather.device and ps.wx:
             X = np.array(ps.wx, dtype=float).reshape(len(ps.wx), len(self.weather.quantities))
-            wt = fit_weather(ex, X, self.weather.kinds, self.s.weather_min_r2, self.s.weather_margin_c, self.weather.quantities)
+            # Judged and fitted on 15-min means, as the refits are: per-poll power is too noisy a view of a
+            # load that follows the weather over hours (see interval_means).
+            ex_m, X_m = interval_means(t, ex, X, self.BUCKET_MS)
+            wt = fit_weather(ex_m, X_m, self.weather.kinds, self.s.weather_min_r2, self.s.weather_margin_c, self.weather.quantities,
+                             min_n=MIN_WEATHER_INTERVALS)
             if wt is not None:
                 has = np.all(np.isfinite(X), axis=1)
                 ex_w = np.full(ex.shape, np.nan)
@@ -446,7 +452,8 @@ class EnergyCheck:
                 # Kept only when it narrows what the alert windows saw while learning: a term that merely
                 # follows the daily rhythm of production (which outdoor temperature shares) does not.
                 common = [k for k in thr_w if k in model.thresholds]
-                if common and float(np.median([thr_w[k] / model.thresholds[k] for k in common])) <= 0.9:
+                narrower = bool(common) and float(np.median([thr_w[k] / model.thresholds[k] for k in common])) <= 0.9
+                if narrower or (p.follows is not None and self._narrows_long_windows(model, ex, ex_w, used, poll)):
                     model.weather, model.thresholds_w = wt, thr_w
             if self._weather_online(name, model):
                 # The learning day's intervals start the log the term is fitted on again later.
@@ -456,6 +463,27 @@ class EnergyCheck:
                 self._weather_flush(ps)
                 ps.next_refit_ms = int(t[-1]) + int(self.s.weather_refit_hours * 3_600_000)
         return model if model.thresholds else None
+
+    def _narrows_long_windows(self, model: _ProcModel, ex: np.ndarray, ex_w: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> bool:
+        """Does the weather term cut the largest learning-period excess of the longest alert windows by 10 % or more?
+
+        Per production state, the longest window its data allows; summed over the states. Weather acts
+        over hours: where poll-to-poll noise (poll jitter, meter resolution) sets the shorter windows'
+        thresholds, their ratio says nothing about the term, the longest window's excess does. Asked
+        only for loads without a production counter of their own (dry rooms, ageing rooms, utilities):
+        a production line's model already follows the daily rhythm a weather term could mimic.
+        """
+        before = after = 0.0
+        for g in model.groups:
+            sel = np.array([u == g for u in used])
+            a, b = ex[sel], ex_w[sel]
+            ok = np.isfinite(a) & np.isfinite(b)
+            a, b = a[ok], b[ok]
+            ws = [w for w in (max(1, int(round(m * 60.0 / poll))) for m in self.s.windows_min) if 4 * w <= a.size]
+            if ws:
+                before += max(float(np.max(_window_excess(a, max(ws)))), 0.0)
+                after += max(float(np.max(_window_excess(b, max(ws)))), 0.0)
+        return before > 0 and after <= 0.9 * before
 
     def _thresholds(self, model: _ProcModel, ex: np.ndarray, used: list[tuple[int, int] | None], poll: float) -> dict[tuple[tuple[int, int], int], float]:
         """Alert threshold per (production state, window) from the learning-period excess ``ex``."""

@@ -67,7 +67,7 @@ class WeatherTerm:
 
 
 def fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: float, margin: float,
-                names: tuple[str, ...] | None = None, *, grid: int = 5) -> WeatherTerm | None:
+                names: tuple[str, ...] | None = None, *, grid: int = 5, min_n: int = 60) -> WeatherTerm | None:
     """A weather term for the residual ``ex`` (kW) on inputs ``X`` (rows: cycles), or None when weather explains little.
 
     ``kinds`` says what each column is (``temperature`` or ``dew_point``). Inputs tried: each
@@ -75,11 +75,12 @@ def fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: f
     cooling or heating from a balance point, as ISO 50006 baselines use), each moisture load
     (absolute humidity from the dew point), and each temperature with each moisture load. The set
     with the lowest BIC is kept if its R² reaches ``min_r2``. ``grid``: balance points tried per
-    change point (5 on one learning day; the refits on several days' weather try more).
+    change point (5 on one learning day; the refits on several days' weather try more). ``min_n``:
+    fewest usable rows (the monitor passes interval means, :func:`interval_means`).
     """
     ok = np.isfinite(ex) & np.all(np.isfinite(X), axis=1)
     n = int(ok.sum())
-    if n < 60 or n < 0.5 * ex.size:
+    if n < min_n or n < 0.5 * ex.size:
         return None
     y, Z = ex[ok], X[ok]
     lo = Z.min(axis=0)
@@ -116,6 +117,26 @@ def fit_weather(ex: np.ndarray, X: np.ndarray, kinds: tuple[str, ...], min_r2: f
     if best is None or not best[1].r2 >= min_r2:
         return None
     return best[1]
+
+
+def interval_means(t_ms: np.ndarray, ex: np.ndarray, X: np.ndarray, interval_ms: int, min_polls: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Means of the residual ``ex`` and the outdoor conditions ``X`` over fixed intervals of ``interval_ms``.
+
+    Weather moves over hours; a poll interval's power carries everything faster (a meter's energy
+    resolution, the jitter of the poll times, short load swings), which can swamp the weather's share
+    of the variance even where the weather drives the load. The weather term is therefore judged and
+    fitted on interval means. Rows with a missing value are left out; intervals with fewer than
+    ``min_polls`` usable polls are dropped.
+    """
+    ok = np.isfinite(ex) & np.all(np.isfinite(X), axis=1)
+    if not ok.any():
+        return np.empty(0), np.empty((0, X.shape[1]))
+    b = np.asarray(t_ms)[ok] // interval_ms
+    keys, inv, counts = np.unique(b, return_inverse=True, return_counts=True)
+    ex_m = np.bincount(inv, weights=ex[ok]) / counts
+    X_m = np.column_stack([np.bincount(inv, weights=X[ok][:, j]) / counts for j in range(X.shape[1])]) if X.shape[1] else np.empty((keys.size, 0))
+    keep = counts >= min_polls
+    return ex_m[keep], X_m[keep]
 
 
 def term_to_state(w: WeatherTerm) -> dict[str, Any]:
