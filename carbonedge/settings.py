@@ -274,6 +274,15 @@ def check(model: type[M], path: str | Path, *, kind: str, environ: Mapping[str, 
         return None, exc.problems
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...`` of parsed TOML, or None where a level is missing or not a table."""
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
+
+
 class FileChecks:
     """The files a settings file names, checked the way the process will use them (``carbonedge config check``).
 
@@ -317,6 +326,15 @@ class FileChecks:
                 self.problems.append(f"{key} = {str(p)!r}: not a PEM CA certificate ({exc})")
                 return None
         return p
+
+    def broker_and_influx(self, data: Any) -> None:
+        """The files of ``[mqtt]`` (password file, CA, client certificate and key) and ``[influx]`` (password file)."""
+        self.secret("mqtt.password_file", dig(data, "mqtt", "password_file"))
+        self.ca("mqtt.tls.ca_file", dig(data, "mqtt", "tls", "ca_file"))
+        cert, key = dig(data, "mqtt", "tls", "cert_file"), dig(data, "mqtt", "tls", "key_file")
+        if cert is not None or key is not None:
+            self.cert_and_key("mqtt.tls.cert_file", cert, "mqtt.tls.key_file", key)
+        self.secret("influx.password_file", dig(data, "influx", "password_file"))
 
     def cert_and_key(self, cert_key: str, cert: Any, key_key: str, key: Any) -> None:
         """A client certificate and its private key: both readable and a matching PEM pair."""

@@ -147,17 +147,10 @@ def check_collector_files(data: dict[str, Any]) -> list[str]:
     from carbonedge.errors import ConfigError
 
     def get(*keys: str) -> Any:
-        node: Any = data
-        for k in keys:
-            node = node.get(k) if isinstance(node, dict) else None
-        return node
+        return settings.dig(data, *keys)
 
     fc = settings.FileChecks()
-    fc.secret("mqtt.password_file", get("mqtt", "password_file"))
-    fc.ca("mqtt.tls.ca_file", get("mqtt", "tls", "ca_file"))
-    if get("mqtt", "tls", "cert_file") is not None or get("mqtt", "tls", "key_file") is not None:
-        fc.cert_and_key("mqtt.tls.cert_file", get("mqtt", "tls", "cert_file"), "mqtt.tls.key_file", get("mqtt", "tls", "key_file"))
-    fc.secret("influx.password_file", get("influx", "password_file"))
+    fc.broker_and_influx(data)
     reg = fc.readable("collector.known_devices", get("collector", "known_devices"))
     if reg is not None:
         from carbonedge.collector.validate import load_device_registry

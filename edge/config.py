@@ -36,7 +36,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
 from carbonedge import nodemaps, profiles, quantities
-from carbonedge.errors import ConfigError
 from carbonedge.settings import SettingsModel
 from carbonedge.wire import Identifier, TagKey, TagValue
 
@@ -441,11 +440,9 @@ def check_files(data: dict[str, Any]) -> list[str]:
 
 
 def _dig(data: Any, keys: tuple[str, ...]) -> Any:
-    for k in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(k)
-    return data
+    from carbonedge.settings import dig
+
+    return dig(data, *keys)
 
 
 #: List sections whose items errors name by a key rather than by index (``devices[id=m2].timeout_s``).

@@ -180,10 +180,7 @@ def check_monitor_files(data: dict[str, Any]) -> list[str]:
     from carbonedge.plant import check_file
 
     def get(*keys: str) -> Any:
-        node: Any = data
-        for k in keys:
-            node = node.get(k) if isinstance(node, dict) else None
-        return node
+        return settings.dig(data, *keys)
 
     fc = settings.FileChecks()
     plant = fc.readable("monitor.plant_file", get("monitor", "plant_file"))
@@ -200,10 +197,6 @@ def check_monitor_files(data: dict[str, Any]) -> list[str]:
                 fc.problems.append(f"monitor.state_file = {state!r}: not readable and writable by this user")
         else:
             fc.writable_dir("monitor.state_file", state, "the monitor writes its state file there")
-    fc.secret("influx.password_file", get("influx", "password_file"))
-    fc.secret("mqtt.password_file", get("mqtt", "password_file"))
-    fc.ca("mqtt.tls.ca_file", get("mqtt", "tls", "ca_file"))
-    if get("mqtt", "tls", "cert_file") is not None or get("mqtt", "tls", "key_file") is not None:
-        fc.cert_and_key("mqtt.tls.cert_file", get("mqtt", "tls", "cert_file"), "mqtt.tls.key_file", get("mqtt", "tls", "key_file"))
+    fc.broker_and_influx(data)
     fc.secret("grafana.token_file", get("grafana", "token_file"))
     return fc.problems
