@@ -283,6 +283,19 @@ def dig(data: Any, *keys: str) -> Any:
     return data
 
 
+def read_secret(path: str | Path, key: str) -> str:
+    """The secret in a file (its first line, stripped), for settings key ``key``; one-line ``ConfigError`` naming
+    the key and file when it cannot be read or is empty. Every process reads passwords and tokens this way."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key} = {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    value = text.splitlines()[0].strip() if text.strip() else ""
+    if not value:
+        raise ConfigError(f"{key} = {str(path)!r}: the file is empty")
+    return value
+
+
 class FileChecks:
     """The files a settings file names, checked the way the process will use them (``carbonedge config check``).
 

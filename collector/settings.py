@@ -120,17 +120,7 @@ class CollectorConfig(SettingsModel):
 
 
 def _read_secret(path: Path | None, key: str) -> str | None:
-    from carbonedge.errors import ConfigError
-
-    if path is None:
-        return None
-    try:
-        value = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{key} = {str(path)!r}: {exc.strerror or exc}") from None
-    if not value:
-        raise ConfigError(f"{key} = {str(path)!r}: the file is empty")
-    return value
+    return None if path is None else settings.read_secret(path, key)
 
 
 def load_collector_config(path: str | Path | None, *, overrides: list[tuple[tuple[str, ...], Any, str]] | None = None,

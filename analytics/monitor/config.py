@@ -36,7 +36,6 @@ from typing import Any
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from carbonedge import settings
-from carbonedge.errors import ConfigError
 from carbonedge.settings import InfluxConnection, SettingsModel, TlsFiles
 
 KIND = "monitor"
@@ -143,15 +142,7 @@ class MonitorConfig(SettingsModel):
         return (environ or {}).get("CARBONEDGE_GRAFANA_TOKEN")
 
 
-def read_secret(path: Path, key: str) -> str:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"{key} = {str(path)!r}: {exc.strerror or exc}") from None
-    value = text.splitlines()[0].strip() if text.strip() else ""
-    if not value:
-        raise ConfigError(f"{key} = {str(path)!r}: the file is empty")
-    return value
+read_secret = settings.read_secret
 
 
 def load_monitor_config(path: str | Path | None, *, overrides: list[tuple[tuple[str, ...], Any, str]] | None = None,
