@@ -78,20 +78,10 @@ def _gateway(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
 
 
 def _collector(path: Path, data: dict[str, Any]) -> tuple[list[str], str]:
-    import copy
-    import os
-
     from carbonedge.collector.settings import KIND, CollectorConfig, check_collector_files
 
     cfg, problems = settings.check(CollectorConfig, path, kind=KIND)
-    merged = copy.deepcopy(data)  # the file with its environment overrides, as the collector will see it
-    for keys, value, _label in settings.env_overrides(KIND, os.environ)[0]:
-        node = merged
-        for k in keys[:-1]:
-            node = node.setdefault(k, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node[keys[-1]] = value
-    files = [f"{path}: {p}" for p in check_collector_files(merged)]
+    files = [f"{path}: {p}" for p in check_collector_files(settings.with_env(data, KIND))]
     if cfg is None:
         return files + problems, ""
     tls = "TLS with a client certificate" if cfg.mqtt.tls and cfg.mqtt.tls.cert_file else "TLS" if cfg.mqtt.tls else "no TLS"

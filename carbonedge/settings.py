@@ -274,6 +274,16 @@ def check(model: type[M], path: str | Path, *, kind: str, environ: Mapping[str, 
         return None, exc.problems
 
 
+def with_env(data: dict[str, Any], kind: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A copy of the parsed file with its environment overrides applied, as the process will see it (for file checks)."""
+    import copy
+
+    merged = copy.deepcopy(data)
+    for keys, value, _label in env_overrides(kind, os.environ if environ is None else environ)[0]:
+        _set(merged, keys, value)
+    return merged
+
+
 def dig(data: Any, *keys: str) -> Any:
     """``data[k1][k2]...`` of parsed TOML, or None where a level is missing or not a table."""
     for k in keys:

@@ -27,7 +27,6 @@ the ``analyze monitor`` flags override both. Secrets come from files (``password
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,14 +152,7 @@ def load_monitor_config(path: str | Path | None, *, overrides: list[tuple[tuple[
 
 def with_env(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The parsed file with its environment overrides applied, as the monitor will see it (for the file checks)."""
-    merged = copy.deepcopy(data)
-    for keys, value, _label in settings.env_overrides(KIND, os.environ if environ is None else environ)[0]:
-        node: Any = merged
-        for k in keys[:-1]:
-            node = node.setdefault(k, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node[keys[-1]] = value
-    return merged
+    return settings.with_env(data, KIND, environ)
 
 
 def check_monitor_files(data: dict[str, Any]) -> list[str]:
