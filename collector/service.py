@@ -132,6 +132,9 @@ class CollectorSettings:
     metrics_interval_s: float = 10.0
     #: Flush strictly with no pipelining (tests that need to reason about exact kill points).
     pipeline_depth: int = 2
+    #: HTTP writes to InfluxDB in flight at once. InfluxDB 1.x handles one write request largely on one
+    #: core, so a second concurrent write lets it use another (acknowledgements stay in arrival order).
+    write_concurrency: int = 2
 
 
 @dataclass
@@ -146,6 +149,7 @@ class _Unit:
     health: int = 0
     archive: list[tuple[str, str, int, bytes]] = field(default_factory=list)  # (site, gateway, seq, raw payload)
     archived: bool = False  # dead-letters and archive records are on disk
+    no: int = 0  # arrival order: units are committed (watermarks, PUBACKs) strictly in this order
 
 
 class Collector:
@@ -154,10 +158,10 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.s = settings
         self.s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = InfluxWriter(settings.influx_url, settings.database, username=settings.influx_username,
-                                   password=settings.influx_password, timeout_s=settings.write_timeout_s)
-        self._drain_writer = InfluxWriter(settings.influx_url, settings.database, username=settings.influx_username,
-                                          password=settings.influx_password, timeout_s=settings.write_timeout_s)
+        self.writer = self._new_writer()  # the collector thread's (replay checks); writer threads make their own
+        self._writers_local = threading.local()
+        self._all_writers: list[InfluxWriter] = [self.writer]
+        self._drain_writer = self._new_writer()
         self.metrics = Metrics()
         self.cpu = StageCpu()
         self.validator = Validator(max_payload_bytes=settings.max_payload_bytes, max_future_s=settings.max_future_s,
@@ -172,9 +176,19 @@ class Collector:
         self._units: queue.Queue[_Unit | None] = queue.Queue(maxsize=max(1, settings.pipeline_depth - 1))
         # With pipelining, the archiver thread sits between preparation and the writer.
         self._archived: queue.Queue[_Unit | None] = queue.Queue(maxsize=1) if settings.pipeline_depth >= 2 else self._units
+        # Written units, to the committer thread (which restores arrival order).
+        self._written: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._writers = max(1, settings.write_concurrency) if settings.pipeline_depth >= 2 else 1
+        self._next_no = 1
         self._dlq_lock = threading.Lock()
+        # Units handed to the archiver/writer and not yet committed (read by the batching loop in run()).
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        # Flush a partial unit early while fewer than this are in flight: one archiving, one per writer.
+        self._depth = self._writers + 1 if settings.pipeline_depth >= 2 else 1
         self._stop = threading.Event()
         self._writer_done = threading.Event()
+        self._failed = threading.Event()  # a writer or the committer failed: stop taking units
         self._dlq = (settings.state_dir / "deadletter.jsonl").open("a")
         # Evidence of record for `carbonedge verify`: the raw (signed) batches, fsynced before InfluxDB sees them.
         self.archive = Archive(settings.state_dir / "archive", settings.client_id)
@@ -203,6 +217,19 @@ class Collector:
         # Many packets per recv, PUBLISH parsed in one pass (collector/mqttread.py): paho's own reader cost
         # about as much CPU per reading as decoding and validating the batch.
         self.mqtt_reader = mqttread.install(c)
+
+    def _new_writer(self) -> InfluxWriter:
+        s = self.s
+        return InfluxWriter(s.influx_url, s.database, username=s.influx_username, password=s.influx_password, timeout_s=s.write_timeout_s)
+
+    def _thread_writer(self) -> InfluxWriter:
+        """This thread's own InfluxDB client (HTTP sessions are not shared between threads)."""
+        w: InfluxWriter | None = getattr(self._writers_local, "w", None)
+        if w is None:
+            w = self._writers_local.w = self._new_writer()
+            with self._lock:
+                self._all_writers.append(w)
+        return w
 
     @property
     def counters(self) -> dict[str, float]:
@@ -397,7 +424,7 @@ class Collector:
             if self.spool.empty():
                 attempt += 1
                 try:
-                    refused = self.writer.write_isolating(body)
+                    refused = self._thread_writer().write_isolating(body)
                     self.metrics.inc("readings_written", readings)
                     self._write_dlq(self._refused_records(refused))
                     return
@@ -452,6 +479,11 @@ class Collector:
                     return False
 
     def _commit(self, u: _Unit) -> None:
+        self._write_unit(u)
+        self._finish(u)
+
+    def _write_unit(self, u: _Unit) -> None:
+        """Make the unit durable: its archive records on disk, its lines in InfluxDB (or in the spool)."""
         if not u.archived:
             self._archive_unit(u)
         clock = time.thread_time
@@ -463,6 +495,10 @@ class Collector:
             t2 = clock()
             self.cpu.add("lines_conflicts", t1 - t0)
             self.cpu.add("write", t2 - t1)
+
+    def _finish(self, u: _Unit) -> None:
+        """After the unit is durable: advance watermarks, publish progress and acks, send its PUBACKs."""
+        clock = time.thread_time
         t_ack = clock()
         if u.health:
             self.metrics.inc("health_written", u.health)
@@ -526,18 +562,43 @@ class Collector:
         self._commit(u)
 
     def _writer_loop(self) -> None:
+        """One of ``write_concurrency`` threads: make units durable, hand them to the committer."""
+        try:
+            while not self._failed.is_set():
+                u = self._archived.get()
+                if u is None:
+                    self._archived.put(None)  # for the sibling writers
+                    break
+                self._write_unit(u)
+                self._written.put(u)
+        except Exception:
+            log.exception("collector writer failed; stopping so that nothing is acknowledged that is not durable")
+            self._failed.set()
+            self._stop.set()
+        finally:
+            self._written.put(None)  # one per writer: the committer counts them
+
+    def _committer_loop(self) -> None:
+        """Commit written units strictly in arrival order (MQTT wants PUBACKs in order), and the periodic work."""
         last_periodic = 0.0
         last_metrics = time.monotonic()
-        while True:
+        done: dict[int, _Unit] = {}
+        writers_left = self._writers
+        while writers_left:
             try:
-                u = self._archived.get(timeout=0.5)
+                u = self._written.get(timeout=0.5)
             except queue.Empty:
                 u = _Unit()
-            if u is None:
-                break
             try:
-                if u.msgs or u.lines:
-                    self._commit(u)
+                if u is None:
+                    writers_left -= 1
+                elif u.no:
+                    done[u.no] = u
+                    while self._next_no in done:
+                        self._finish(done.pop(self._next_no))
+                        self._next_no += 1
+                        with self._in_flight_lock:
+                            self._in_flight -= 1
                 now = time.monotonic()
                 if now - last_periodic >= 1.0:
                     last_periodic = now
@@ -548,13 +609,16 @@ class Collector:
                     self._write_pipeline_metrics()
             except Exception:
                 log.exception("collector writer failed; stopping so that nothing is acknowledged that is not durable")
+                self._failed.set()
                 self._stop.set()
                 break
+        if done:
+            log.warning("collector stopped with %d written flushes unacknowledged; the broker will deliver them again", len(done))
         self._writer_done.set()
 
     def _write_pipeline_metrics(self) -> None:
         try:
-            self.writer.write(self.metrics.pipeline_line(self.s.client_id, int(time.time() * 1000)).encode())
+            self._thread_writer().write(self.metrics.pipeline_line(self.s.client_id, int(time.time() * 1000)).encode())
         except WriteError:
             self.metrics.inc("pipeline_metrics_unwritten")
 
@@ -589,43 +653,67 @@ class Collector:
         self.link.start(clean_start=False, properties=props)
         srv = serve_metrics(self.metrics, self.s.client_id, self.s.metrics_port) if self.s.metrics_port is not None else None
         self.metrics_server = srv
-        writer = threading.Thread(target=self._writer_loop, name="collector-writer", daemon=True)
+        writers = [threading.Thread(target=self._writer_loop, name=f"collector-writer-{i + 1}", daemon=True) for i in range(self._writers)]
+        committer = threading.Thread(target=self._committer_loop, name="collector-committer", daemon=True)
         drain = threading.Thread(target=self._drain_loop, name="collector-drain", daemon=True)
         archiver = threading.Thread(target=self._archiver_loop, name="collector-archiver", daemon=True)
-        writer.start()
+        for w in writers:
+            w.start()
+        committer.start()
         drain.start()
         if self._archived is not self._units:
             archiver.start()
         if self.spool.readings():
             log.info("the disk spool holds %d readings from before the restart; draining them first", self.spool.readings())
         try:
+            units = 0
             while not self._stop.is_set() or not self._q.empty():
                 msgs: list[mqtt.MQTTMessage] = []
                 readings = 0
                 deadline = time.monotonic() + self.s.batch_max_delay_s
                 while readings < self.s.batch_max_readings:
                     try:
-                        m = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                        m = self._q.get_nowait()
                     except queue.Empty:
-                        break
+                        # Nothing more waiting. Flush now if the pipeline has room (the unit's archive fsync then
+                        # overlaps the write before it); otherwise keep gathering until it has room, the unit is
+                        # full, or batch_max_delay_s is up. Busy: units grow to the maximum; quiet: low latency.
+                        left = deadline - time.monotonic()
+                        if left <= 0 or (msgs and self._in_flight < self._depth):
+                            break
+                        try:
+                            m = self._q.get(timeout=min(left, 0.005 if msgs else 0.25))
+                        except queue.Empty:
+                            if not msgs and self._stop.is_set():
+                                break
+                            continue
                     msgs.append(m)
                     readings += max(1, len(m.payload) // 56)  # ~56 bytes of JSON per reading
-                if msgs and not self._put(self._units, self._prepare(msgs)):
-                    break
-                if self._writer_done.is_set():
+                if msgs:
+                    with self._in_flight_lock:
+                        self._in_flight += 1
+                    u = self._prepare(msgs)
+                    units += 1
+                    u.no = units
+                    if not self._put(self._units, u):
+                        break
+                if self._writer_done.is_set() or self._failed.is_set():
                     break
         finally:
             self._put(self._units, None)
             if archiver.is_alive():
                 archiver.join(60)
-            writer.join(60)
+            for w in writers:
+                w.join(60)
+            committer.join(60)
             drain.join(30)
             if srv:
                 srv.shutdown()
                 srv.server_close()
             self.cpu.sample_receive()
             self.link.close()
-            self.writer.session.close()
+            for w in self._all_writers:
+                w.session.close()
             self._drain_writer.session.close()
             self._dlq.close()
             self.archive.close()

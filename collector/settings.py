@@ -72,6 +72,8 @@ class InfluxSection(InfluxConnection):
     #: Attempts at InfluxDB before a flush goes to the disk spool, and the timeout of each.
     write_attempts: int = Field(default=3, ge=1, le=100)
     write_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    #: HTTP writes in flight at once (InfluxDB handles one write request largely on one core).
+    write_concurrency: int = Field(default=2, ge=1, le=8)
 
 
 class CollectorSection(SettingsModel):
@@ -111,7 +113,7 @@ class CollectorConfig(SettingsModel):
             mqtt_tls_key=m.tls.key_file if m.tls else None, receive_maximum=m.receive_maximum,
             influx_url=str(i.url).rstrip("/"), database=i.database, influx_username=i.username,
             influx_password=_read_secret(i.password_file, "influx.password_file"),
-            write_attempts=i.write_attempts, write_timeout_s=i.write_timeout_s,
+            write_attempts=i.write_attempts, write_timeout_s=i.write_timeout_s, write_concurrency=i.write_concurrency,
             state_dir=c.state_dir, known_devices=load_device_registry(c.known_devices) if c.known_devices else None,
             max_future_s=c.max_future_s, max_past_s=c.max_past_days * 86400 if c.max_past_days else None,
             gap_timeout_s=c.gap_timeout_s, spool_max_bytes=int(c.spool_max_mb * 1e6), batch_max_delay_s=c.batch_max_delay_s,

@@ -197,6 +197,70 @@ def test_conflicting_value_is_dead_lettered_never_overwritten(services, database
     assert [r["reason"] for r in recs] == ["conflict", "conflict"] and recs[0]["stored"]["seq"] == 1
 
 
+def test_writes_may_finish_out_of_order_but_acknowledgements_follow_arrival_order(services, database, tmp_path):
+    """Two writers: the first flush's write is held back until a later one is in InfluxDB; nothing is
+    acknowledged past the held flush until it is durable, and flushes are committed 1, 2, 3, ..."""
+    site = "coll-order"
+    acks = AckWatcher(services.mqtt.port, [site])
+    pub = publisher(services.mqtt.port)
+    topic = wire.telemetry_topic(site, "gw1")
+    s = CollectorSettings(mqtt_port=services.mqtt.port, influx_url=services.influx.url, database=database, state_dir=tmp_path / "state",
+                          client_id="order-a", share_group=None, batch_max_delay_s=0.1, write_concurrency=2)
+    c = Collector(s)
+    written: list[int] = []
+    finished: list[tuple[int, int]] = []  # (flush, acknowledged watermark when it was committed)
+    later_written = threading.Event()
+    write, finish = c._write_unit, c._finish
+
+    def held_write(u) -> None:  # type: ignore[no-untyped-def]
+        if u.no == 1:
+            assert later_written.wait(20), "no later flush was written while the first was held"
+        write(u)
+        written.append(u.no)
+        if u.no > 1:
+            later_written.set()
+
+    def recording_finish(u) -> None:  # type: ignore[no-untyped-def]
+        finished.append((u.no, acks.wm.get(f"{site}/gw1", 0)))
+        finish(u)
+
+    c._write_unit, c._finish = held_write, recording_finish  # type: ignore[method-assign]
+    t = threading.Thread(target=c.run)
+    t.start()
+    assert c.connected.wait(10)
+    try:
+        for seq in range(1, 6):
+            pub.publish(topic, make_batch(seq, site).to_json(), qos=1).wait_for_publish(5)
+            time.sleep(0.3)  # each batch its own flush
+        assert acks.wait(lambda: acks.wm.get(f"{site}/gw1", 0) >= 5, 30)
+    finally:
+        c.stop()
+        t.join(30)
+        close(pub)
+        acks.close()
+    assert written[0] != 1 and 1 in written  # the first flush really finished after a later one
+    assert [n for n, _ in finished] == sorted(n for n, _ in finished) == list(range(1, len(finished) + 1))
+    assert finished[0][1] == 0  # nothing had been acknowledged while flush 1 was still being written
+    assert count_points(services.influx.url, database) == 10
+
+
+def test_a_lone_message_is_written_at_once_not_after_the_batch_delay(services, database, tmp_path):
+    """With nothing else waiting and the pipeline idle, a flush does not sit out ``batch_max_delay_s``."""
+    site = "coll-quiet"
+    acks = AckWatcher(services.mqtt.port, [site])
+    pub = publisher(services.mqtt.port)
+    with running_collector(services, database, tmp_path / "state", client_id="quiet-a") as c:
+        c.s.batch_max_delay_s = 60.0
+        time.sleep(0.3)  # the collector thread picks up the new delay at its next wait
+        t0 = time.monotonic()
+        pub.publish(wire.telemetry_topic(site, "gw1"), make_batch(1, site).to_json(), qos=1).wait_for_publish(5)
+        assert acks.wait(lambda: acks.wm.get(f"{site}/gw1", 0) >= 1, 30), "not acknowledged within 30 s"
+        waited = time.monotonic() - t0
+    close(pub)
+    acks.close()
+    assert waited < 30  # the old rule held a lone message for the whole delay (60 s here)
+
+
 def test_health_is_written_and_self_metrics_are_exposed(services, database, tmp_path):
     site = "coll-health"
     pub = publisher(services.mqtt.port)
