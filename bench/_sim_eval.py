@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 from carbonedge.analytics.monitor import MonitorSettings, PlantMonitor, read_device_csvs  # noqa: E402
 from carbonedge.clock import iso, parse_time  # noqa: E402
+from carbonedge.plant import PlantModel  # noqa: E402
 
 # --------------------------------------------------------------------------- protocol
 
@@ -213,9 +214,9 @@ def fault_size(label: dict[str, Any], directory: Path, scenario: Any) -> Size | 
         return None
     from carbonedge.simulators.runner import Simulation
 
-    plant = json.loads((directory / "plant.json").read_text())
+    plant = PlantModel.load(directory / "plant.json")
     proc = label["process"]
-    meters = list(plant["processes"][proc]["meters"])
+    meters = list(plant.processes[proc].meters)
     profile = {d.device: d.profile.name for d in Simulation.from_scenario(scenario).devices}
     ts, kwh = _truth_energy(directory, proc)
     start = parse_time(label["start"])
@@ -317,7 +318,7 @@ def _matches(r: Raised, label: dict[str, Any], end_ms: int) -> bool:
 
 
 def score_run(directory: Path, scenario: Any, labels: list[dict[str, Any]], settings: MonitorSettings) -> Result:
-    plant = json.loads((directory / "plant.json").read_text())
+    plant = PlantModel.load(directory / "plant.json")
     mon = PlantMonitor(plant, settings)
     cycles = read_device_csvs(directory, sorted(mon.proc_of_device))
     plant_ms = _plant_times(directory, scenario, [t for t, _ in cycles])
