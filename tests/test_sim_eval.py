@@ -102,7 +102,7 @@ def test_faults_below_meter_accuracy_leave_recall_but_not_precision() -> None:
 
 def test_fault_size_from_ground_truth_energy_and_meter_class(tmp_path: Path) -> None:
     """The share is the fault's waste over what the meter records without it, against the meter model's class."""
-    (tmp_path / "plant.json").write_text(json.dumps({"processes": {"formation": {"meters": ["formation-meter"]}}}))
+    (tmp_path / "plant.json").write_text(json.dumps({"site": "eval", "processes": {"formation": {"meters": ["formation-meter"]}}}))
     rows = ["ts,formation_energy_kwh"] + [f"{se.iso(T0 + k * 3600)},{1000.0 * k:.1f}" for k in range(101)]
     (tmp_path / "truth.csv").write_text("\n".join(rows) + "\n")
     lab = _label("ch", "formation_channel_fault", 0, 100 * 60, process="formation", waste=180.0)
