@@ -20,7 +20,7 @@ _OVERRIDES: list[tuple[str, tuple[str, ...]]] = [
     ("state_dir", ("collector", "state_dir")), ("known_devices", ("collector", "known_devices")), ("metrics_port", ("collector", "metrics_port")),
     ("max_future", ("collector", "max_future_s")), ("max_past_days", ("collector", "max_past_days")),
     ("gap_timeout", ("collector", "gap_timeout_s")), ("spool_max_mb", ("collector", "spool_max_mb")),
-    ("batch_max_delay", ("collector", "batch_max_delay_s")),
+    ("batch_max_delay", ("collector", "batch_max_delay_s")), ("batch_min_delay", ("collector", "batch_min_delay_s")),
 ]
 
 
@@ -85,6 +85,8 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--gap-timeout", type=positive(), help="seconds a sequence hole may stay open before it is recorded as a gap (default 120)")
     c.add_argument("--spool-max-mb", type=positive(), help="disk spool limit while InfluxDB is down (default 10000 MB)")
     c.add_argument("--batch-max-delay", type=positive(), help="longest wait before a partial batch is written (s, default 0.5)")
+    c.add_argument("--batch-min-delay", type=Number(min=0),
+                   help="a partial batch is written once it is this old and nothing more is waiting (s, default 0.1)")
     c.add_argument("--stats-file", type=OutputFile(), help="write the collector's counters here on exit")
     add_influx_auth(c)
     c.add_argument("--mqtt-username", help="MQTT user for a broker with passwords; the password is read from $CARBONEDGE_MQTT_PASSWORD "

@@ -91,6 +91,8 @@ class CollectorSection(SettingsModel):
     spool_max_mb: float = Field(default=10_000.0, gt=0)
     #: Longest wait before a partial batch is written, seconds.
     batch_max_delay_s: float = Field(default=0.5, gt=0, le=60)
+    #: A partial batch is written once it is this old and nothing more is waiting, seconds.
+    batch_min_delay_s: float = Field(default=0.1, ge=0, le=60)
     #: Serve Prometheus metrics on 127.0.0.1:PORT/metrics (none: off).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
@@ -117,6 +119,7 @@ class CollectorConfig(SettingsModel):
             state_dir=c.state_dir, known_devices=load_device_registry(c.known_devices) if c.known_devices else None,
             max_future_s=c.max_future_s, max_past_s=c.max_past_days * 86400 if c.max_past_days else None,
             gap_timeout_s=c.gap_timeout_s, spool_max_bytes=int(c.spool_max_mb * 1e6), batch_max_delay_s=c.batch_max_delay_s,
+            batch_min_delay_s=min(c.batch_min_delay_s, c.batch_max_delay_s),
             metrics_port=c.metrics_port,
         )
 
