@@ -16,6 +16,8 @@ import os
 import threading
 from pathlib import Path
 
+from carbonedge.files import atomic_write
+
 
 class SpoolFull(Exception):
     """The spool reached its size limit."""
@@ -58,15 +60,7 @@ class Spool:
                 raise SpoolFull(f"the collector's disk spool in {self.dir} is full ({self._bytes / 1e6:.0f} MB)")
             path = self.dir / f"{self._next:012d}-{readings}.lp"
             self._next += 1
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, body)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            tmp.replace(path)
-            _fsync_dir(self.dir)
+            atomic_write(path, body)
             self._bytes += len(body)
             self._count += 1
             return path

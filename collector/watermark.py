@@ -34,12 +34,12 @@ skipped, so that the gateway's outbox does not grow forever behind it.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from carbonedge import wire
+from carbonedge.files import atomic_write
 
 PROGRESS_ROOT = f"{wire.TOPIC_ROOT}/_collectors"
 
@@ -163,14 +163,5 @@ class StateFile:
 
     def save(self, gateways: dict[tuple[str, str], GatewayProgress]) -> None:
         data = {f"{s}/{g}": {"watermark": p.watermark, "done": to_ranges(p.done)} for (s, g), p in gateways.items()}
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # Readable by others: `carbonedge verify` may run as an auditor's account; it holds no secret.
+        atomic_write(self.path, json.dumps(data).encode(), mode=0o644)
