@@ -57,6 +57,7 @@ import pickle
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -156,12 +157,17 @@ def build_traffic(shape: str, gateways: int, readings: int, work: Path) -> Traff
         per = [(wire.telemetry_topic(SITE, f"gw{g:02d}"), uniform_payloads(SITE, g, cycles)) for g in range(gateways)]
         total = gateways * cycles * METERS * len(QTYS)
     order = [(per[g][0], per[g][1][i]) for i in range(cycles) for g in range(gateways)]
-    points = sum(p.count(b'"device":"') - _event_devices(p) for _, p in order)
+    points = sum(message_points(p) for _, p in order)
     t = Traffic(shape, gateways, cycles, order, total, points, total / (gateways * cycles))
     t.path = work / f"traffic-{shape}.pickle"
     with open(t.path, "wb") as f:
         pickle.dump(order, f)
     return t
+
+
+def message_points(payload: bytes) -> int:
+    """InfluxDB points of the ``readings`` measurement a telemetry message makes (one per device poll)."""
+    return payload.count(b'"device":"') - _event_devices(payload)
 
 
 def _event_devices(payload: bytes) -> int:
@@ -190,6 +196,17 @@ def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
     return b"\x32" + _varint(len(body)) + body
 
 
+def mqtt_connect(port: int, client_id: str) -> socket.socket:
+    """A bare MQTT 3.1.1 connection to the local broker (clean session, no keep-alive), CONNACK checked."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    body = _mqtt_str(b"MQTT") + bytes([4, 0x02]) + (0).to_bytes(2, "big") + _mqtt_str(client_id.encode())
+    sock.sendall(b"\x10" + _varint(len(body)) + body)
+    connack = sock.recv(4)
+    assert connack[:1] == b"\x20" and connack[3:4] == b"\x00", f"broker refused {client_id}: {connack!r}"
+    return sock
+
+
 def _publisher(path: str, port: int, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
     """Every message at QoS 1, at most :data:`PUBLISH_WINDOW` unacknowledged, over a bare MQTT 3.1.1 socket.
 
@@ -198,18 +215,10 @@ def _publisher(path: str, port: int, ready: mp.Event, go: mp.Event, done: mp.Que
     and PUBACKs are counted from the byte stream (paho's client spent about 0.35 CPU-µs per reading
     here, a quarter of a core during a run). The broker's side is ordinary QoS 1 either way.
     """
-    import socket
-
     with open(path, "rb") as f:
         order = pickle.load(f)  # noqa: S301 - written by this benchmark
     packets = [publish_packet(t, p, i % 65535 + 1) for i, (t, p) in enumerate(order)]
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    var = _mqtt_str(b"MQTT") + bytes([4, 0x02]) + (0).to_bytes(2, "big")  # 3.1.1, clean session, no keep-alive
-    body = var + _mqtt_str(f"bench-pub-{os.getpid()}".encode())
-    sock.sendall(b"\x10" + _varint(len(body)) + body)
-    connack = sock.recv(4)
-    assert connack[:1] == b"\x20" and connack[3:4] == b"\x00", f"broker refused the publisher: {connack!r}"
+    sock = mqtt_connect(port, f"bench-pub-{os.getpid()}")
     ready.set()
     go.wait()
     t0 = time.time()
@@ -301,15 +310,21 @@ def count_points(influx_url: str, db: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def written_points(influx_url: str, db: str) -> int:
-    """Points InfluxDB has written into ``db`` since it started (``SHOW STATS``: its shards' ``writePointsOk``)."""
+def shard_stats(influx_url: str, db: str) -> dict[str, int]:
+    """InfluxDB's own counters for ``db`` since it started (``SHOW STATS``, its shards summed): in-memory, 3 ms."""
     res = _query(influx_url, "", "SHOW STATS FOR 'shard'")["results"][0]
-    total = 0
+    total: dict[str, int] = {}
     for series in res.get("series", []):
         if series.get("tags", {}).get("database") == db:
-            row = dict(zip(series["columns"], series["values"][0], strict=True))
-            total += int(row["writePointsOk"])
+            for k, v in zip(series["columns"], series["values"][0], strict=True):
+                if isinstance(v, int):
+                    total[k] = total.get(k, 0) + v
     return total
+
+
+def written_points(influx_url: str, db: str) -> int:
+    """Points InfluxDB has written into ``db`` since it started (its shards' ``writePointsOk``)."""
+    return shard_stats(influx_url, db).get("writePointsOk", 0)
 
 
 def create_db(url: str, db: str) -> None:
@@ -471,6 +486,23 @@ class CollectorResult:
 _run_no = 0
 
 
+def start_collector(svc: Services, work: Path, db: str, client_id: str, group: str) -> subprocess.Popen[bytes]:
+    """``carbonedge collect`` with default settings; log in ``work/c-ID.log``, stats in ``work/c-ID.json``."""
+    cmd = [sys.executable, "-m", "carbonedge.app.cli", "-v", "collect", "--mqtt-port", str(svc.mqtt.port), "--influx-url", svc.influx.url,
+           "--database", db, "--state-dir", str(work / f"c-{client_id}"), "--client-id", client_id, "--share-group", group,
+           "--stats-file", str(work / f"c-{client_id}.json")]
+    return subprocess.Popen(cmd, stdout=(work / f"c-{client_id}.log").open("w"), stderr=subprocess.STDOUT)
+
+
+def wait_receiving(work: Path, client_id: str, timeout: float = 60.0) -> None:
+    log_path = work / f"c-{client_id}.log"
+    deadline = time.monotonic() + timeout
+    while "is receiving telemetry" not in log_path.read_text():
+        if time.monotonic() > deadline:
+            raise SystemExit(log_path.read_text()[-2000:])
+        time.sleep(0.05)
+
+
 def collector_run(svc: Services, work: Path, traffic: Traffic, processes: int, profile: bool) -> CollectorResult:
     global _run_no
     _run_no += 1
@@ -478,22 +510,11 @@ def collector_run(svc: Services, work: Path, traffic: Traffic, processes: int, p
     db = f"coll_{tag}"
     create_db(svc.influx.url, db)
     clear_retained(svc.mqtt.port, [wire.ack_topic(s, g) for s, g in traffic.acks])
-    procs = []
     group = f"bench-{tag}"
     ids = [f"bench-{tag}-{i}" for i in range(processes)]
-    for i in range(processes):
-        state = work / f"c-{tag}-{i}"
-        cmd = [sys.executable, "-m", "carbonedge.app.cli", "-v", "collect", "--mqtt-port", str(svc.mqtt.port), "--influx-url", svc.influx.url,
-               "--database", db, "--state-dir", str(state), "--client-id", ids[i], "--share-group", group,
-               "--stats-file", str(work / f"c-{tag}-{i}.json")]
-        log = (work / f"c-{tag}-{i}.log").open("w")
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-    for i in range(processes):
-        deadline = time.monotonic() + 60
-        while "is receiving telemetry" not in (work / f"c-{tag}-{i}.log").read_text():
-            if time.monotonic() > deadline:
-                raise SystemExit((work / f"c-{tag}-{i}.log").read_text()[-2000:])
-            time.sleep(0.05)
+    procs = [start_collector(svc, work, db, cid, group) for cid in ids]
+    for cid in ids:
+        wait_receiving(work, cid)
     spies = []
     if profile:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -525,7 +546,7 @@ def collector_run(svc: Services, work: Path, traffic: Traffic, processes: int, p
     stats: dict[str, float] = {}
     for i, p in enumerate(procs):
         p.wait(120)
-        for k, v in json.loads((work / f"c-{tag}-{i}.json").read_text()).items():
+        for k, v in json.loads((work / f"c-{ids[i]}.json").read_text()).items():
             if isinstance(v, (int, float)):
                 stats[k] = stats.get(k, 0) + v
     for cid in ids:
@@ -666,14 +687,15 @@ def run_shape(svc: Services, work: Path, shape: str, a: argparse.Namespace) -> d
                                     "per_gw": traffic.per_gateway_per_cycle}
     print(f"(b) [{shape}] median of {len(runs)}: {rate:,.0f} readings/s, ceiling {ceil:,.0f}/s, ratio {ratio:.2f} (median of the runs' "
           f"ratios to the ceiling measured just before each), {cpu_us:.2f} CPU-µs per reading; "
-          f"serves {rate / traffic.per_gateway_per_cycle:,.0f} gateways polling every 1 s", flush=True)
+          f"the readings of {rate / traffic.per_gateway_per_cycle:,.0f} gateways polling every 1 s (from {traffic.gateways}; many gateways "
+          "cost more per reading, in the collector and in InfluxDB: bench/collector_steady.py)", flush=True)
     print(f"    median run's {stage_line(med)}", flush=True)
     for n in a.also_processes:
         ceil_n = ceiling(svc, traffic, bodies, f"{shape}_shared{n}")
         r = collector_run(svc, work, traffic, n, False)
         out["shared_ratio"] = r.rate / ceil_n
         print(f"(b) [{shape}] carbonedge collector x{n} on one shared subscription: {r.rate:,.0f} readings/s, ratio {r.rate / ceil_n:.2f}, "
-              f"{r.cpu_us:.2f} CPU-µs per reading, serves {r.rate / traffic.per_gateway_per_cycle:,.0f} gateways at 1 s; every reading landed "
+              f"{r.cpu_us:.2f} CPU-µs per reading, the readings of {r.rate / traffic.per_gateway_per_cycle:,.0f} gateways at 1 s; every reading landed "
               f"once (batches handled {r.stats.get('batches_written', 0):.0f} of {len(traffic.messages)}, duplicate deliveries "
               f"{r.stats.get('duplicate_deliveries', 0):.0f}); CPU {r.cpu_line}", flush=True)
     nr = None if a.no_nodered else nodered_run(svc, work, traffic)

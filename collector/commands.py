@@ -86,7 +86,7 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--spool-max-mb", type=positive(), help="disk spool limit while InfluxDB is down (default 10000 MB)")
     c.add_argument("--batch-max-delay", type=positive(), help="longest wait before a partial batch is written (s, default 0.5)")
     c.add_argument("--batch-min-delay", type=Number(min=0),
-                   help="a partial batch is written once it is this old and nothing more is waiting (s, default 0.1)")
+                   help="a partial batch is written once it is this old and nothing more is waiting (s, default 0.25)")
     c.add_argument("--stats-file", type=OutputFile(), help="write the collector's counters here on exit")
     add_influx_auth(c)
     c.add_argument("--mqtt-username", help="MQTT user for a broker with passwords; the password is read from $CARBONEDGE_MQTT_PASSWORD "

@@ -117,7 +117,7 @@ class CollectorSettings:
     batch_max_readings: int = 150_000
     batch_max_delay_s: float = 0.5
     #: A partial flush is written once it is this old and nothing more is waiting (see :meth:`Collector.run`).
-    batch_min_delay_s: float = 0.1
+    batch_min_delay_s: float = 0.25
     max_payload_bytes: int = 4 * 1024 * 1024
     max_future_s: float = 300.0
     max_past_s: float | None = None
@@ -132,8 +132,6 @@ class CollectorSettings:
     receive_maximum: int = 2000
     metrics_port: int | None = None
     metrics_interval_s: float = 10.0
-    #: Flush strictly with no pipelining (tests that need to reason about exact kill points).
-    pipeline_depth: int = 2
     #: HTTP writes to InfluxDB in flight at once. InfluxDB 1.x handles one write request largely on one
     #: core, so a second concurrent write lets it use another (acknowledgements stay in arrival order).
     write_concurrency: int = 2
@@ -160,10 +158,9 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.s = settings
         self.s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = self._new_writer()  # the collector thread's (replay checks); writer threads make their own
+        # One InfluxDB client per thread (HTTP sessions are not shared between threads): see `writer`.
         self._writers_local = threading.local()
-        self._all_writers: list[InfluxWriter] = [self.writer]
-        self._drain_writer = self._new_writer()
+        self._all_writers: list[InfluxWriter] = []
         self.metrics = Metrics()
         self.cpu = StageCpu()
         self.validator = Validator(max_payload_bytes=settings.max_payload_bytes, max_future_s=settings.max_future_s,
@@ -175,19 +172,17 @@ class Collector:
         self.gateways: dict[tuple[str, str], GatewayProgress] = self._state.load()
         # SimpleQueue (C): the MQTT network thread puts every message here, so its put must be cheap.
         self._q: queue.SimpleQueue[mqtt.MQTTMessage] = queue.SimpleQueue()
-        self._units: queue.Queue[_Unit | None] = queue.Queue(maxsize=max(1, settings.pipeline_depth - 1))
-        # With pipelining, the archiver thread sits between preparation and the writer.
-        self._archived: queue.Queue[_Unit | None] = queue.Queue(maxsize=1) if settings.pipeline_depth >= 2 else self._units
-        # Written units, to the committer thread (which restores arrival order).
+        # Prepared flushes go to the archiver, archived ones to the writers, written ones to the committer
+        # (which restores arrival order).
+        self._units: queue.Queue[_Unit | None] = queue.Queue(maxsize=1)
+        self._archived: queue.Queue[_Unit | None] = queue.Queue(maxsize=1)
         self._written: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
-        self._writers = max(1, settings.write_concurrency) if settings.pipeline_depth >= 2 else 1
-        self._next_no = 1
+        self._writers = max(1, settings.write_concurrency)
+        self._prepared = 0  # flushes numbered so far (collector thread)
+        self._next_no = 1  # the next flush to commit (committer thread): flushes in flight = prepared - (next_no - 1)
         self._dlq_lock = threading.Lock()
-        # Units handed to the archiver/writer and not yet committed (read by the batching loop in run()).
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
-        # Flush a partial unit early while fewer than this are in flight: one archiving, one per writer.
-        self._depth = self._writers + 1 if settings.pipeline_depth >= 2 else 1
+        # A partial flush may close early while fewer than this are in flight: one archiving, one per writer.
+        self._room = self._writers + 1
         self._stop = threading.Event()
         self._writer_done = threading.Event()
         self._failed = threading.Event()  # a writer or the committer failed: stop taking units
@@ -224,8 +219,9 @@ class Collector:
         s = self.s
         return InfluxWriter(s.influx_url, s.database, username=s.influx_username, password=s.influx_password, timeout_s=s.write_timeout_s)
 
-    def _thread_writer(self) -> InfluxWriter:
-        """This thread's own InfluxDB client (HTTP sessions are not shared between threads)."""
+    @property
+    def writer(self) -> InfluxWriter:
+        """The calling thread's own InfluxDB client (HTTP sessions are not shared between threads)."""
         w: InfluxWriter | None = getattr(self._writers_local, "w", None)
         if w is None:
             w = self._writers_local.w = self._new_writer()
@@ -426,7 +422,7 @@ class Collector:
             if self.spool.empty():
                 attempt += 1
                 try:
-                    refused = self._thread_writer().write_isolating(body)
+                    refused = self.writer.write_isolating(body)
                     self.metrics.inc("readings_written", readings)
                     self._write_dlq(self._refused_records(refused))
                     return
@@ -599,8 +595,6 @@ class Collector:
                     while self._next_no in done:
                         self._finish(done.pop(self._next_no))
                         self._next_no += 1
-                        with self._in_flight_lock:
-                            self._in_flight -= 1
                 now = time.monotonic()
                 if now - last_periodic >= 1.0:
                     last_periodic = now
@@ -620,7 +614,7 @@ class Collector:
 
     def _write_pipeline_metrics(self) -> None:
         try:
-            self._thread_writer().write(self.metrics.pipeline_line(self.s.client_id, int(time.time() * 1000)).encode())
+            self.writer.write(self.metrics.pipeline_line(self.s.client_id, int(time.time() * 1000)).encode())
         except WriteError:
             self.metrics.inc("pipeline_metrics_unwritten")
 
@@ -634,7 +628,7 @@ class Collector:
                 continue
             path, body, readings = seg
             try:
-                refused = self._drain_writer.write_isolating(body)
+                refused = self.writer.write_isolating(body)
             except WriteError:
                 backoff.failed()
                 continue
@@ -647,6 +641,45 @@ class Collector:
                 log.info("InfluxDB is back: the disk spool is drained")
 
     # ---------------------------------------------------------------- lifecycle
+    def _gather(self) -> list[mqtt.MQTTMessage]:
+        """The messages of the next flush (empty if none came within 0.25 s, or on stop).
+
+        A flush closes at ``batch_max_readings``; or, when nothing more is waiting, once it is
+        ``batch_min_delay_s`` old and the pipeline has room for it (its archive fsync then overlaps the
+        write before it); or at ``batch_max_delay_s`` in any case. Busy, the queue never empties and
+        flushes grow to the maximum. Quiet, a message waits about the minimum delay, which also bounds
+        the flushes per second (each costs an archive fsync, an HTTP write and the acknowledgements).
+        """
+        s = self.s
+        msgs: list[mqtt.MQTTMessage] = []
+        readings = 0
+        first = 0.0  # when the first message was taken
+        while readings < s.batch_max_readings:
+            try:
+                m = self._q.get_nowait()
+            except queue.Empty:
+                if msgs:
+                    age = time.monotonic() - first
+                    in_flight = self._prepared - (self._next_no - 1)
+                    if age >= s.batch_max_delay_s or (age >= s.batch_min_delay_s and in_flight < self._room):
+                        return msgs
+                    wait = min(s.batch_max_delay_s - age, max(s.batch_min_delay_s - age, 0.005))
+                elif self._stop.is_set():
+                    return msgs
+                else:
+                    wait = 0.25
+                try:
+                    m = self._q.get(timeout=wait)
+                except queue.Empty:
+                    if not msgs:
+                        return msgs
+                    continue
+            if not msgs:
+                first = time.monotonic()
+            msgs.append(m)
+            readings += max(1, len(m.payload) // 56)  # ~56 bytes of JSON per reading
+        return msgs
+
     def run(self) -> None:
         """Consume until :meth:`stop`; commits what it received before returning."""
         props = Properties(PacketTypes.CONNECT)
@@ -663,56 +696,23 @@ class Collector:
             w.start()
         committer.start()
         drain.start()
-        if self._archived is not self._units:
-            archiver.start()
+        archiver.start()
         if self.spool.readings():
             log.info("the disk spool holds %d readings from before the restart; draining them first", self.spool.readings())
         try:
-            units = 0
             while not self._stop.is_set() or not self._q.empty():
-                msgs: list[mqtt.MQTTMessage] = []
-                readings = 0
-                first = 0.0  # when this flush's first message was taken
-                while readings < self.s.batch_max_readings:
-                    try:
-                        m = self._q.get_nowait()
-                    except queue.Empty:
-                        # Nothing more waiting. A flush closes once it is batch_min_delay_s old if the pipeline has
-                        # room for it (its archive fsync then overlaps the write before it), and at batch_max_delay_s
-                        # in any case. Busy: the queue never empties and flushes grow to the maximum. Quiet: a
-                        # message waits at most the minimum delay, which also bounds the flushes per second (each
-                        # costs an fsync, an HTTP write and the acknowledgements: about 2.5 ms of CPU).
-                        if msgs:
-                            age = time.monotonic() - first
-                            if age >= self.s.batch_max_delay_s or (age >= self.s.batch_min_delay_s and self._in_flight < self._depth):
-                                break
-                            wait = min(self.s.batch_max_delay_s - age, max(self.s.batch_min_delay_s - age, 0.005))
-                        elif self._stop.is_set():
-                            break
-                        else:
-                            wait = 0.25
-                        try:
-                            m = self._q.get(timeout=wait)
-                        except queue.Empty:
-                            continue
-                    if not msgs:
-                        first = time.monotonic()
-                    msgs.append(m)
-                    readings += max(1, len(m.payload) // 56)  # ~56 bytes of JSON per reading
+                msgs = self._gather()
                 if msgs:
-                    with self._in_flight_lock:
-                        self._in_flight += 1
+                    self._prepared += 1
                     u = self._prepare(msgs)
-                    units += 1
-                    u.no = units
+                    u.no = self._prepared
                     if not self._put(self._units, u):
                         break
                 if self._writer_done.is_set() or self._failed.is_set():
                     break
         finally:
             self._put(self._units, None)
-            if archiver.is_alive():
-                archiver.join(60)
+            archiver.join(60)
             for w in writers:
                 w.join(60)
             committer.join(60)
@@ -724,7 +724,6 @@ class Collector:
             self.link.close()
             for w in self._all_writers:
                 w.session.close()
-            self._drain_writer.session.close()
             self._dlq.close()
             self.archive.close()
 

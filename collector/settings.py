@@ -92,7 +92,7 @@ class CollectorSection(SettingsModel):
     #: Longest wait before a partial batch is written, seconds.
     batch_max_delay_s: float = Field(default=0.5, gt=0, le=60)
     #: A partial batch is written once it is this old and nothing more is waiting, seconds.
-    batch_min_delay_s: float = Field(default=0.1, ge=0, le=60)
+    batch_min_delay_s: float = Field(default=0.25, ge=0, le=60)
     #: Serve Prometheus metrics on 127.0.0.1:PORT/metrics (none: off).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 

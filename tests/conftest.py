@@ -30,3 +30,29 @@ def database(services: Services) -> str:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def deploy_etc(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A stand-in for ``/etc/carbonedge`` as the shipped examples expect it: ``make(role, name)`` issues the plant CA and
+    the identity ``role-name`` with deploy/pki/carbonedge-pki.sh and writes ``secrets/<role>.password``."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def make(role: str, name: str) -> Path:
+        pki = tmp_path / "pki"
+        for args in (["init"], [role, name]):
+            r = subprocess.run(["bash", str(repo / "deploy" / "pki" / "carbonedge-pki.sh"), *args],
+                               env={"PKI_DIR": str(pki), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        etc = tmp_path / "etc"
+        (etc / "secrets").mkdir(parents=True)
+        shutil.copy(pki / "ca.crt", etc / "ca.crt")
+        for ext in ("crt", "key"):
+            shutil.copy(pki / "issued" / f"{role}-{name}.{ext}", etc / f"{role}-{name}.{ext}")
+        (etc / "secrets" / f"{role}.password").write_text(f"a-long-{role}-password\n")
+        return etc
+
+    return make

@@ -92,21 +92,8 @@ def test_collector_settings_every_problem_in_one_run(tmp_path, capsys, monkeypat
     assert f"{len(problems)} problem(s) in this collector file" in err
 
 
-def test_the_shipped_collector_example_passes_with_its_files(tmp_path, capsys, monkeypatch):
-    import shutil
-    import subprocess
-
-    pki = tmp_path / "pki"
-    for args in (["init"], ["collector", "plant-server-1"]):
-        r = subprocess.run(["bash", str(REPO / "deploy" / "pki" / "carbonedge-pki.sh"), *args], env={"PKI_DIR": str(pki), "PATH": "/usr/bin:/bin"},
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-    etc = tmp_path / "etc"
-    (etc / "secrets").mkdir(parents=True)
-    shutil.copy(pki / "ca.crt", etc / "ca.crt")
-    for ext in ("crt", "key"):
-        shutil.copy(pki / "issued" / f"collector-plant-server-1.{ext}", etc / f"collector-plant-server-1.{ext}")
-    (etc / "secrets" / "collector.password").write_text("a-long-collector-password\n")
+def test_the_shipped_collector_example_passes_with_its_files(tmp_path, capsys, monkeypatch, deploy_etc):
+    etc = deploy_etc("collector", "plant-server-1")
     f = tmp_path / "collector.toml"
     f.write_text((REPO / "deploy" / "collector" / "collector.example.toml").read_text().replace("/etc/carbonedge/", f"{etc}/"))
     monkeypatch.setenv("CARBONEDGE_COLLECTOR__COLLECTOR__STATE_DIR", str(tmp_path / "state-2"))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,18 +132,8 @@ def test_bad_settings_stop_the_command_with_one_line_each(tmp_path: Path, capsys
     assert "give --plant FILE" in capsys.readouterr().err
 
 
-def test_the_shipped_monitor_example_passes_with_its_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pki = tmp_path / "pki"
-    for args in (["init"], ["analytics", "plant-server-1"]):
-        r = subprocess.run(["bash", str(REPO / "deploy" / "pki" / "carbonedge-pki.sh"), *args], env={"PKI_DIR": str(pki), "PATH": "/usr/bin:/bin"},
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-    etc = tmp_path / "etc"
-    (etc / "secrets").mkdir(parents=True)
-    shutil.copy(pki / "ca.crt", etc / "ca.crt")
-    for ext in ("crt", "key"):
-        shutil.copy(pki / "issued" / f"analytics-plant-server-1.{ext}", etc / f"analytics-plant-server-1.{ext}")
-    (etc / "secrets" / "analytics.password").write_text("a-long-analytics-password\n")
+def test_the_shipped_monitor_example_passes_with_its_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], deploy_etc) -> None:  # type: ignore[no-untyped-def]
+    etc = deploy_etc("analytics", "plant-server-1")
     (etc / "plant.json").write_text(json.dumps(PLANT))
     f = tmp_path / "monitor.toml"
     f.write_text(EXAMPLE.read_text().replace("/etc/carbonedge/", f"{etc}/").replace("/var/lib/carbonedge/", f"{tmp_path}/var/"))
